@@ -1,0 +1,298 @@
+"""Typed configuration: dataclasses loaded from YAML with dotted ``a.b=value`` overrides.
+
+Why it exists: every knob of a run is one dataclass field with a docstring-style comment, so a run is
+fully described by a YAML file plus a few overrides, unknown keys fail loudly, and validation names
+the failing field (``model.num_attention_heads``) instead of crashing deep inside Megatron-Core.
+
+What it does not do: build models or process groups. ``model/builder.py`` turns these dataclasses
+into Megatron-Core objects; ``runtime/distributed.py`` sets up process groups.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the field."""
+
+
+POOLING_TYPES = ("mean", "last", "first", "latent_attention")
+ATTENTION_TYPES = ("bidirectional", "causal")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of the embedding model (Llama / Mistral / Qwen family, decoder turned encoder)."""
+
+    preset: Optional[str] = None
+    """Name of a preset in ``model/presets.py`` (e.g. ``tiny``); explicit fields override it."""
+    num_layers: int = 2
+    hidden_size: int = 64
+    ffn_hidden_size: int = 128
+    num_attention_heads: int = 4
+    num_query_groups: Optional[int] = None
+    """Grouped-query attention: number of key/value heads (None = multi-head attention)."""
+    kv_channels: Optional[int] = None
+    """Per-head dimension (None = hidden_size / num_attention_heads; Qwen3 sets it explicitly)."""
+    vocab_size: int = 256
+    make_vocab_size_divisible_by: int = 128
+    """The embedding table is padded to a multiple of this times TP (Megatron convention)."""
+    max_position_embeddings: int = 512
+    """Longest sequence the model accepts (RoPE has no table, but inputs are checked against it)."""
+    rotary_base: float = 10000.0
+    rope_scaling_factor: Optional[float] = None
+    """Llama-3 style RoPE frequency scaling; None disables it."""
+    qk_layernorm: bool = False
+    """RMSNorm on queries and keys per head (Qwen3)."""
+    add_qkv_bias: bool = False
+    """Bias on the QKV projection only (Qwen2)."""
+    layernorm_epsilon: float = 1e-5
+    init_method_std: float = 0.02
+    hidden_dropout: float = 0.0
+    attention_dropout: float = 0.0
+    attention: str = "bidirectional"
+    """``bidirectional`` (padding mask only) or ``causal`` (the LLM's original mask)."""
+    pooling: str = "mean"
+    """One of mean, last, first, latent_attention."""
+    latent_num_latents: int = 512
+    """Latent-attention pooling (NV-Embed): size of the trainable latent dictionary."""
+    latent_num_heads: int = 8
+    projection_dim: Optional[int] = None
+    """Optional linear projection of the pooled vector to a smaller dimension."""
+    normalize: bool = True
+    """L2-normalise embeddings, making dot products cosine similarities."""
+    use_transformer_engine: bool = False
+    """Use Transformer Engine layers when importable (required for fp8); local layers otherwise."""
+
+
+@dataclass
+class ParallelConfig:
+    """How the model is split across processes; data parallelism is what is left of the world."""
+
+    tensor_model_parallel_size: int = 1
+    pipeline_model_parallel_size: int = 1
+    virtual_pipeline_model_parallel_size: Optional[int] = None
+    """Model chunks per pipeline rank (interleaved 1F1B schedule); None disables it."""
+    sequence_parallel: bool = False
+
+
+@dataclass
+class LossConfig:
+    """InfoNCE over cosine similarities with in-batch negatives spanning the global batch."""
+
+    temperature: float = 0.02
+    learnable_temperature: bool = False
+    """Learn log(1/temperature), initialised from ``temperature``."""
+    symmetric: bool = False
+    """Add the passage-to-query InfoNCE term."""
+    num_hard_negatives: int = 1
+    """Hard negatives per query taken from each training item (0 disables them)."""
+
+
+@dataclass
+class PrecisionConfig:
+    """Numeric formats for parameters and compute."""
+
+    dtype: str = "fp32"
+    """fp32, bf16 or fp16 for parameters and activations."""
+    fp8: Optional[str] = None
+    """fp8 format through Transformer Engine (``hybrid`` or ``e4m3``); needs a Hopper GPU and TE."""
+
+
+@dataclass
+class RunConfig:
+    """Everything one run needs; sub-sections are owned by the modules that consume them."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    precision: PrecisionConfig = field(default_factory=PrecisionConfig)
+    seed: int = 1234
+    seq_length: int = 64
+    """Longest tokenized query or passage fed to the model."""
+
+
+# --------------------------------------------------------------------------------------------
+# Loading: dict/YAML -> dataclass, with field paths in every error.
+# --------------------------------------------------------------------------------------------
+
+
+def _coerce(value: Any, annotation: Any, path: str) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        return _coerce(value, non_none[0], path)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{path}: expected one of {list(args)}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
+        return from_dict(annotation, value, prefix=path)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{path}: expected true or false, got {value!r}")
+    if annotation in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{path}: expected {annotation.__name__}, got {value!r}")
+        try:
+            coerced = annotation(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{path}: expected {annotation.__name__}, got {value!r}") from None
+        if annotation is int and isinstance(value, float) and coerced != value:
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return coerced
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        item_type = args[0] if args else Any
+        return [_coerce(v, item_type, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def from_dict(cls: type, data: dict, *, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a nested dict; unknown keys and wrong types raise ConfigError."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = prefix or cls.__name__
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(names)}")
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _parse_scalar(text: str) -> Any:
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b=value`` strings to a nested dict (values parsed as YAML scalars)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key.sub=value")
+        key, raw = item.split("=", 1)
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part} is not a section")
+        node[parts[-1]] = _parse_scalar(raw)
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                cls: type = RunConfig) -> Any:
+    """Read YAML (optional), apply overrides, build and validate the dataclass tree."""
+    data: dict = {}
+    if path is not None:
+        text = Path(path).read_text()
+        data = yaml.safe_load(text) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+    data = apply_overrides(data, list(overrides or []))
+    config = from_dict(cls, data)
+    if hasattr(config, "model") and config.model.preset:
+        from megatron_hybridir.model.presets import apply_preset
+
+        config.model = apply_preset(config.model, data.get("model", {}))
+    validate(config)
+    return config
+
+
+def to_dict(config: Any) -> dict:
+    return dataclasses.asdict(config)
+
+
+def save_config(config: Any, path: str | Path) -> None:
+    """Write the resolved config (what the run really used) as YAML."""
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+# --------------------------------------------------------------------------------------------
+# Validation: fail at start-up, naming the field.
+# --------------------------------------------------------------------------------------------
+
+
+def _require(cond: bool, field_path: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"{field_path}: {message}")
+
+
+def validate_model(model: ModelConfig, parallel: ParallelConfig, *, seq_length: int) -> None:
+    tp, pp = parallel.tensor_model_parallel_size, parallel.pipeline_model_parallel_size
+    vpp = parallel.virtual_pipeline_model_parallel_size
+    _require(tp >= 1, "parallel.tensor_model_parallel_size", f"must be >= 1, got {tp}")
+    _require(pp >= 1, "parallel.pipeline_model_parallel_size", f"must be >= 1, got {pp}")
+    _require(model.num_layers >= 1, "model.num_layers", "must be >= 1")
+    _require(model.hidden_size % model.num_attention_heads == 0, "model.hidden_size",
+             f"{model.hidden_size} is not divisible by model.num_attention_heads="
+             f"{model.num_attention_heads}")
+    _require(model.num_attention_heads % tp == 0, "model.num_attention_heads",
+             f"{model.num_attention_heads} heads are not divisible by "
+             f"parallel.tensor_model_parallel_size={tp}")
+    groups = model.num_query_groups or model.num_attention_heads
+    _require(model.num_attention_heads % groups == 0, "model.num_query_groups",
+             f"{model.num_attention_heads} heads are not divisible by {groups} query groups")
+    _require(groups % tp == 0, "model.num_query_groups",
+             f"{groups} query groups are not divisible by parallel.tensor_model_parallel_size={tp}")
+    _require(model.ffn_hidden_size % tp == 0, "model.ffn_hidden_size",
+             f"{model.ffn_hidden_size} is not divisible by parallel.tensor_model_parallel_size={tp}")
+    chunks = pp * (vpp or 1)
+    _require(model.num_layers % chunks == 0, "model.num_layers",
+             f"{model.num_layers} layers are not divisible by parallel.pipeline_model_parallel_size"
+             f"={pp}" + (f" x virtual_pipeline_model_parallel_size={vpp}" if vpp else ""))
+    if vpp is not None:
+        _require(vpp >= 2 and pp >= 2, "parallel.virtual_pipeline_model_parallel_size",
+                 "needs pipeline_model_parallel_size >= 2 and a value >= 2")
+    _require(model.pooling in POOLING_TYPES, "model.pooling",
+             f"unknown pooling {model.pooling!r}; expected one of {list(POOLING_TYPES)}")
+    _require(model.attention in ATTENTION_TYPES, "model.attention",
+             f"unknown attention {model.attention!r}; expected one of {list(ATTENTION_TYPES)}")
+    _require(seq_length <= model.max_position_embeddings, "seq_length",
+             f"{seq_length} is longer than model.max_position_embeddings="
+             f"{model.max_position_embeddings}")
+    if model.projection_dim is not None:
+        _require(model.projection_dim >= 1, "model.projection_dim", "must be >= 1")
+    if model.pooling == "latent_attention":
+        _require(model.hidden_size % model.latent_num_heads == 0, "model.latent_num_heads",
+                 f"hidden_size {model.hidden_size} is not divisible by {model.latent_num_heads}")
+    if parallel.sequence_parallel:
+        _require(tp > 1, "parallel.sequence_parallel", "needs tensor_model_parallel_size > 1")
+
+
+def validate(config: RunConfig) -> None:
+    validate_model(config.model, config.parallel, seq_length=config.seq_length)
+    _require(config.loss.temperature > 0, "loss.temperature", "must be > 0")
+    _require(config.loss.num_hard_negatives >= 0, "loss.num_hard_negatives", "must be >= 0")
+    _require(config.precision.dtype in ("fp32", "bf16", "fp16"), "precision.dtype",
+             f"expected fp32, bf16 or fp16, got {config.precision.dtype!r}")
+    if config.precision.fp8 is not None:
+        _require(config.precision.fp8 in ("hybrid", "e4m3"), "precision.fp8",
+                 f"expected hybrid or e4m3, got {config.precision.fp8!r}")
+        _require(config.model.use_transformer_engine, "precision.fp8",
+                 "fp8 needs model.use_transformer_engine=true")

@@ -1,0 +1,147 @@
+"""Turn the typed config into Megatron-Core objects: TransformerConfig, specs, model chunks.
+
+Why it exists: it is the one place that maps our config fields onto Megatron-Core's
+TransformerConfig and decides, from the pipeline position, which stage gets the embedding and which
+the pooling head. Model code stays free of process-group logic.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from megatron.core import parallel_state
+from megatron.core.transformer.transformer_config import TransformerConfig
+
+from megatron_hybridir.config import LossConfig, ModelConfig, ParallelConfig, PrecisionConfig
+from megatron_hybridir.model.embedding_model import EmbeddingModel
+from megatron_hybridir.model.layer_specs import embedding_block_spec, mask_layout, resolve_use_te
+from megatron_hybridir.model.pooling import EmbeddingHead
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def padded_vocab_size(vocab_size: int, *, divisible_by: int, tp: int) -> int:
+    """Embedding rows after Megatron's padding (rows are split evenly across TP ranks)."""
+    multiple = divisible_by * tp
+    return ((vocab_size + multiple - 1) // multiple) * multiple
+
+
+def transformer_config(model: ModelConfig, parallel: ParallelConfig,
+                       precision: Optional[PrecisionConfig] = None) -> TransformerConfig:
+    """Megatron-Core TransformerConfig for a Llama-style (RMSNorm, SwiGLU, RoPE, GQA) stack."""
+    precision = precision or PrecisionConfig()
+    dtype = _DTYPES[precision.dtype]
+    on_cpu = not torch.cuda.is_available()
+    return TransformerConfig(
+        num_layers=model.num_layers,
+        hidden_size=model.hidden_size,
+        ffn_hidden_size=model.ffn_hidden_size,
+        num_attention_heads=model.num_attention_heads,
+        num_query_groups=model.num_query_groups,
+        kv_channels=model.kv_channels,
+        normalization="RMSNorm",
+        layernorm_epsilon=model.layernorm_epsilon,
+        gated_linear_unit=True,
+        activation_func=F.silu,
+        add_bias_linear=False,
+        add_qkv_bias=model.add_qkv_bias,
+        qk_layernorm=model.qk_layernorm,
+        hidden_dropout=model.hidden_dropout,
+        attention_dropout=model.attention_dropout,
+        init_method_std=model.init_method_std,
+        tensor_model_parallel_size=parallel.tensor_model_parallel_size,
+        pipeline_model_parallel_size=parallel.pipeline_model_parallel_size,
+        virtual_pipeline_model_parallel_size=parallel.virtual_pipeline_model_parallel_size,
+        sequence_parallel=parallel.sequence_parallel,
+        params_dtype=dtype,
+        pipeline_dtype=dtype,
+        bf16=precision.dtype == "bf16",
+        fp16=precision.dtype == "fp16",
+        fp8=precision.fp8,
+        # Fused CUDA kernels do not exist on CPU; on GPU Megatron picks them when these are True.
+        bias_activation_fusion=False,
+        bias_dropout_fusion=False,
+        masked_softmax_fusion=not on_cpu,
+        apply_rope_fusion=False,
+        persist_layer_norm=False,
+        gradient_accumulation_fusion=False,
+        use_cpu_initialization=on_cpu,
+    )
+
+
+def build_model(model: ModelConfig, parallel: ParallelConfig, *,
+                precision: Optional[PrecisionConfig] = None, loss: Optional[LossConfig] = None,
+                pre_process: Optional[bool] = None, post_process: Optional[bool] = None,
+                vp_stage: Optional[int] = None) -> EmbeddingModel:
+    """One model chunk for this rank's pipeline position (or the given one).
+
+    Requires Megatron's parallel state to be initialised (``runtime.distributed``).
+    """
+    config = transformer_config(model, parallel, precision)
+    use_te = resolve_use_te(model.use_transformer_engine)
+    causal = model.attention == "causal"
+    if pre_process is None:
+        pre_process = parallel_state.is_pipeline_first_stage(ignore_virtual=False, vp_stage=vp_stage)
+    if post_process is None:
+        post_process = parallel_state.is_pipeline_last_stage(ignore_virtual=False, vp_stage=vp_stage)
+    head = None
+    if post_process:
+        learnable = loss.temperature if (loss is not None and loss.learnable_temperature) else None
+        head = EmbeddingHead(model.hidden_size, pooling=model.pooling,
+                             projection_dim=model.projection_dim, normalize=model.normalize,
+                             latent_num_latents=model.latent_num_latents,
+                             latent_num_heads=model.latent_num_heads,
+                             learnable_temperature=learnable, init_std=model.init_method_std)
+    embedder = EmbeddingModel(
+        config,
+        block_spec=embedding_block_spec(config, causal=causal, qk_layernorm=model.qk_layernorm,
+                                        use_te=use_te, vp_stage=vp_stage),
+        vocab_size=padded_vocab_size(model.vocab_size,
+                                     divisible_by=model.make_vocab_size_divisible_by,
+                                     tp=parallel.tensor_model_parallel_size),
+        max_sequence_length=model.max_position_embeddings,
+        head=head,
+        mask_layout=mask_layout(causal=causal, use_te=use_te),
+        rotary_base=model.rotary_base,
+        rope_scaling_factor=model.rope_scaling_factor,
+        pre_process=pre_process,
+        post_process=post_process,
+        vp_stage=vp_stage,
+    )
+    if config.params_dtype != torch.float32:
+        embedder.to(config.params_dtype)
+    return embedder
+
+
+def build_model_chunks(model: ModelConfig, parallel: ParallelConfig, **kwargs) -> list[EmbeddingModel]:
+    """All model chunks of this rank: one, or ``virtual_pipeline_model_parallel_size`` of them."""
+    vpp = parallel.virtual_pipeline_model_parallel_size
+    if vpp is None:
+        return [build_model(model, parallel, **kwargs)]
+    return [build_model(model, parallel, vp_stage=i, **kwargs) for i in range(vpp)]
+
+
+def count_parameters(model: ModelConfig, *, include_head: bool = True) -> int:
+    """Exact parameter count of the unsharded model (embedding padded to the TP=1 size)."""
+    h, f, layers = model.hidden_size, model.ffn_hidden_size, model.num_layers
+    heads = model.num_attention_heads
+    groups = model.num_query_groups or heads
+    d = model.kv_channels or h // heads
+    qkv = h * d * (heads + 2 * groups) + (d * (heads + 2 * groups) if model.add_qkv_bias else 0)
+    attn = qkv + heads * d * h + (2 * d if model.qk_layernorm else 0)
+    mlp = 2 * h * f + f * h
+    per_layer = attn + mlp + 2 * h  # two RMSNorm weights
+    vocab = padded_vocab_size(model.vocab_size, divisible_by=model.make_vocab_size_divisible_by,
+                              tp=1)
+    total = vocab * h + layers * per_layer + h  # + final norm
+    if include_head:
+        if model.pooling == "latent_attention":
+            total += model.latent_num_latents * h + 4 * h * h + (h * 4 * h + 4 * h) + (4 * h * h + h)
+        if model.projection_dim:
+            total += h * model.projection_dim
+    return total

@@ -1,0 +1,115 @@
+"""The bidirectional embedding model: Megatron-Core's GPT stack without an LM head, plus pooling.
+
+Why it exists: GPTModel always builds an output layer on the last pipeline stage and expects a
+causal mask. An embedder needs the final RMSNorm, no logits, a padding (or explicit causal) mask,
+and a pooling head on the last stage only. This class composes Megatron-Core's own pieces
+(LanguageModelEmbedding, RotaryEmbedding, TransformerBlock) the way BertModel does.
+
+What it does not do: know about process groups, data, or losses. Pipeline placement arrives as
+``pre_process`` / ``post_process``; parallel sizes arrive in the TransformerConfig.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from megatron.core import tensor_parallel
+from megatron.core.enums import ModelType
+from megatron.core.models.common.embeddings.language_model_embedding import LanguageModelEmbedding
+from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding
+from megatron.core.transformer.module import MegatronModule
+from megatron.core.transformer.transformer_block import TransformerBlock, TransformerBlockSubmodules
+from megatron.core.transformer.transformer_config import TransformerConfig
+from torch import Tensor
+
+from megatron_hybridir.model.pooling import EmbeddingHead
+
+
+def build_attention_mask(padding_mask: Tensor, *, layout: str) -> Tensor:
+    """Boolean "do not attend" mask from a [b, s] token mask (True = real token).
+
+    ``key_padding`` -> [b, 1, 1, s]: every query may attend to every real key (bidirectional, or
+    causal under TE's padding_causal type). ``full`` -> [b, 1, s, s]: key padding OR future keys.
+    """
+    blocked_keys = ~padding_mask.bool()[:, None, None, :]  # [b, 1, 1, s]
+    if layout == "key_padding":
+        return blocked_keys
+    s = padding_mask.size(1)
+    future = torch.ones(s, s, dtype=torch.bool, device=padding_mask.device).triu(1)  # [s, s]
+    return blocked_keys | future[None, None]
+
+
+class EmbeddingModel(MegatronModule):
+    """Token ids -> L2-normalised embeddings (last stage) or hidden states (earlier stages)."""
+
+    def __init__(self, config: TransformerConfig, *, block_spec: TransformerBlockSubmodules,
+                 vocab_size: int, max_sequence_length: int, head: Optional[EmbeddingHead],
+                 mask_layout: str, rotary_base: float = 10000.0,
+                 rope_scaling_factor: Optional[float] = None, pre_process: bool = True,
+                 post_process: bool = True, vp_stage: Optional[int] = None):
+        super().__init__(config=config)
+        self.pre_process = pre_process
+        self.post_process = post_process
+        self.vocab_size = vocab_size
+        self.max_sequence_length = max_sequence_length
+        self.mask_layout = mask_layout
+        self.vp_stage = vp_stage
+        # Megatron's schedules read this to decide how activations flow between stages.
+        self.model_type = ModelType.encoder_or_decoder
+        # No LM head, so nothing is tied across the first and last stage; Megatron's grad
+        # finalisation reads this flag before all-reducing "shared" embeddings.
+        self.share_embeddings_and_output_weights = False
+        if pre_process:
+            self.embedding = LanguageModelEmbedding(
+                config=config, vocab_size=vocab_size, max_sequence_length=max_sequence_length,
+                position_embedding_type="rope")
+        self.rotary_pos_emb = RotaryEmbedding(
+            kv_channels=config.kv_channels, rotary_percent=1.0, rotary_base=rotary_base,
+            rope_scaling=rope_scaling_factor is not None,
+            rope_scaling_factor=rope_scaling_factor or 8.0,
+            use_cpu_initialization=config.use_cpu_initialization)
+        self.decoder = TransformerBlock(config=config, spec=block_spec, pre_process=pre_process,
+                                        post_process=post_process, vp_stage=vp_stage)
+        if post_process:
+            if head is None:
+                raise ValueError("the last pipeline stage needs a pooling head")
+            self.head = head
+
+    def set_input_tensor(self, input_tensor) -> None:
+        """Receive the previous pipeline stage's activations (called by Megatron's schedules)."""
+        if isinstance(input_tensor, (list, tuple)):
+            assert len(input_tensor) == 1, "one input tensor per stage expected"
+            input_tensor = input_tensor[0]
+        self.decoder.set_input_tensor(input_tensor)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, *,
+                return_hidden: bool = False) -> Tensor:
+        """input_ids [b, s] int, attention_mask [b, s] bool (True = real token, right padded).
+
+        Returns [b, d] embeddings on the last stage ([b, s, h] final-norm states when
+        ``return_hidden``), and [s, b, h] activations for the next stage elsewhere.
+        """
+        seq_len = attention_mask.size(1)
+        if seq_len > self.max_sequence_length:
+            raise ValueError(f"sequence length {seq_len} exceeds the model's position limit "
+                             f"{self.max_sequence_length}")
+        hidden = self.embedding(input_ids=input_ids, position_ids=None) if self.pre_process else None
+        rotary = self.rotary_pos_emb(seq_len)
+        mask = build_attention_mask(attention_mask, layout=self.mask_layout)
+        hidden = self.decoder(hidden_states=hidden, attention_mask=mask, rotary_pos_emb=rotary)
+        if not self.post_process:
+            return hidden
+        if self.config.sequence_parallel:
+            # The head is replicated on every TP rank, so its gradient w.r.t. the gathered states
+            # is the same everywhere: backward must split, not reduce-scatter (sum) it.
+            hidden = tensor_parallel.gather_from_sequence_parallel_region(
+                hidden, tensor_parallel_output_grad=False)
+        hidden = hidden.transpose(0, 1)  # [s, b, h] -> [b, s, h]
+        if return_hidden:
+            return hidden
+        return self.head(hidden, attention_mask).float()
+
+    def logit_scale(self) -> Optional[Tensor]:
+        """Learnable inverse temperature (last stage only), or None when it is fixed."""
+        return self.head.logit_scale() if self.post_process else None

@@ -1,0 +1,127 @@
+"""Compatibility layer that lets Megatron-Core 0.16.1 run on a CPU with the gloo backend.
+
+Why it exists: Megatron-Core assumes CUDA in a handful of places that have nothing to do with the
+maths (device placement, the model-parallel RNG tracker, pipeline bookkeeping tensors). Tests, CI and
+the CPU quickstart have no GPU, so :func:`apply_cpu_compat` patches exactly those places. It is a
+no-op when CUDA is available, and it never changes numerics.
+
+What it changes (and nothing else):
+
+1. ``torch.cuda.current_device`` returns ``torch.device("cpu")``: used for tensor placement by the
+   rotary embedding, the global memory buffer of the local attention, tensor-parallel mappings and
+   p2p shape exchange.
+2. ``torch.cuda.synchronize`` becomes a no-op: called by pipeline p2p communication.
+3. ``megatron.core.tensor_parallel.random.CudaRNGStatesTracker`` is replaced by
+   :class:`CpuRNGStatesTracker`, which stores and forks the CPU generator's state per name, and the
+   tracker singleton is reset so that ``model_parallel_cuda_manual_seed`` seeds the CPU tracker.
+   ``_get_cuda_rng_state`` / ``_set_cuda_rng_state`` (used by activation recomputation) become
+   no-ops because the CPU state is already saved and restored there separately.
+4. In ``megatron.core.pipeline_parallel.schedules`` only, the module-level name ``torch`` is a proxy
+   whose ``zeros`` maps ``device="cuda"`` to the CPU (the schedules allocate a token counter that
+   way); every other attribute is the real ``torch``.
+
+What it does not do: make anything fast, or support Transformer Engine, fused kernels or CUDA graphs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import types
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+_APPLIED = False
+
+
+class CpuRNGStatesTracker:
+    """Named RNG streams on the CPU generator, with the interface of Megatron's CUDA tracker."""
+
+    def __init__(self, *args, **kwargs):
+        self.use_cudagraphable_rng = False
+        self.is_inference_rng_tracker = kwargs.get("is_inference_rng_tracker", False)
+        self.reset()
+
+    def is_initialized(self) -> bool:
+        return self._is_initialized
+
+    def reset(self) -> None:
+        self._is_initialized = False
+        self.states_: dict[str, torch.Tensor] = {}
+        self.seeds_: set[int] = set()
+
+    def get_states(self) -> dict[str, torch.Tensor]:
+        return dict(self.states_)
+
+    def set_states(self, states: dict[str, torch.Tensor]) -> None:
+        self._is_initialized = True
+        self.states_ = states
+
+    def add(self, name: str, seed: int) -> None:
+        self._is_initialized = True
+        if seed in self.seeds_:
+            raise ValueError(f"seed {seed} already exists")
+        if name in self.states_:
+            raise ValueError(f"rng state {name} already exists")
+        self.seeds_.add(seed)
+        self.states_[name] = torch.Generator().manual_seed(seed).get_state()
+
+    @contextlib.contextmanager
+    def fork(self, name: str = "model-parallel-rng"):
+        if name not in self.states_:
+            raise KeyError(f"rng state {name} is not added")
+        outer = torch.get_rng_state()
+        torch.set_rng_state(self.states_[name])
+        try:
+            yield
+        finally:
+            self.states_[name] = torch.get_rng_state()
+            torch.set_rng_state(outer)
+
+
+def _cpu_current_device() -> torch.device:
+    return torch.device("cpu")
+
+
+def _cuda_to_cpu(device):
+    if device is not None and torch.device(device).type == "cuda":
+        return torch.device("cpu")
+    return device
+
+
+class _SchedulesTorchProxy(types.ModuleType):
+    """``torch`` as seen by the pipeline schedules: identical except that ``zeros`` honours CPU."""
+
+    def __init__(self):
+        super().__init__("torch")
+
+    def __getattr__(self, item):
+        return getattr(torch, item)
+
+    @staticmethod
+    def zeros(*size, device=None, **kwargs):
+        return torch.zeros(*size, device=_cuda_to_cpu(device), **kwargs)
+
+
+def apply_cpu_compat() -> bool:
+    """Apply the patches listed in the module docstring once; return True when they are active."""
+    global _APPLIED
+    if torch.cuda.is_available():
+        return False
+    if _APPLIED:
+        return True
+    from megatron.core.pipeline_parallel import schedules
+    from megatron.core.tensor_parallel import random as mcore_random
+
+    torch.cuda.current_device = _cpu_current_device
+    torch.cuda.synchronize = lambda *a, **k: None
+    mcore_random.CudaRNGStatesTracker = CpuRNGStatesTracker
+    mcore_random._get_cuda_rng_state = lambda *a, **k: torch.empty(0, dtype=torch.uint8)
+    mcore_random._set_cuda_rng_state = lambda *a, **k: None
+    mcore_random.initialize_rng_tracker(force_reset=True)
+    schedules.torch = _SchedulesTorchProxy()
+    _APPLIED = True
+    logger.info("CUDA not available: Megatron-Core CPU compatibility layer active (gloo backend)")
+    return True

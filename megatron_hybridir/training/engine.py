@@ -1,0 +1,88 @@
+"""One forward-backward pass over a global batch through Megatron-Core's schedules.
+
+Why it exists: the train loop, the parity tests and the benchmarks all need the same thing — wrap
+model chunks in Megatron's DDP, run the schedule matching the pipeline layout over the micro-batches
+of one global batch, and finalise gradients (DP all-reduce, sequence-parallel norms). Keeping it in
+one function means the tests exercise exactly what training runs.
+
+What it does not do: optimizer steps, learning-rate schedules, logging (the trainer owns those).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from megatron.core import parallel_state
+from megatron.core.distributed import (
+    DistributedDataParallel,
+    DistributedDataParallelConfig,
+    finalize_model_grads,
+)
+from megatron.core.pipeline_parallel import get_forward_backward_func
+
+from megatron_hybridir.config import LossConfig
+from megatron_hybridir.training.forward_step import make_forward_step
+
+
+def wrap_ddp(chunks: Sequence[torch.nn.Module], *, grad_reduce_in_fp32: bool = True,
+             use_distributed_optimizer: bool = False) -> list[DistributedDataParallel]:
+    """Megatron DDP around each chunk; wires the chunk config's hooks the schedules call."""
+    ddp_config = DistributedDataParallelConfig(
+        grad_reduce_in_fp32=grad_reduce_in_fp32, overlap_grad_reduce=False,
+        use_distributed_optimizer=use_distributed_optimizer)
+    wrapped = [
+        DistributedDataParallel(chunk.config, ddp_config, chunk,
+                                # Bucketing only pays off with overlap; chunk>0 never overlaps.
+                                disable_bucketing=i > 0)
+        for i, chunk in enumerate(chunks)
+    ]
+    config = chunks[0].config
+    config.no_sync_func = [m.no_sync for m in wrapped] if len(wrapped) > 1 else wrapped[0].no_sync
+    config.finalize_model_grads_func = finalize_model_grads
+    return wrapped
+
+
+def forward_backward(model: Sequence[torch.nn.Module], micro_batches: Sequence[dict], *,
+                     loss: LossConfig, forward_only: bool = False) -> list[dict]:
+    """Run one global batch; return the loss dicts of the last stage (empty list elsewhere).
+
+    ``micro_batches`` are the batch dicts of this data-parallel rank, in order. Gradients are left
+    in each parameter's ``main_grad``, reduced over data-parallel ranks.
+    """
+    if not forward_only:
+        for chunk in model:
+            chunk.zero_grad_buffer()
+    forward_step = make_forward_step(
+        loss, dp_group=parallel_state.get_data_parallel_group())
+    first = micro_batches[0]
+    if parallel_state.get_pipeline_model_parallel_world_size() > 1:
+        # NOTE: stages exchange activations of a fixed shape (shape negotiation per message
+        # deadlocks the interleaved schedule on gloo and costs latency on NCCL), so every
+        # micro-batch must be padded to the same [rows, seq_length].
+        shapes = {tuple(mb["input_ids"].shape) for mb in micro_batches}
+        if len(shapes) != 1:
+            raise ValueError(f"pipeline parallelism needs micro-batches of one shape, got "
+                             f"{sorted(shapes)}; pad every micro-batch to data.seq_length")
+    iterators = [iter(micro_batches) for _ in model]
+    return get_forward_backward_func()(
+        forward_step_func=forward_step,
+        data_iterator=iterators if len(model) > 1 else iterators[0],
+        model=list(model) if len(model) > 1 else model[0],
+        num_microbatches=len(micro_batches),
+        seq_length=first["input_ids"].size(1),
+        micro_batch_size=first["input_ids"].size(0),
+        forward_only=forward_only,
+    )
+
+
+def gradients(model: Sequence[torch.nn.Module]) -> dict[str, torch.Tensor]:
+    """name -> reduced gradient of every parameter of this rank's chunks (local shards)."""
+    grads: dict[str, torch.Tensor] = {}
+    for i, chunk in enumerate(model):
+        for name, param in chunk.module.named_parameters():
+            grad: Optional[torch.Tensor] = getattr(param, "main_grad", None)
+            if grad is None:
+                grad = param.grad
+            grads[f"{i}.{name}"] = grad.detach().clone() if grad is not None else None
+    return grads

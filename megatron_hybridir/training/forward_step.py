@@ -1,0 +1,70 @@
+"""The forward step Megatron-Core's pipeline schedules call for each micro-batch.
+
+Why it exists: the schedules (no pipelining, 1F1B, interleaved) expect a ``forward_step(data_iterator,
+model) -> (output, loss_func)``. Queries, positives and hard negatives of a micro-batch travel as one
+token tensor (rows ``[q_0..q_b-1, p_0..p_b-1, n_0,0..n_b-1,k-1]``) so that every pipeline stage sends
+one activation tensor; the loss on the last stage splits the embeddings again.
+
+What it does not do: sampling or collation (the data pipeline builds the batch dict).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+from torch import Tensor
+
+from megatron_hybridir.config import LossConfig
+from megatron_hybridir.loss import info_nce
+
+
+def unwrap(model):
+    """The EmbeddingModel inside DDP / Float16Module wrappers."""
+    while hasattr(model, "module"):
+        model = model.module
+    return model
+
+
+def split_embeddings(embeddings: Tensor, *, num_queries: int, num_negatives: int):
+    """[b*(2+k), d] -> query [b, d], positive [b, d], negatives [b, k, d] or None."""
+    b, k = num_queries, num_negatives
+    expected = b * (2 + k)
+    if embeddings.size(0) != expected:
+        raise ValueError(f"expected {expected} rows (b={b}, k={k}), got {embeddings.size(0)}")
+    query, positive = embeddings[:b], embeddings[b:2 * b]
+    negatives = embeddings[2 * b:].view(b, k, -1) if k > 0 else None
+    return query, positive, negatives
+
+
+def make_forward_step(loss: LossConfig, *, dp_group) -> Callable:
+    """Build the schedule's forward step; ``dp_group`` is Megatron's data-parallel group."""
+
+    def forward_step(data_iterator: Iterator[dict], model):
+        batch = next(data_iterator)
+        output = model(batch["input_ids"], batch["attention_mask"])
+
+        def loss_func(embeddings: Tensor):
+            query, positive, negatives = split_embeddings(
+                embeddings, num_queries=batch["num_queries"], num_negatives=batch["num_negatives"])
+            scale = unwrap(model).logit_scale()
+            out = info_nce(query, positive, negatives,
+                           scale=scale if scale is not None else 1.0 / loss.temperature,
+                           group=dp_group, symmetric=loss.symmetric)
+            return out.loss, {"loss": out.loss.detach().clone(), "accuracy": out.accuracy}
+
+        return output, loss_func
+
+    return forward_step
+
+
+def random_token_batch(*, num_queries: int, num_negatives: int, seq_length: int, vocab_size: int,
+                       generator: torch.Generator, min_length: int = 2) -> dict:
+    """A right-padded batch of random tokens in the layout above (smoke runs and tests)."""
+    rows = num_queries * (2 + num_negatives)
+    lengths = torch.randint(min_length, seq_length + 1, (rows,), generator=generator)
+    input_ids = torch.randint(1, vocab_size, (rows, seq_length), generator=generator)
+    mask = torch.arange(seq_length)[None, :] < lengths[:, None]
+    input_ids = input_ids.masked_fill(~mask, 0)
+    return {"input_ids": input_ids, "attention_mask": mask, "num_queries": num_queries,
+            "num_negatives": num_negatives}

@@ -1,0 +1,115 @@
+"""Rank functions for the parallelism parity tests (spawned by tests/distributed/harness.py).
+
+Each configuration loads the same initial weights (a Megatron distributed checkpoint written at
+TP=1, re-sharded on load), runs one global batch through ``training.engine.forward_backward``, and
+writes its loss and its reduced gradients (as a distributed checkpoint, so that any layout can be
+read back at TP=1 and compared tensor by tensor).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from megatron.core import dist_checkpointing
+
+from megatron_hybridir.config import LossConfig, ParallelConfig
+from megatron_hybridir.model.builder import build_model_chunks
+from megatron_hybridir.model.presets import preset
+from megatron_hybridir.runtime.distributed import initialize
+from megatron_hybridir.training.engine import forward_backward, wrap_ddp
+from megatron_hybridir.training.forward_step import random_token_batch
+
+LOSS = LossConfig(temperature=0.05, num_hard_negatives=1, symmetric=True)
+SEQ = 12
+
+
+def model_config(**overrides):
+    base = dict(num_layers=4, hidden_dropout=0.0, attention_dropout=0.0, pooling="mean",
+                projection_dim=32)
+    base.update(overrides)
+    return preset("tiny", **base)
+
+
+def global_batch(num_queries: int) -> dict:
+    return random_token_batch(num_queries=num_queries, num_negatives=LOSS.num_hard_negatives,
+                              seq_length=SEQ, vocab_size=250,
+                              generator=torch.Generator().manual_seed(2024))
+
+
+def select_queries(batch: dict, indices: list[int]) -> dict:
+    """Rows of the given queries (with their positives and negatives) in the engine's layout."""
+    b, k = batch["num_queries"], batch["num_negatives"]
+    idx = torch.tensor(indices)
+    # Negatives are stored query-major: [n_0,0..n_0,k-1, n_1,0, ...].
+    neg = (2 * b + idx[:, None] * k + torch.arange(k)[None, :]).reshape(-1)
+    order = torch.cat([idx, b + idx, neg])
+    return {"input_ids": batch["input_ids"][order], "attention_mask": batch["attention_mask"][order],
+            "num_queries": len(indices), "num_negatives": k}
+
+
+def micro_batches_for_rank(batch: dict, *, dp_rank: int, dp_size: int, num_micro: int) -> list[dict]:
+    b = batch["num_queries"]
+    local = list(range(b))[dp_rank * b // dp_size:(dp_rank + 1) * b // dp_size]
+    size = len(local) // num_micro
+    return [select_queries(batch, local[i * size:(i + 1) * size]) for i in range(num_micro)]
+
+
+def sharded(chunks) -> dict:
+    if len(chunks) == 1:
+        return chunks[0].sharded_state_dict()
+    return {f"model{i}": c.sharded_state_dict() for i, c in enumerate(chunks)}
+
+
+def save(chunks, path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    dist_checkpointing.save(sharded(chunks), str(path))
+
+
+def run_config(launch, case: dict, work: str) -> None:
+    """One parallel layout: load weights, one step, write loss + gradient checkpoint."""
+    parallel = ParallelConfig(**case["parallel"])
+    initialize(parallel, seed=7, launch=launch)
+    chunks = build_model_chunks(model_config(**case.get("model", {})), parallel, loss=LOSS)
+    work_dir = Path(work)
+    weights = work_dir / "weights"
+    if case.get("save_weights"):
+        save(chunks, weights)
+    else:
+        state = dist_checkpointing.load(sharded(chunks), str(weights))
+        if len(chunks) == 1:
+            chunks[0].load_state_dict(state)
+        else:
+            for i, c in enumerate(chunks):
+                c.load_state_dict(state[f"model{i}"])
+    ddp = wrap_ddp(chunks)
+    from megatron.core import parallel_state as ps
+
+    batch = global_batch(case["global_batch"])
+    micro = micro_batches_for_rank(batch, dp_rank=ps.get_data_parallel_rank(),
+                                   dp_size=ps.get_data_parallel_world_size(),
+                                   num_micro=case["num_micro"])
+    outputs = forward_backward(ddp, micro, loss=LOSS)
+    out_dir = work_dir / case["name"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if outputs:
+        local_loss = torch.stack([o["loss"] for o in outputs]).mean()
+        torch.save({"loss": local_loss, "dp_rank": ps.get_data_parallel_rank(),
+                    "tp_rank": ps.get_tensor_model_parallel_rank()},
+                   out_dir / f"loss_rank{launch.rank}.pt")
+    # Write the reduced gradients in place of the weights and save them resharding-aware.
+    with torch.no_grad():
+        for chunk, wrapped in zip(chunks, ddp):
+            for param in chunk.parameters():
+                param.copy_(param.main_grad)
+    save(chunks, out_dir / "grads")
+
+
+def read_back(launch, names: list[str], work: str) -> None:
+    """At TP=1 PP=1, load every gradient checkpoint into plain tensors."""
+    initialize(ParallelConfig(), seed=7, launch=launch)
+    chunk = build_model_chunks(model_config(), ParallelConfig(), loss=LOSS)[0]
+    for name in names:
+        state = dist_checkpointing.load(chunk.sharded_state_dict(), str(Path(work) / name / "grads"))
+        torch.save({k: v.clone() for k, v in state.items() if isinstance(v, torch.Tensor)},
+                   Path(work) / name / "grads.pt")
