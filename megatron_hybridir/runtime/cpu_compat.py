@@ -16,9 +16,15 @@ What it changes (and nothing else):
    tracker singleton is reset so that ``model_parallel_cuda_manual_seed`` seeds the CPU tracker.
    ``_get_cuda_rng_state`` / ``_set_cuda_rng_state`` (used by activation recomputation) become
    no-ops because the CPU state is already saved and restored there separately.
-4. In ``megatron.core.pipeline_parallel.schedules`` only, the module-level name ``torch`` is a proxy
-   whose ``zeros`` maps ``device="cuda"`` to the CPU (the schedules allocate a token counter that
-   way); every other attribute is the real ``torch``.
+4. In the modules of ``_CUDA_LITERAL_MODULES`` only (pipeline schedules, optimizer, grad clipping,
+   grad scaler, the local multi-tensor L2 norm), the module-level name ``torch`` is a proxy whose tensor factories (``zeros``,
+   ``ones``, ``empty``, ``tensor``) map ``device="cuda"`` to the CPU: those modules allocate small
+   bookkeeping tensors (token counters, loss scale, norm buffers) with a literal ``"cuda"``.
+   Every other attribute of the proxy is the real ``torch``.
+5. ``clip_grad_by_total_norm_fp32`` (in ``optimizer.clip_grads`` and where ``optimizer.optimizer``
+   imported it) is replaced by :func:`_clip_grad_by_total_norm_cpu`: the original asserts that every
+   gradient is a ``torch.cuda.FloatTensor``; the replacement applies the same coefficient
+   ``max_norm / (total_norm + 1e-6)`` when it is below 1.
 
 What it does not do: make anything fast, or support Transformer Engine, fused kernels or CUDA graphs.
 """
@@ -91,8 +97,20 @@ def _cuda_to_cpu(device):
     return device
 
 
-class _SchedulesTorchProxy(types.ModuleType):
-    """``torch`` as seen by the pipeline schedules: identical except that ``zeros`` honours CPU."""
+def _on_cpu(factory):
+    def wrapped(*args, device=None, **kwargs):
+        return factory(*args, device=_cuda_to_cpu(device), **kwargs)
+
+    return staticmethod(wrapped)
+
+
+class _CpuTorchProxy(types.ModuleType):
+    """``torch`` as seen by a patched module: identical except that factories honour the CPU."""
+
+    zeros = _on_cpu(torch.zeros)
+    ones = _on_cpu(torch.ones)
+    empty = _on_cpu(torch.empty)
+    tensor = _on_cpu(torch.tensor)
 
     def __init__(self):
         super().__init__("torch")
@@ -100,9 +118,24 @@ class _SchedulesTorchProxy(types.ModuleType):
     def __getattr__(self, item):
         return getattr(torch, item)
 
-    @staticmethod
-    def zeros(*size, device=None, **kwargs):
-        return torch.zeros(*size, device=_cuda_to_cpu(device), **kwargs)
+
+def _clip_grad_by_total_norm_cpu(parameters, max_norm, total_norm, use_decoupled_grad=False):
+    if isinstance(parameters, torch.Tensor):
+        parameters = [parameters]
+    attr = "decoupled_grad" if use_decoupled_grad else "grad"
+    grads = [getattr(p, attr).detach() for p in parameters if getattr(p, attr, None) is not None]
+    clip_coeff = max_norm / (total_norm + 1.0e-6)
+    if clip_coeff < 1.0:
+        torch._foreach_mul_(grads, clip_coeff)
+
+
+_CUDA_LITERAL_MODULES = (
+    "megatron.core.pipeline_parallel.schedules",
+    "megatron.core.optimizer.optimizer",
+    "megatron.core.optimizer.clip_grads",
+    "megatron.core.optimizer.grad_scaler",
+    "megatron.core.utils",  # the local (non-apex) multi-tensor L2 norm used for grad clipping
+)
 
 
 def apply_cpu_compat() -> bool:
@@ -112,7 +145,8 @@ def apply_cpu_compat() -> bool:
         return False
     if _APPLIED:
         return True
-    from megatron.core.pipeline_parallel import schedules
+    import importlib
+
     from megatron.core.tensor_parallel import random as mcore_random
 
     torch.cuda.current_device = _cpu_current_device
@@ -121,7 +155,13 @@ def apply_cpu_compat() -> bool:
     mcore_random._get_cuda_rng_state = lambda *a, **k: torch.empty(0, dtype=torch.uint8)
     mcore_random._set_cuda_rng_state = lambda *a, **k: None
     mcore_random.initialize_rng_tracker(force_reset=True)
-    schedules.torch = _SchedulesTorchProxy()
+    from megatron.core.optimizer import clip_grads, optimizer
+
+    clip_grads.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_cpu
+    optimizer.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_cpu
+    proxy = _CpuTorchProxy()
+    for name in _CUDA_LITERAL_MODULES:
+        importlib.import_module(name).torch = proxy
     _APPLIED = True
     logger.info("CUDA not available: Megatron-Core CPU compatibility layer active (gloo backend)")
     return True

@@ -13,6 +13,9 @@ from megatron_hybridir.runtime.distributed import LaunchEnv, free_port
 def _entry(rank: int, world_size: int, port: int, fn, args: tuple) -> None:
     warnings.filterwarnings("ignore")
     os.environ["OMP_NUM_THREADS"] = "1"
+    # Look like torchrun to library code that reads the launcher's variables itself.
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     import torch
 
     torch.set_num_threads(1)
