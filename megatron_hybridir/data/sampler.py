@@ -1,0 +1,270 @@
+"""The hybrid batch sampler: which items, in which languages, at every training step.
+
+Why it exists: hybrid batch training *is* this decision. Each global batch is monolingual (every
+pair's query and passage in the same language) with probability alpha, cross-lingual (query and
+passage languages differ) otherwise. Everything here is a pure function of (seed, step, dp_rank,
+dp_size): every rank computes the same global batch independently and takes its own slice, so no
+communication is needed and resuming from a consumed-samples count reproduces the batches exactly.
+
+Design:
+- Items live in two streams. ``parallel`` items have a query and positive in >= 2 languages and can
+  fill both batch types; ``mono`` items (monolingual-only sources) can only fill monolingual
+  batches, taking a share of each monolingual batch proportional to their count.
+- A stream is read in epochs; each epoch is a permutation seeded by (seed, stream, epoch). Stream
+  positions at a step follow from the batch types of all earlier steps, which are themselves a pure
+  function of the seed (computed vectorised and cached).
+- An item appears at most once per global batch; where an epoch boundary would repeat one, the
+  repeat is replaced deterministically by an unused item.
+- Languages: per batch (default, the paper's rule: one language for a whole monolingual batch,
+  drawn uniformly or temperature-weighted) or per example; a cross-lingual pair draws (a, b), a != b,
+  from the item's own languages. Items missing the batch language fall back to one of their own
+  languages; the count is reported in ``GlobalBatch.fallbacks``.
+
+What it does not do: import torch or torch.distributed, read tokens, or hold a trainer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Optional, Sequence
+
+import numpy as np
+
+MODES = ("monolingual", "cross-lingual", "hybrid", "mixed")
+MONO, CROSS, MIXED = 0, 1, 2
+_STREAM_PARALLEL, _STREAM_MONO = 0, 1
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    mode: str = "hybrid"
+    """monolingual (alpha=1), cross-lingual (alpha=0), hybrid (alpha), or mixed (independent langs)."""
+    alpha: float = 0.5
+    """Probability that a global batch is monolingual in hybrid mode."""
+    language_choice: str = "batch"
+    """``batch``: one language per monolingual batch (paper default); ``example``: per pair."""
+    language_temperature: float = 1.0
+    """Language weights proportional to count**(1/T); T=inf (use 0) means uniform."""
+    global_batch_size: int = 100
+    seed: int = 1234
+
+
+@dataclass
+class GlobalBatch:
+    step: int
+    kind: int
+    """MONO, CROSS or MIXED."""
+    items: np.ndarray  # [B] int64 global item ids (parallel ids first, then mono ids offset)
+    query_lang: np.ndarray  # [B] int16 language index
+    passage_lang: np.ndarray  # [B] int16
+    fallbacks: int = 0
+    """Pairs of a per-batch-language monolingual batch that lacked that language."""
+
+    def rank_slice(self, dp_rank: int, dp_size: int) -> "GlobalBatch":
+        """This data-parallel rank's contiguous share (B must divide by dp_size)."""
+        b = len(self.items)
+        if b % dp_size:
+            raise ValueError(f"global batch {b} is not divisible by data-parallel size {dp_size}")
+        part = slice(dp_rank * b // dp_size, (dp_rank + 1) * b // dp_size)
+        return GlobalBatch(self.step, self.kind, self.items[part], self.query_lang[part],
+                           self.passage_lang[part], self.fallbacks)
+
+    def micro_batches(self, size: int) -> list["GlobalBatch"]:
+        if len(self.items) % size:
+            raise ValueError(f"batch of {len(self.items)} is not divisible by micro batch {size}")
+        return [GlobalBatch(self.step, self.kind, self.items[i:i + size],
+                            self.query_lang[i:i + size], self.passage_lang[i:i + size],
+                            self.fallbacks) for i in range(0, len(self.items), size)]
+
+
+def _rng(*keys: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(k) for k in keys])))
+
+
+def language_weights(counts: np.ndarray, temperature: float) -> np.ndarray:
+    """Sampling weights count**(1/T) normalised; T <= 0 gives uniform weights."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if temperature <= 0:
+        w = (counts > 0).astype(np.float64)
+    else:
+        w = np.power(counts, 1.0 / temperature)
+    return w / w.sum()
+
+
+class HybridSampler:
+    """Global batches for any step. ``lang_masks`` are per-item bitmasks of usable languages.
+
+    parallel_masks: [N_par] uint64, bit l set when item has query and positive in language l
+    (items with fewer than two bits belong in ``mono_langs`` instead).
+    mono_langs: [N_mono] int16, the single language of each monolingual-only item.
+    """
+
+    def __init__(self, config: SamplerConfig, *, num_languages: int,
+                 parallel_masks: np.ndarray, mono_langs: Optional[np.ndarray] = None):
+        if config.mode not in MODES:
+            raise ValueError(f"sampler.mode: unknown mode {config.mode!r}; expected {list(MODES)}")
+        if config.language_choice not in ("batch", "example"):
+            raise ValueError(f"sampler.language_choice: expected batch or example, got "
+                             f"{config.language_choice!r}")
+        if not 0.0 <= config.alpha <= 1.0:
+            raise ValueError(f"sampler.alpha: must lie in [0, 1], got {config.alpha}")
+        self.config = config
+        self.num_languages = num_languages
+        self.parallel_masks = np.asarray(parallel_masks, dtype=np.uint64)
+        self.mono_langs = (np.zeros(0, np.int16) if mono_langs is None
+                           else np.asarray(mono_langs, dtype=np.int16))
+        n_par, n_mono = len(self.parallel_masks), len(self.mono_langs)
+        b = config.global_batch_size
+        if self.alpha < 1.0 and n_par < b:
+            raise ValueError(f"cross-lingual batches need >= {b} items with two or more "
+                             f"languages, got {n_par}")
+        if n_par + n_mono < b:
+            raise ValueError(f"global batch {b} is larger than the {n_par + n_mono} items")
+        # Share of a monolingual batch filled from monolingual-only sources (size-proportional).
+        self.mono_share = int(round(b * n_mono / (n_par + n_mono))) if n_mono else 0
+        if b - self.mono_share > n_par or self.mono_share > n_mono:
+            raise ValueError("not enough items to fill a monolingual batch without repeats")
+        bits = np.arange(num_languages, dtype=np.uint64)
+        per_lang = ((self.parallel_masks[:, None] >> bits[None, :]) & np.uint64(1)).sum(0)
+        per_lang = per_lang + np.bincount(self.mono_langs, minlength=num_languages)
+        self.lang_weights = language_weights(per_lang, config.language_temperature)
+        self._kinds_cache = np.zeros(0, dtype=np.int8)
+
+    # ---------------------------------------------------------------------------------------
+    @property
+    def alpha(self) -> float:
+        return {"monolingual": 1.0, "cross-lingual": 0.0, "mixed": 0.0}.get(
+            self.config.mode, self.config.alpha)
+
+    def kinds(self, upto: int) -> np.ndarray:
+        """Batch kinds of steps [0, upto), a pure function of the seed (cached, vectorised)."""
+        if len(self._kinds_cache) < upto:
+            n = max(upto, 2 * len(self._kinds_cache), 1024)
+            if self.config.mode == "mixed":
+                kinds = np.full(n, MIXED, dtype=np.int8)
+            else:
+                draws = _rng(self.config.seed, 0xB47C).random(n)
+                kinds = np.where(draws < self.alpha, MONO, CROSS).astype(np.int8)
+            self._kinds_cache = kinds
+        return self._kinds_cache[:upto]
+
+    def _positions(self, step: int) -> tuple[int, int]:
+        """Items consumed from the parallel and mono streams before ``step``."""
+        kinds = self.kinds(step)
+        n_mono_batches = int((kinds == MONO).sum())
+        b, m = self.config.global_batch_size, self.mono_share
+        return step * b - n_mono_batches * m, n_mono_batches * m
+
+    def _take(self, stream: int, start: int, count: int) -> np.ndarray:
+        size = len(self.parallel_masks) if stream == _STREAM_PARALLEL else len(self.mono_langs)
+        out = np.empty(count, dtype=np.int64)
+        filled = 0
+        while filled < count:
+            epoch, offset = divmod(start + filled, size)
+            chunk = _permutation(self.config.seed, stream, epoch, size)[offset:offset + count - filled]
+            out[filled:filled + len(chunk)] = chunk
+            filled += len(chunk)
+        return out
+
+    # ---------------------------------------------------------------------------------------
+    def global_batch(self, step: int) -> GlobalBatch:
+        """The whole global batch of ``step`` (identical on every rank)."""
+        cfg = self.config
+        kind = int(self.kinds(step + 1)[step])
+        par_pos, mono_pos = self._positions(step)
+        n_mono = self.mono_share if kind == MONO else 0
+        par = _unique(self._take(_STREAM_PARALLEL, par_pos, cfg.global_batch_size - n_mono),
+                      len(self.parallel_masks), _rng(cfg.seed, step, 1))
+        mono = _unique(self._take(_STREAM_MONO, mono_pos, n_mono), len(self.mono_langs),
+                       _rng(cfg.seed, step, 2)) if n_mono else np.zeros(0, np.int64)
+        rng = _rng(cfg.seed, step, 3)
+        masks = self.parallel_masks[par]
+        if kind == CROSS:
+            q, p = _cross_pairs(masks, self.lang_weights, rng)
+            fallbacks = 0
+        elif kind == MIXED:
+            q = _draw_from_masks(masks, self.lang_weights, rng)
+            p = _draw_from_masks(masks, self.lang_weights, rng)
+            fallbacks = 0
+        else:
+            q, fallbacks = self._mono_languages(masks, rng)
+            p = q
+        items = np.concatenate([par, mono + len(self.parallel_masks)])
+        q_all = np.concatenate([q, self.mono_langs[mono]]).astype(np.int16)
+        p_all = np.concatenate([p, self.mono_langs[mono]]).astype(np.int16)
+        return GlobalBatch(step, kind, items, q_all, p_all, fallbacks)
+
+    def _mono_languages(self, masks: np.ndarray, rng) -> tuple[np.ndarray, int]:
+        if self.config.language_choice == "example":
+            return _draw_from_masks(masks, self.lang_weights, rng), 0
+        lang = int(rng.choice(self.num_languages, p=self.lang_weights))
+        has = ((masks >> np.uint64(lang)) & np.uint64(1)).astype(bool)
+        langs = np.full(len(masks), lang, dtype=np.int64)
+        if not has.all():
+            langs[~has] = _draw_from_masks(masks[~has], self.lang_weights, rng)
+        return langs, int((~has).sum())
+
+    def global_batch_at_samples(self, consumed_samples: int) -> GlobalBatch:
+        """Resume helper: the batch that follows ``consumed_samples`` training samples."""
+        b = self.config.global_batch_size
+        if consumed_samples % b:
+            raise ValueError(f"consumed samples {consumed_samples} is not a multiple of the "
+                             f"global batch {b}")
+        return self.global_batch(consumed_samples // b)
+
+    def state_dict(self) -> dict:
+        """What a checkpoint must hold to reproduce the stream (the rest is the step)."""
+        return {"config": self.config.__dict__, "num_parallel": len(self.parallel_masks),
+                "num_mono": len(self.mono_langs)}
+
+
+@lru_cache(maxsize=4)
+def _permutation(seed: int, stream: int, epoch: int, size: int) -> np.ndarray:
+    return _rng(seed, 0x5EED, stream, epoch).permutation(size)
+
+
+def _unique(items: np.ndarray, population: int, rng) -> np.ndarray:
+    """Replace repeats (only possible across an epoch boundary) with unused items."""
+    _, first = np.unique(items, return_index=True)
+    if len(first) == len(items):
+        return items
+    dup = np.setdiff1d(np.arange(len(items)), first)
+    used = set(items.tolist())
+    for i in dup:
+        while True:
+            candidate = int(rng.integers(population))
+            if candidate not in used:
+                break
+        items[i] = candidate
+        used.add(candidate)
+    return items
+
+
+def _mask_matrix(masks: np.ndarray, num_languages: int) -> np.ndarray:
+    bits = np.arange(num_languages, dtype=np.uint64)
+    return ((masks[:, None] >> bits[None, :]) & np.uint64(1)).astype(bool)  # [n, L]
+
+
+def _draw_from_masks(masks: np.ndarray, weights: np.ndarray, rng) -> np.ndarray:
+    """One language per item among its own, proportional to the language weights."""
+    allowed = _mask_matrix(masks, len(weights)) * weights[None, :]  # [n, L]
+    allowed /= allowed.sum(1, keepdims=True)
+    cum = allowed.cumsum(1)
+    u = rng.random(len(masks))[:, None]
+    return (u > cum).sum(1).clip(max=len(weights) - 1)
+
+
+def _cross_pairs(masks: np.ndarray, weights: np.ndarray, rng):
+    """(query, passage) languages with a != b, both among the item's languages."""
+    q = _draw_from_masks(masks, weights, rng)
+    rest = masks & ~(np.uint64(1) << q.astype(np.uint64))
+    p = _draw_from_masks(rest, weights, rng)
+    return q, p
+
+
+def languages_to_mask(langs: Sequence[int]) -> int:
+    mask = 0
+    for lang in langs:
+        mask |= 1 << int(lang)
+    return mask
