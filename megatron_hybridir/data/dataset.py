@@ -1,0 +1,145 @@
+"""Read a preprocessed folder: token rows for (item, field, language), the sampler, the collator.
+
+Why it exists: it joins the pure sampler (item ids and languages per step) to the tokens on disk
+(mmap, so nothing is loaded up front) and to the model's batch layout (``training/forward_step``:
+rows ``[queries, positives, negatives]``, right padded, boolean mask).
+
+What it does not do: decide which items or languages a step uses (``sampler.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from megatron_hybridir.data.sampler import GlobalBatch, HybridSampler, SamplerConfig
+
+
+class TokenizedDataset:
+    """The folder written by ``preprocess``; token rows are read lazily through mmap."""
+
+    def __init__(self, path: str):
+        from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+        self.path = Path(path)
+        manifest_path = self.path / "manifest.json"
+        if not manifest_path.exists():
+            raise FileNotFoundError(f"{path}: no manifest.json (run tools/preprocess_data.py)")
+        self.manifest = json.loads(manifest_path.read_text())
+        self.languages: list[str] = self.manifest["config"]["languages"]
+        self.pad_id: int = self.manifest["pad_id"]
+        self._data = {}
+        for fieldname in ("query", "positive", "negative"):
+            for lang in self.languages:
+                prefix = str(self.path / f"{fieldname}.{lang}")
+                self._data[(fieldname, lang)] = IndexedDataset(prefix, mmap=True)
+        self._rows = {(f, l): np.load(self.path / f"{f}.{l}.row.npy", mmap_mode="r")
+                      for f in ("query", "positive") for l in self.languages}
+        self._neg_start = {l: np.load(self.path / f"negative.{l}.start.npy", mmap_mode="r")
+                           for l in self.languages}
+        langs = np.load(self.path / "items.langs.npy")
+        count = np.bitwise_count(langs) if hasattr(np, "bitwise_count") else np.array(
+            [bin(int(m)).count("1") for m in langs])
+        # Sampler streams: items with >= 2 languages can be cross-lingual; the rest are mono.
+        self.parallel_ids = np.flatnonzero(count >= 2)
+        self.mono_ids = np.flatnonzero(count == 1)
+        self.parallel_masks = langs[self.parallel_ids]
+        self.mono_langs = np.log2(langs[self.mono_ids].astype(np.float64)).astype(np.int16)
+
+    def sampler(self, config: SamplerConfig) -> HybridSampler:
+        return HybridSampler(config, num_languages=len(self.languages),
+                             parallel_masks=self.parallel_masks, mono_langs=self.mono_langs)
+
+    def disk_id(self, sampler_item: int) -> int:
+        n = len(self.parallel_ids)
+        return int(self.parallel_ids[sampler_item] if sampler_item < n
+                   else self.mono_ids[sampler_item - n])
+
+    @property
+    def num_items(self) -> int:
+        return int(self.manifest["num_items"])
+
+    def has(self, fieldname: str, item: int, code: str) -> bool:
+        return int(self._rows[(fieldname, code)][item]) >= 0
+
+    def tokens(self, fieldname: str, item: int, lang: int) -> np.ndarray:
+        code = self.languages[lang]
+        row = int(self._rows[(fieldname, code)][item])
+        if row < 0:
+            raise KeyError(f"item {item} has no {fieldname} in {code}")
+        return self._data[(fieldname, code)][row]
+
+    def negatives(self, item: int, lang: int) -> list[np.ndarray]:
+        code = self.languages[lang]
+        start, end = self._neg_start[code][item], self._neg_start[code][item + 1]
+        return [self._data[("negative", code)][int(r)] for r in range(start, end)]
+
+
+class Collator:
+    """Micro-batch of sampler picks -> the engine's token batch.
+
+    Hard negatives are taken in the passage's language; an item with fewer than k negatives in
+    that language is filled with positives of other items of the batch in that language
+    (deterministic), counted in ``filled_negatives``.
+    """
+
+    def __init__(self, dataset: TokenizedDataset, *, num_negatives: int,
+                 pad_to_multiple: int = 8, fixed_length: Optional[int] = None):
+        self.dataset = dataset
+        self.k = num_negatives
+        self.multiple = pad_to_multiple
+        self.fixed_length = fixed_length
+        self.filled_negatives = 0
+
+    def __call__(self, micro: GlobalBatch) -> dict:
+        ds = self.dataset
+        ids = [ds.disk_id(int(i)) for i in micro.items]
+        queries = [ds.tokens("query", i, int(q)) for i, q in zip(ids, micro.query_lang)]
+        positives = [ds.tokens("positive", i, int(p)) for i, p in zip(ids, micro.passage_lang)]
+        negatives = []
+        for n, (i, p) in enumerate(zip(ids, micro.passage_lang)):
+            own = ds.negatives(i, int(p))[: self.k]
+            if len(own) < self.k:
+                own += self._fillers(ids, n, int(p), self.k - len(own))
+            negatives.extend(own)
+        return self.pad(queries + positives + negatives, num_queries=len(ids))
+
+    def _fillers(self, ids: list[int], n: int, lang: int, count: int) -> list[np.ndarray]:
+        """Positives of other items in ``lang``, searched from the next pair of the batch on.
+
+        NOTE: another item's positive is a valid negative because each item appears once per
+        batch; it must be in the pair's passage language, or the negative would be trivially easy.
+        """
+        ds, out = self.dataset, []
+        code = ds.languages[lang]
+        candidates = [ids[(n + d) % len(ids)] for d in range(1, len(ids))]
+        for item in candidates + list(range(ds.num_items)):
+            if len(out) == count:
+                break
+            if item != ids[n] and ds.has("positive", item, code):
+                out.append(ds.tokens("positive", item, lang))
+        if len(out) < count:
+            raise ValueError(f"no passages in language {code} to use as negatives")
+        self.filled_negatives += count
+        return out
+
+    def pad(self, seqs: list[np.ndarray], *, num_queries: int) -> dict:
+        longest = max(len(s) for s in seqs)
+        if self.fixed_length is not None:
+            if longest > self.fixed_length:
+                raise ValueError(f"sequence of {longest} tokens exceeds fixed length "
+                                 f"{self.fixed_length}")
+            longest = self.fixed_length
+        else:
+            longest = -(-longest // self.multiple) * self.multiple
+        input_ids = torch.full((len(seqs), longest), self.dataset.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), longest), dtype=torch.bool)
+        for row, seq in enumerate(seqs):
+            input_ids[row, : len(seq)] = torch.from_numpy(np.asarray(seq, dtype=np.int64))
+            mask[row, : len(seq)] = True
+        return {"input_ids": input_ids, "attention_mask": mask, "num_queries": num_queries,
+                "num_negatives": self.k}

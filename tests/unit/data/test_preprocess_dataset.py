@@ -1,0 +1,82 @@
+"""Preprocess -> indexed datasets -> sampler -> collator, on a real JSONL corpus."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from megatron_hybridir.data.dataset import Collator, TokenizedDataset
+from megatron_hybridir.data.preprocess import PreprocessConfig, preprocess
+from megatron_hybridir.data.sampler import CROSS, MONO, SamplerConfig
+from megatron_hybridir.data.tokenizer import Tokenizer
+from tests.unit.data.conftest import LANGS
+
+
+def _prep(tmp_path, corpus, tokenizer, **kw):
+    out = tmp_path / "out"
+    manifest = preprocess(PreprocessConfig(sources=[str(p) for p in corpus], languages=LANGS,
+                                           tokenizer=tokenizer, output=str(out), workers=2,
+                                           chunk_size=5, **kw), progress=False)
+    return TokenizedDataset(str(out)), manifest
+
+
+@pytest.mark.parametrize("backend", ["hf_tokenizer", "sp_tokenizer"])
+def test_manifest_and_token_rows(tmp_path, corpus, backend, request):
+    tokenizer = request.getfixturevalue(backend)
+    ds, manifest = _prep(tmp_path, corpus, tokenizer)
+    assert manifest["num_items"] == 30 and manifest["tokenizer_hash"] == Tokenizer(tokenizer).hash
+    assert manifest["counts"]["query.en"] == 30 and manifest["counts"]["query.zh"] == 18
+    assert manifest["counts"]["negative.de"] == 16
+    assert len(ds.parallel_ids) == 24 and len(ds.mono_ids) == 6
+    tok = Tokenizer(tokenizer)
+    expected = tok.encode(["Query: de question 5"])[0] + [tok.eos_id]
+    assert ds.tokens("query", 5, LANGS.index("de")).tolist() == expected
+    with pytest.raises(KeyError, match="item 0 has no query in zh"):
+        ds.tokens("query", 0, LANGS.index("zh"))
+
+
+def test_truncation_and_prompts(tmp_path, corpus, hf_tokenizer):
+    ds, _ = _prep(tmp_path, corpus, hf_tokenizer, max_length={"query": 3, "positive": 4,
+                                                              "negative": 4})
+    tok = Tokenizer(hf_tokenizer)
+    row = ds.tokens("query", 1, 0).tolist()
+    assert len(row) == 3 and row[-1] == tok.eos_id and row[0] == tok.encode(["Query:"])[0][0]
+
+
+def test_collated_batches_follow_the_sampler(tmp_path, corpus, hf_tokenizer):
+    ds, _ = _prep(tmp_path, corpus, hf_tokenizer)
+    sampler = ds.sampler(SamplerConfig(global_batch_size=8, seed=3))
+    collate = Collator(ds, num_negatives=1)
+    tok = Tokenizer(hf_tokenizer)
+    vocab = {v: k for k, v in __import__("json").load(open(
+        f"{hf_tokenizer}/tokenizer.json"))["model"]["vocab"].items()}
+    kinds = set()
+    for step in range(12):
+        batch = sampler.global_batch(step)
+        kinds.add(batch.kind)
+        for micro in batch.rank_slice(1, 2).micro_batches(2):
+            out = collate(micro)
+            assert out["input_ids"].shape[0] == 2 * 3 and out["input_ids"].shape[1] % 8 == 0
+            lengths = out["attention_mask"].sum(1)
+            for row in range(6):
+                words = [vocab[int(t)] for t in out["input_ids"][row, : lengths[row]]]
+                assert words[-1] == "</s>"
+                lang = words[2]  # "Query:"/"Passage:" then "Query" ":" split -> prompt is 2 tokens
+                if row < 2:
+                    assert lang == LANGS[micro.query_lang[row]]
+                else:  # positives and negatives are in the passage language
+                    assert lang == LANGS[micro.passage_lang[(row - 2) % 2]]
+            if batch.kind == MONO:
+                assert (micro.query_lang == micro.passage_lang).all()
+    assert kinds == {MONO, CROSS}
+    assert collate.filled_negatives > 0  # items without negatives were exercised
+    assert tok.pad_id == 0
+
+
+def test_fixed_length_padding_for_pipeline_parallelism(tmp_path, corpus, hf_tokenizer):
+    ds, _ = _prep(tmp_path, corpus, hf_tokenizer)
+    micro = ds.sampler(SamplerConfig(global_batch_size=4)).global_batch(0)
+    out = Collator(ds, num_negatives=2, fixed_length=32)(micro)
+    assert out["input_ids"].shape == (4 * 4, 32)
+    with pytest.raises(ValueError, match="exceeds fixed length 2"):
+        Collator(ds, num_negatives=1, fixed_length=2)(micro)
