@@ -49,10 +49,13 @@ class TokenizedDataset:
         self.mono_ids = np.flatnonzero(count == 1)
         self.parallel_masks = langs[self.parallel_ids]
         self.mono_langs = np.log2(langs[self.mono_ids].astype(np.float64)).astype(np.int16)
+        self.sources = np.load(self.path / "items.source.npy")
 
     def sampler(self, config: SamplerConfig) -> HybridSampler:
         return HybridSampler(config, num_languages=len(self.languages),
-                             parallel_masks=self.parallel_masks, mono_langs=self.mono_langs)
+                             parallel_masks=self.parallel_masks, mono_langs=self.mono_langs,
+                             parallel_sources=self.sources[self.parallel_ids],
+                             mono_sources=self.sources[self.mono_ids])
 
     def disk_id(self, sampler_item: int) -> int:
         n = len(self.parallel_ids)

@@ -11,6 +11,7 @@ Layout of the output folder:
     query.{lang}.row.npy, positive.{lang}.row.npy   [items] int64 row or -1 (absent)
     negative.{lang}.start.npy       [items + 1] int64 CSR offsets into negative.{lang}
     items.langs.npy                 [items] uint64 bitmask of languages with query and positive
+    items.source.npy                [items] int32 index into ``sources`` (for mixture weights)
 """
 
 from __future__ import annotations
@@ -117,10 +118,14 @@ def preprocess(config: PreprocessConfig, *, progress: bool = True) -> dict:
     reports = [ReadReport(s) for s in config.sources]
     lang_bit = {l: i for i, l in enumerate(config.languages)}
 
+    item_sources: list[int] = []
+
     def items() -> Iterator[ParallelItem]:
-        for source, report in zip(config.sources, reports):
-            yield from read_items(source, languages=config.languages, on_error=config.on_error,
-                                  report=report)
+        for index, (source, report) in enumerate(zip(config.sources, reports)):
+            for item in read_items(source, languages=config.languages, on_error=config.on_error,
+                                   report=report):
+                item_sources.append(index)
+                yield item
 
     ctx = mp.get_context("spawn")
     with ctx.Pool(config.workers, initializer=_init_worker,
@@ -155,6 +160,7 @@ def preprocess(config: PreprocessConfig, *, progress: bool = True) -> dict:
     for lang, starts in neg_start.items():
         np.save(out / f"negative.{lang}.start.npy", np.asarray(starts, dtype=np.int64))
     np.save(out / "items.langs.npy", np.asarray(masks, dtype=np.uint64))
+    np.save(out / "items.source.npy", np.asarray(item_sources, dtype=np.int32))
     check_language_coverage(config.languages, reports)
     counts = {f"{f}.{l}": rows[(f, l)] for (f, l) in rows}
     manifest = {"config": asdict(config), "tokenizer_hash": tok.hash,

@@ -44,10 +44,14 @@ class SamplerConfig:
     """Probability that a global batch is monolingual in hybrid mode."""
     language_choice: str = "batch"
     """``batch``: one language per monolingual batch (paper default); ``example``: per pair."""
-    language_temperature: float = 1.0
-    """Language weights proportional to count**(1/T); T=inf (use 0) means uniform."""
+    language_temperature: float = 0.0
+    """0 (default, the paper's rule): languages uniform. T > 0: weights proportional to
+    pairs_per_language**(1/T) (T=1 follows the data; larger T flattens towards uniform)."""
     global_batch_size: int = 100
     seed: int = 1234
+    source_weights: Optional[tuple] = None
+    """Relative share of each source per epoch (None: proportional to size, the paper's rule).
+    A source given more than its size repeats items across the epoch, never within a batch."""
 
 
 @dataclass
@@ -101,7 +105,9 @@ class HybridSampler:
     """
 
     def __init__(self, config: SamplerConfig, *, num_languages: int,
-                 parallel_masks: np.ndarray, mono_langs: Optional[np.ndarray] = None):
+                 parallel_masks: np.ndarray, mono_langs: Optional[np.ndarray] = None,
+                 parallel_sources: Optional[np.ndarray] = None,
+                 mono_sources: Optional[np.ndarray] = None):
         if config.mode not in MODES:
             raise ValueError(f"sampler.mode: unknown mode {config.mode!r}; expected {list(MODES)}")
         if config.language_choice not in ("batch", "example"):
@@ -115,14 +121,26 @@ class HybridSampler:
         self.mono_langs = (np.zeros(0, np.int16) if mono_langs is None
                            else np.asarray(mono_langs, dtype=np.int16))
         n_par, n_mono = len(self.parallel_masks), len(self.mono_langs)
+        self._sources = (_source_array(parallel_sources, n_par), _source_array(mono_sources, n_mono))
+        self._weights = _normalised_weights(config.source_weights, self._sources)
         b = config.global_batch_size
         if self.alpha < 1.0 and n_par < b:
             raise ValueError(f"cross-lingual batches need >= {b} items with two or more "
                              f"languages, got {n_par}")
         if n_par + n_mono < b:
             raise ValueError(f"global batch {b} is larger than the {n_par + n_mono} items")
-        # Share of a monolingual batch filled from monolingual-only sources (size-proportional).
-        self.mono_share = int(round(b * n_mono / (n_par + n_mono))) if n_mono else 0
+        # Share of a monolingual batch filled from monolingual-only sources: proportional to
+        # size, or to the source weights (each item carries its source's weight / source size).
+        if n_mono == 0:
+            self.mono_share = 0
+        elif self._weights is None:
+            self.mono_share = int(round(b * n_mono / (n_par + n_mono)))
+        else:
+            sizes = np.bincount(np.concatenate(self._sources), minlength=len(self._weights))
+            per_item = self._weights / np.maximum(sizes, 1)
+            mono_w = per_item[self._sources[_STREAM_MONO]].sum()
+            par_w = per_item[self._sources[_STREAM_PARALLEL]].sum()
+            self.mono_share = int(round(b * mono_w / (mono_w + par_w)))
         if b - self.mono_share > n_par or self.mono_share > n_mono:
             raise ValueError("not enough items to fill a monolingual batch without repeats")
         bits = np.arange(num_languages, dtype=np.uint64)
@@ -162,7 +180,10 @@ class HybridSampler:
         filled = 0
         while filled < count:
             epoch, offset = divmod(start + filled, size)
-            chunk = _permutation(self.config.seed, stream, epoch, size)[offset:offset + count - filled]
+            order = (_permutation(self.config.seed, stream, epoch, size) if self._weights is None
+                     else _weighted_order(self.config.seed, stream, epoch,
+                                          self._sources[stream], self._weights))
+            chunk = order[offset:offset + count - filled]
             out[filled:filled + len(chunk)] = chunk
             filled += len(chunk)
         return out
@@ -175,9 +196,9 @@ class HybridSampler:
         par_pos, mono_pos = self._positions(step)
         n_mono = self.mono_share if kind == MONO else 0
         par = _unique(self._take(_STREAM_PARALLEL, par_pos, cfg.global_batch_size - n_mono),
-                      len(self.parallel_masks), _rng(cfg.seed, step, 1))
-        mono = _unique(self._take(_STREAM_MONO, mono_pos, n_mono), len(self.mono_langs),
-                       _rng(cfg.seed, step, 2)) if n_mono else np.zeros(0, np.int64)
+                      _rng(cfg.seed, step, 1), self._sources[_STREAM_PARALLEL])
+        mono = (_unique(self._take(_STREAM_MONO, mono_pos, n_mono), _rng(cfg.seed, step, 2),
+                        self._sources[_STREAM_MONO]) if n_mono else np.zeros(0, np.int64))
         rng = _rng(cfg.seed, step, 3)
         masks = self.parallel_masks[par]
         if kind == CROSS:
@@ -224,20 +245,58 @@ def _permutation(seed: int, stream: int, epoch: int, size: int) -> np.ndarray:
     return _rng(seed, 0x5EED, stream, epoch).permutation(size)
 
 
-def _unique(items: np.ndarray, population: int, rng) -> np.ndarray:
-    """Replace repeats (only possible across an epoch boundary) with unused items."""
+def _source_array(sources: Optional[np.ndarray], n: int) -> np.ndarray:
+    if sources is None:
+        return np.zeros(n, dtype=np.int32)
+    sources = np.asarray(sources, dtype=np.int32)
+    if len(sources) != n:
+        raise ValueError(f"expected {n} source ids, got {len(sources)}")
+    return sources
+
+
+def _normalised_weights(weights, sources) -> Optional[np.ndarray]:
+    if weights is None:
+        return None
+    weights = np.asarray(weights, dtype=np.float64)
+    present = max(int(s.max(initial=-1)) for s in sources) + 1
+    if len(weights) != present:
+        raise ValueError(f"sampler.source_weights: {len(weights)} weights for {present} sources")
+    if (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError("sampler.source_weights: weights must be >= 0 and not all 0")
+    return weights / weights.sum()
+
+
+def _weighted_order(seed: int, stream: int, epoch: int, sources: np.ndarray,
+                    weights: np.ndarray) -> np.ndarray:
+    """One epoch of a stream: each source contributes its weight's share of the stream's size."""
+    rng = _rng(seed, 0x50C, stream, epoch)
+    size = len(sources)
+    present = np.unique(sources)
+    share = weights[present] / weights[present].sum()
+    quotas = np.floor(share * size).astype(np.int64)
+    quotas[: size - quotas.sum()] += 1  # distribute the rounding remainder
+    parts = []
+    for src, quota in zip(present, quotas):
+        members = np.flatnonzero(sources == src)
+        reps = -(-quota // len(members))
+        picks = np.concatenate([rng.permutation(members) for _ in range(reps)])[:quota]
+        parts.append(picks)
+    return rng.permutation(np.concatenate(parts))
+
+
+def _unique(items: np.ndarray, rng, sources: np.ndarray) -> np.ndarray:
+    """Replace repeats (epoch boundaries, upsampled sources) by unused items of the same source."""
     _, first = np.unique(items, return_index=True)
     if len(first) == len(items):
         return items
-    dup = np.setdiff1d(np.arange(len(items)), first)
     used = set(items.tolist())
-    for i in dup:
-        while True:
-            candidate = int(rng.integers(population))
-            if candidate not in used:
-                break
-        items[i] = candidate
-        used.add(candidate)
+    for i in np.setdiff1d(np.arange(len(items)), first):
+        members = np.flatnonzero(sources == sources[items[i]])
+        free = np.setdiff1d(members, np.fromiter(used, dtype=np.int64), assume_unique=False)
+        if len(free) == 0:  # the source is smaller than its share of this batch
+            free = np.setdiff1d(np.arange(len(sources)), np.fromiter(used, dtype=np.int64))
+        items[i] = int(free[rng.integers(len(free))])
+        used.add(int(items[i]))
     return items
 
 

@@ -80,3 +80,28 @@ def test_fixed_length_padding_for_pipeline_parallelism(tmp_path, corpus, hf_toke
     assert out["input_ids"].shape == (4 * 4, 32)
     with pytest.raises(ValueError, match="exceeds fixed length 2"):
         Collator(ds, num_negatives=1, fixed_length=2)(micro)
+
+
+def test_cli_writes_the_same_dataset(tmp_path, corpus, hf_tokenizer, capsys):
+    import runpy
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[3] / "tools" / "preprocess_data.py"
+    argv = [str(tool), "--sources", *map(str, corpus), "--languages", *LANGS, "--tokenizer",
+            hf_tokenizer, "--output", str(tmp_path / "cli"), "--workers", "1",
+            "--max-length", "query=16", "--prompt", "query=Query: "]
+    old, sys.argv = sys.argv, argv
+    try:
+        runpy.run_path(str(tool), run_name="__main__")
+    finally:
+        sys.argv = old
+    assert "wrote 30 items" in capsys.readouterr().out
+    ds = TokenizedDataset(str(tmp_path / "cli"))
+    assert ds.manifest["config"]["max_length"]["query"] == 16
+    assert ds.sources.tolist() == [0] * 24 + [1] * 6
+    by_size = ds.sampler(SamplerConfig(mode="monolingual", global_batch_size=6))
+    assert by_size.mono_share == 1  # 6 of the 30 items are monolingual-only
+    weighted = ds.sampler(SamplerConfig(mode="monolingual", global_batch_size=6,
+                                        source_weights=(1.0, 1.0)))
+    assert weighted.mono_share == 3  # equal weights: half of each monolingual batch

@@ -133,3 +133,32 @@ def test_configuration_errors_are_named():
         _sampler(mode="bilingual")
     with pytest.raises(ValueError, match="cross-lingual batches need >= 8 items with two or more"):
         _sampler(n_par=5, n_mono=20)
+
+
+def test_source_weights_set_each_sources_share_of_an_epoch():
+    masks = np.full(100, languages_to_mask(range(L)), dtype=np.uint64)
+    sources = np.array([0] * 80 + [1] * 20)
+    sampler = HybridSampler(SamplerConfig(mode="cross-lingual", global_batch_size=10,
+                                          source_weights=(1.0, 1.0)),
+                            num_languages=L, parallel_masks=masks, parallel_sources=sources)
+    epoch = np.concatenate([sampler.global_batch(s).items for s in range(10)])
+    assert (sources[epoch] == 1).sum() == 50  # upsampled from 20 to half of the epoch
+    assert len(np.unique(epoch[sources[epoch] == 1])) == 20
+    for step in range(10):
+        items = sampler.global_batch(step).items
+        assert len(np.unique(items)) == len(items)
+    with pytest.raises(ValueError, match="sampler.source_weights: 3 weights for 2 sources"):
+        HybridSampler(SamplerConfig(source_weights=(1, 1, 1), global_batch_size=10),
+                      num_languages=L, parallel_masks=masks, parallel_sources=sources)
+
+
+def test_batch_language_is_uniform_by_default_and_temperature_follows_counts():
+    from megatron_hybridir.data.sampler import language_weights
+
+    assert np.allclose(language_weights(np.array([90, 10]), 0.0), [0.5, 0.5])
+    assert np.allclose(language_weights(np.array([90, 10]), 1.0), [0.9, 0.1])
+    assert np.allclose(language_weights(np.array([81, 1]), 2.0), [0.9, 0.1])
+    sampler = _sampler(mode="monolingual", batch=4)
+    langs = [sampler.global_batch(s).query_lang[0] for s in range(4000)]
+    counts = np.bincount(langs, minlength=L) / 4000
+    assert np.abs(counts - 1 / L).max() < 4 * np.sqrt(0.2 * 0.8 / 4000)
