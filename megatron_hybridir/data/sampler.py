@@ -97,7 +97,7 @@ def language_weights(counts: np.ndarray, temperature: float) -> np.ndarray:
 
 
 class HybridSampler:
-    """Global batches for any step. ``lang_masks`` are per-item bitmasks of usable languages.
+    """Global batches for any step, from per-item language bitmasks and optional source ids.
 
     parallel_masks: [N_par] uint64, bit l set when item has query and positive in language l
     (items with fewer than two bits belong in ``mono_langs`` instead).
@@ -143,8 +143,9 @@ class HybridSampler:
             self.mono_share = int(round(b * mono_w / (mono_w + par_w)))
         if b - self.mono_share > n_par or self.mono_share > n_mono:
             raise ValueError("not enough items to fill a monolingual batch without repeats")
-        bits = np.arange(num_languages, dtype=np.uint64)
-        per_lang = ((self.parallel_masks[:, None] >> bits[None, :]) & np.uint64(1)).sum(0)
+        # One language at a time: an [items, languages] matrix would be GBs at 10M+ items.
+        per_lang = np.array([int(((self.parallel_masks >> np.uint64(l)) & np.uint64(1)).sum())
+                             for l in range(num_languages)], dtype=np.int64)
         per_lang = per_lang + np.bincount(self.mono_langs, minlength=num_languages)
         self.lang_weights = language_weights(per_lang, config.language_temperature)
         self._kinds_cache = np.zeros(0, dtype=np.int8)
