@@ -43,18 +43,9 @@ def wrap_ddp(chunks: Sequence[torch.nn.Module], *, grad_reduce_in_fp32: bool = T
     return wrapped
 
 
-def forward_backward(model: Sequence[torch.nn.Module], micro_batches: Sequence[dict], *,
-                     loss: LossConfig, forward_only: bool = False) -> list[dict]:
-    """Run one global batch; return the loss dicts of the last stage (empty list elsewhere).
-
-    ``micro_batches`` are the batch dicts of this data-parallel rank, in order. Gradients are left
-    in each parameter's ``main_grad``, reduced over data-parallel ranks.
-    """
-    if not forward_only:
-        for chunk in model:
-            chunk.zero_grad_buffer()
-    forward_step = make_forward_step(
-        loss, dp_group=parallel_state.get_data_parallel_group())
+def run_schedule(model: Sequence[torch.nn.Module], micro_batches: Sequence[dict], forward_step, *,
+                 forward_only: bool = False) -> list[dict]:
+    """Megatron's schedule for this pipeline layout over ``micro_batches`` (one iterator per chunk)."""
     first = micro_batches[0]
     if parallel_state.get_pipeline_model_parallel_world_size() > 1:
         # NOTE: stages exchange activations of a fixed shape (shape negotiation per message
@@ -74,6 +65,21 @@ def forward_backward(model: Sequence[torch.nn.Module], micro_batches: Sequence[d
         micro_batch_size=first["input_ids"].size(0),
         forward_only=forward_only,
     )
+
+
+def forward_backward(model: Sequence[torch.nn.Module], micro_batches: Sequence[dict], *,
+                     loss: LossConfig, forward_only: bool = False) -> list[dict]:
+    """Run one global batch; return the loss dicts of the last stage (empty list elsewhere).
+
+    ``micro_batches`` are the batch dicts of this data-parallel rank, in order; in-batch negatives
+    span one micro-batch across DP ranks (see ``gradcache`` for the whole batch). Gradients are
+    left in each parameter's ``main_grad``, reduced over data-parallel ranks.
+    """
+    if not forward_only:
+        for chunk in model:
+            chunk.zero_grad_buffer()
+    forward_step = make_forward_step(loss, dp_group=parallel_state.get_data_parallel_group())
+    return run_schedule(model, micro_batches, forward_step, forward_only=forward_only)
 
 
 def gradients(model: Sequence[torch.nn.Module]) -> dict[str, torch.Tensor]:

@@ -18,6 +18,7 @@ from megatron_hybridir.model.builder import build_model_chunks
 from megatron_hybridir.model.presets import preset
 from megatron_hybridir.runtime.distributed import initialize
 from megatron_hybridir.training.engine import forward_backward, wrap_ddp
+from megatron_hybridir.training.gradcache import gradcache_forward_backward
 from megatron_hybridir.training.forward_step import random_token_batch
 
 LOSS = LossConfig(temperature=0.05, num_hard_negatives=1, symmetric=True)
@@ -89,7 +90,11 @@ def run_config(launch, case: dict, work: str) -> None:
     micro = micro_batches_for_rank(batch, dp_rank=ps.get_data_parallel_rank(),
                                    dp_size=ps.get_data_parallel_world_size(),
                                    num_micro=case["num_micro"])
-    outputs = forward_backward(ddp, micro, loss=LOSS)
+    if case.get("gradcache"):
+        outputs = gradcache_forward_backward(ddp, micro, loss=LOSS,
+                                             check_replay=case.get("check_replay", False))
+    else:
+        outputs = forward_backward(ddp, micro, loss=LOSS)
     out_dir = work_dir / case["name"]
     out_dir.mkdir(parents=True, exist_ok=True)
     if outputs:
