@@ -108,6 +108,60 @@ class PrecisionConfig:
 
 
 @dataclass
+class DataConfig:
+    """Training data and the hybrid sampler."""
+
+    path: Optional[str] = None
+    """Folder written by tools/preprocess_data.py; None trains on synthetic pairs (smoke runs)."""
+    mode: str = "hybrid"
+    """monolingual, cross-lingual, hybrid or mixed (see data/sampler.py)."""
+    alpha: float = 0.5
+    """Probability of a monolingual global batch in hybrid mode (the paper's grid optimum)."""
+    language_choice: str = "batch"
+    language_temperature: float = 0.0
+    source_weights: Optional[list[float]] = None
+    global_batch_size: int = 16
+    micro_batch_size: int = 4
+    """Queries per micro-batch on one data-parallel rank."""
+    pad_to_multiple: int = 8
+
+
+@dataclass
+class OptimConfig:
+    """Megatron-Core optimizer (Adam) and the warmup + cosine schedule."""
+
+    lr: float = 1e-4
+    min_lr: float = 0.0
+    weight_decay: float = 0.01
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    clip_grad: float = 1.0
+    warmup_steps: int = 0
+    use_distributed_optimizer: bool = False
+
+
+@dataclass
+class TrainingConfig:
+    train_steps: int = 100
+    gradcache: bool = False
+    """Negatives over the whole global batch whatever the micro-batch size (training/gradcache.py)."""
+    max_skipped_steps: int = 5
+    """Non-finite losses skip the step up to this many times in a row, then training stops."""
+    log_interval: int = 10
+    exit_interval: int = 0
+    """Save and exit after this many steps of this invocation (0: run to train_steps)."""
+
+
+@dataclass
+class CheckpointConfig:
+    dir: Optional[str] = None
+    """Run directory for checkpoints and logs; None disables saving."""
+    save_interval: int = 0
+    """Save every N steps (0: only at the end and on SIGTERM / SIGUSR1)."""
+    keep_last: int = 2
+
+
+@dataclass
 class RunConfig:
     """Everything one run needs; sub-sections are owned by the modules that consume them."""
 
@@ -115,6 +169,10 @@ class RunConfig:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     seed: int = 1234
     seq_length: int = 64
     """Longest tokenized query or passage fed to the model."""
@@ -285,8 +343,23 @@ def validate_model(model: ModelConfig, parallel: ParallelConfig, *, seq_length: 
         _require(tp > 1, "parallel.sequence_parallel", "needs tensor_model_parallel_size > 1")
 
 
-def validate(config: RunConfig) -> None:
+def validate(config: RunConfig, *, world_size: Optional[int] = None) -> None:
+    """Check everything knowable before start-up; ``world_size`` adds the batch-layout checks."""
     validate_model(config.model, config.parallel, seq_length=config.seq_length)
+    data = config.data
+    _require(data.mode in ("monolingual", "cross-lingual", "hybrid", "mixed"), "data.mode",
+             f"unknown mode {data.mode!r}")
+    _require(0.0 <= data.alpha <= 1.0, "data.alpha", f"must lie in [0, 1], got {data.alpha}")
+    _require(data.micro_batch_size >= 1, "data.micro_batch_size", "must be >= 1")
+    if world_size is not None:
+        tp, pp = config.parallel.tensor_model_parallel_size, config.parallel.pipeline_model_parallel_size
+        _require(world_size % (tp * pp) == 0, "parallel",
+                 f"world size {world_size} is not divisible by TP x PP = {tp * pp}")
+        dp = world_size // (tp * pp)
+        _require(data.global_batch_size % (data.micro_batch_size * dp) == 0,
+                 "data.global_batch_size",
+                 f"{data.global_batch_size} is not divisible by data.micro_batch_size "
+                 f"({data.micro_batch_size}) x data-parallel size ({dp})")
     _require(config.loss.temperature > 0, "loss.temperature", "must be > 0")
     _require(config.loss.num_hard_negatives >= 0, "loss.num_hard_negatives", "must be >= 0")
     _require(config.precision.dtype in ("fp32", "bf16", "fp16"), "precision.dtype",

@@ -43,6 +43,19 @@ def wrap_ddp(chunks: Sequence[torch.nn.Module], *, grad_reduce_in_fp32: bool = T
     return wrapped
 
 
+def zero_grads(model: Sequence[torch.nn.Module]) -> None:
+    """Clear the DDP grad buffers and every ``param.grad``.
+
+    NOTE: after ``optimizer.step()`` Megatron's optimizer leaves ``param.grad`` aliasing the
+    ``main_grad`` buffer; if it is not cleared, the next backward accumulates into that alias and
+    DDP's hook adds it to ``main_grad`` again, doubling every gradient.
+    """
+    for chunk in model:
+        chunk.zero_grad_buffer()
+        for param in chunk.parameters():
+            param.grad = None
+
+
 def run_schedule(model: Sequence[torch.nn.Module], micro_batches: Sequence[dict], forward_step, *,
                  forward_only: bool = False) -> list[dict]:
     """Megatron's schedule for this pipeline layout over ``micro_batches`` (one iterator per chunk)."""
@@ -76,8 +89,7 @@ def forward_backward(model: Sequence[torch.nn.Module], micro_batches: Sequence[d
     left in each parameter's ``main_grad``, reduced over data-parallel ranks.
     """
     if not forward_only:
-        for chunk in model:
-            chunk.zero_grad_buffer()
+        zero_grads(model)
     forward_step = make_forward_step(loss, dp_group=parallel_state.get_data_parallel_group())
     return run_schedule(model, micro_batches, forward_step, forward_only=forward_only)
 

@@ -23,26 +23,12 @@ from typing import Sequence
 
 import torch
 from megatron.core import parallel_state
-from megatron.core.tensor_parallel import get_cuda_rng_tracker
 
 from megatron_hybridir.config import LossConfig
 from megatron_hybridir.loss import info_nce
-from megatron_hybridir.training.engine import run_schedule
+from megatron_hybridir.runtime.rng import rng_restore, rng_snapshot
+from megatron_hybridir.training.engine import run_schedule, zero_grads
 from megatron_hybridir.training.forward_step import split_embeddings, unwrap
-
-
-def _rng_snapshot():
-    cuda = torch.cuda.get_rng_state() if torch.cuda.is_available() else None
-    tracker = {k: v.clone() for k, v in get_cuda_rng_tracker().get_states().items()}
-    return torch.get_rng_state(), cuda, tracker
-
-
-def _rng_restore(snapshot) -> None:
-    cpu, cuda, tracker = snapshot
-    torch.set_rng_state(cpu)
-    if cuda is not None:
-        torch.cuda.set_rng_state(cuda)
-    get_cuda_rng_tracker().set_states({k: v.clone() for k, v in tracker.items()})
 
 
 def _embedding_step(data_iterator, model):
@@ -75,9 +61,8 @@ def gradcache_forward_backward(model: Sequence[torch.nn.Module], micro_batches: 
     left in ``main_grad`` like ``engine.forward_backward``.
     """
     last_chunk = unwrap(model[-1])
-    for chunk in model:
-        chunk.zero_grad_buffer()
-    snapshot = _rng_snapshot()
+    zero_grads(model)
+    snapshot = rng_snapshot()
     cached = run_schedule(model, micro_batches, _embedding_step, forward_only=True)
     is_last = parallel_state.is_pipeline_last_stage()
     grads, stats, embeddings = [None] * len(micro_batches), {}, []
@@ -88,7 +73,7 @@ def gradcache_forward_backward(model: Sequence[torch.nn.Module], micro_batches: 
         # main_grad (Megatron DDP's hook), to be reduced with the rest after pass 2.
         grads, stats = _cached_loss(embeddings, micro_batches, loss=loss,
                                     scale=scale if scale is not None else 1.0 / loss.temperature)
-    _rng_restore(snapshot)
+    rng_restore(snapshot)
     batches = [dict(mb, cached_grad=g, micro_index=i)
                for i, (mb, g) in enumerate(zip(micro_batches, grads))]
     num_micro = len(micro_batches)

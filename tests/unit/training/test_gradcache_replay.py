@@ -37,6 +37,6 @@ def test_replay_reproduces_dropout_masks(megatron_runtime):
 
 def test_without_rng_restore_the_replay_check_fails(megatron_runtime, monkeypatch):
     model, micro = _setup()
-    monkeypatch.setattr(gradcache, "_rng_restore", lambda snapshot: None)
+    monkeypatch.setattr(gradcache, "rng_restore", lambda snapshot: None)
     with pytest.raises(RuntimeError, match="GradCache pass 2 did not replay pass 1"):
         gradcache.gradcache_forward_backward(model, micro, loss=LOSS, check_replay=True)

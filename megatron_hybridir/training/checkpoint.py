@@ -1,0 +1,108 @@
+"""Checkpoints through Megatron-Core distributed checkpointing, with an atomic ``latest`` pointer.
+
+Why it exists: a 30B run is preempted and requeued; it must resume exactly where it stopped, possibly
+on another parallel layout. Model and optimizer go through ``dist_checkpointing`` (sharded, so they
+reshard on load); the scheduler, step and sampler state are common metadata; RNG states are saved
+per rank and restored only when the layout is unchanged. A checkpoint is written to
+``step_N.tmp``, renamed when complete, and only then is ``latest`` replaced (write + os.replace), so
+a crash mid-save never leaves ``latest`` pointing at a partial checkpoint.
+
+What it does not do: decide when to save (the trainer does).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+import torch.distributed as dist
+from megatron.core import dist_checkpointing
+
+from megatron_hybridir.runtime.rng import rng_restore, rng_snapshot
+from megatron_hybridir.training.forward_step import unwrap
+
+logger = logging.getLogger(__name__)
+
+
+def _model_state(model: Sequence[torch.nn.Module]) -> dict:
+    # Unwrapped chunks: the DDP wrapper would prefix every key with "module.".
+    chunks = [unwrap(chunk) for chunk in model]
+    if len(chunks) == 1:
+        return chunks[0].sharded_state_dict()
+    return {f"model{i}": chunk.sharded_state_dict() for i, chunk in enumerate(chunks)}
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def latest_step(run_dir: str | Path) -> Optional[int]:
+    pointer = Path(run_dir) / "checkpoints" / "latest"
+    return int(pointer.read_text().strip()) if pointer.exists() else None
+
+
+def save_checkpoint(run_dir: str | Path, step: int, *, model, optimizer, scheduler,
+                    extra: dict, keep_last: int = 2) -> Path:
+    """Write ``step`` for every rank (collective); returns the final checkpoint folder."""
+    root = Path(run_dir) / "checkpoints"
+    final, tmp = root / f"step_{step:08d}", root / f"step_{step:08d}.tmp"
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    _barrier()
+    model_state = _model_state(model)
+    state = {"model": model_state,
+             "optimizer": optimizer.sharded_state_dict(model_state),
+             "scheduler": scheduler.state_dict(), "step": step, "extra": extra,
+             "world_size": dist.get_world_size() if dist.is_initialized() else 1}
+    dist_checkpointing.save(state, str(tmp))
+    torch.save(rng_snapshot(), tmp / f"rng_rank{rank}.pt")
+    _barrier()
+    if rank == 0:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        pointer = root / "latest.tmp"
+        pointer.write_text(f"{step}\n")
+        os.replace(pointer, root / "latest")
+        for old in sorted(root.glob("step_????????"))[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+        logger.info("saved checkpoint %s", final)
+    _barrier()
+    return final
+
+
+def load_checkpoint(run_dir: str | Path, *, model, optimizer, scheduler) -> Optional[dict]:
+    """Load ``latest`` into model/optimizer/scheduler; returns {"step", "extra"} or None."""
+    step = latest_step(run_dir)
+    if step is None:
+        return None
+    path = Path(run_dir) / "checkpoints" / f"step_{step:08d}"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: named by 'latest' but missing")
+    model_state = _model_state(model)
+    template = {"model": model_state,
+                "optimizer": optimizer.sharded_state_dict(model_state, is_loading=True)}
+    state = dist_checkpointing.load(template, str(path))
+    if len(model) == 1:
+        unwrap(model[0]).load_state_dict(state["model"])
+    else:
+        for i, chunk in enumerate(model):
+            unwrap(chunk).load_state_dict(state["model"][f"model{i}"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    rng_file = path / f"rng_rank{rank}.pt"
+    if state["world_size"] == world and rng_file.exists():
+        rng_restore(torch.load(rng_file, weights_only=False))
+    else:
+        logger.warning("checkpoint written by %d ranks, now %d: RNG states not restored",
+                       state["world_size"], world)
+    logger.info("resumed from %s", path)
+    return {"step": state["step"], "extra": state["extra"]}

@@ -1,0 +1,208 @@
+"""The training loop: data -> Megatron schedule (optionally GradCache) -> optimizer -> checkpoints.
+
+Why it exists: it is what ``python -m megatron_hybridir.train`` (and ``slurm/train_*.sh``) runs.
+Each step's batch is a pure function of (seed, step), so resuming from ``latest`` reproduces the
+uninterrupted run exactly. SIGTERM / SIGUSR1 finish the current step, save, and return normally so
+a requeued job resumes by itself. Non-finite losses skip the step (no update) up to a limit.
+
+What it does not do: build the model (``model/builder``), sample (``data/sampler``), or compute
+the loss (``loss``, via ``training/engine`` or ``training/gradcache``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state
+from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+
+from megatron_hybridir.config import RunConfig, save_config, validate
+from megatron_hybridir.data.sampler import MONO, SamplerConfig
+from megatron_hybridir.model.builder import build_model_chunks
+from megatron_hybridir.runtime.distributed import initialize
+from megatron_hybridir.training.checkpoint import load_checkpoint, save_checkpoint
+from megatron_hybridir.training.engine import forward_backward, wrap_ddp
+from megatron_hybridir.training.gradcache import gradcache_forward_backward
+from megatron_hybridir.training.smoke import related_pairs
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainResult:
+    start_step: int = 0
+    last_step: int = 0
+    losses: list[float] = field(default_factory=list)
+    preempted: bool = False
+
+
+class BatchSource:
+    """This rank's micro-batches for any step: the hybrid sampler over on-disk data, or synthetic."""
+
+    def __init__(self, config: RunConfig, *, dp_rank: int, dp_size: int):
+        self.config, self.dp_rank, self.dp_size = config, dp_rank, dp_size
+        data = config.data
+        fixed = config.seq_length if config.parallel.pipeline_model_parallel_size > 1 else None
+        self.sampler = self.collate = None
+        if data.path is not None:
+            from megatron_hybridir.data.dataset import Collator, TokenizedDataset
+
+            dataset = TokenizedDataset(data.path)
+            self.sampler = dataset.sampler(SamplerConfig(
+                mode=data.mode, alpha=data.alpha, language_choice=data.language_choice,
+                language_temperature=data.language_temperature,
+                source_weights=tuple(data.source_weights) if data.source_weights else None,
+                global_batch_size=data.global_batch_size, seed=config.seed))
+            self.collate = Collator(dataset, num_negatives=config.loss.num_hard_negatives,
+                                    pad_to_multiple=data.pad_to_multiple, fixed_length=fixed)
+
+    def micro_batches(self, step: int) -> tuple[list[dict], int]:
+        """(micro-batches of this DP rank, batch kind)."""
+        data = self.config.data
+        if self.sampler is not None:
+            batch = self.sampler.global_batch(step).rank_slice(self.dp_rank, self.dp_size)
+            return [self.collate(m) for m in batch.micro_batches(data.micro_batch_size)], batch.kind
+        per_rank = data.global_batch_size // self.dp_size // data.micro_batch_size
+        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
+        all_micro = [related_pairs(num_queries=data.micro_batch_size,
+                                   num_negatives=self.config.loss.num_hard_negatives,
+                                   seq_length=self.config.seq_length,
+                                   vocab_size=self.config.model.vocab_size, generator=g)
+                     for _ in range(per_rank * self.dp_size)]
+        return all_micro[self.dp_rank::self.dp_size], MONO
+
+
+class _StopFlag:
+    """Set by SIGTERM / SIGUSR1 (Slurm's pre-timeout signal); checked between steps."""
+
+    def __init__(self):
+        self.signal: Optional[int] = None
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.signal = signum
+
+    def any_rank(self) -> bool:
+        flag = torch.tensor([1.0 if self.signal is not None else 0.0])
+        if dist.is_initialized():
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+
+def _step_stats(outputs: list[dict]) -> torch.Tensor:
+    """[loss, accuracy] averaged over DP, broadcast from the last pipeline stage to every rank."""
+    stats = torch.zeros(2, dtype=torch.float64)
+    if outputs:
+        stats[0] = torch.stack([o["loss"] for o in outputs]).double().mean()
+        stats[1] = torch.stack([o["accuracy"] for o in outputs]).double().mean()
+        dist.all_reduce(stats, group=parallel_state.get_data_parallel_group())
+        stats /= parallel_state.get_data_parallel_world_size()
+    if parallel_state.get_pipeline_model_parallel_world_size() > 1:
+        dist.broadcast(stats, src=parallel_state.get_pipeline_model_parallel_last_rank(),
+                       group=parallel_state.get_pipeline_model_parallel_group())
+    return stats
+
+
+def build_training(config: RunConfig):
+    """Model chunks (DDP), Megatron optimizer and LR scheduler for this rank."""
+    chunks = build_model_chunks(config.model, config.parallel, precision=config.precision,
+                                loss=config.loss)
+    model = wrap_ddp(chunks, use_distributed_optimizer=config.optim.use_distributed_optimizer)
+    o = config.optim
+    optimizer = get_megatron_optimizer(OptimizerConfig(
+        optimizer="adam", lr=o.lr, min_lr=o.min_lr, weight_decay=o.weight_decay,
+        adam_beta1=o.adam_beta1, adam_beta2=o.adam_beta2, clip_grad=o.clip_grad,
+        bf16=config.precision.dtype == "bf16", fp16=config.precision.dtype == "fp16",
+        use_distributed_optimizer=o.use_distributed_optimizer), model)
+    steps = config.training.train_steps
+    scheduler = OptimizerParamScheduler(
+        optimizer, init_lr=0.0 if o.warmup_steps else o.lr, max_lr=o.lr, min_lr=o.min_lr,
+        lr_warmup_steps=o.warmup_steps, lr_decay_steps=max(steps, o.warmup_steps + 1),
+        lr_decay_style="cosine", start_wd=o.weight_decay, end_wd=o.weight_decay,
+        wd_incr_steps=steps, wd_incr_style="constant")
+    return model, optimizer, scheduler
+
+
+def train(config: RunConfig) -> TrainResult:
+    """Run (or resume) training as configured; every rank calls this."""
+    info = initialize(config.parallel, seed=config.seed)
+    validate(config, world_size=info.world_size)
+    model, optimizer, scheduler = build_training(config)
+    source = BatchSource(config, dp_rank=info.dp_rank, dp_size=info.dp_size)
+    run_dir = Path(config.checkpoint.dir) if config.checkpoint.dir else None
+    result = TrainResult()
+    if run_dir is not None:
+        if info.rank == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, run_dir / "config.yaml")
+        resumed = load_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler)
+        result.start_step = resumed["step"] if resumed else 0
+    stop, skipped, kinds = _StopFlag(), 0, {"monolingual": 0, "cross-lingual": 0}
+    metrics = (run_dir / "metrics.jsonl").open("a") if run_dir and info.rank == 0 else None
+    step_fn = gradcache_forward_backward if config.training.gradcache else forward_backward
+    step = result.start_step
+    while step < config.training.train_steps:
+        start = time.perf_counter()
+        micro, kind = source.micro_batches(step)
+        outputs = step_fn(model, micro, loss=config.loss)
+        loss, acc = _step_stats(outputs).tolist()
+        if not math.isfinite(loss):
+            skipped += 1
+            logger.warning("step %d: non-finite loss (%s), update skipped (%d in a row)", step + 1,
+                           loss, skipped)
+            if skipped > config.training.max_skipped_steps:
+                raise TrainingError(f"{skipped} non-finite losses in a row at step {step + 1}; "
+                                    f"stopping (last good checkpoint kept)")
+            step += 1
+            continue
+        skipped = 0
+        _, grad_norm, _ = optimizer.step()
+        scheduler.step(increment=1)
+        step += 1
+        kinds["monolingual" if kind == MONO else "cross-lingual"] += 1
+        result.losses.append(loss)
+        record = {"step": step, "loss": loss, "accuracy": acc, "lr": scheduler.get_lr(
+            optimizer.param_groups[0]), "grad_norm": grad_norm, "step_time": time.perf_counter() - start,
+            **{f"{k}_batches": v for k, v in kinds.items()}}
+        if metrics is not None:
+            metrics.write(json.dumps(record) + "\n")
+            metrics.flush()
+            if step % config.training.log_interval == 0 or step == 1:
+                print(f"step {step}/{config.training.train_steps} loss {loss:.4f} acc {acc:.3f} "
+                      f"lr {record['lr']:.2e} grad-norm {grad_norm:.3f} "
+                      f"{record['step_time']:.2f}s", flush=True)
+        preempted = stop.any_rank()
+        exit_now = bool(config.training.exit_interval) and (
+            step - result.start_step >= config.training.exit_interval)
+        interval = config.checkpoint.save_interval
+        if run_dir is not None and (preempted or exit_now or step == config.training.train_steps
+                                    or (interval and step % interval == 0)):
+            save_checkpoint(run_dir, step, model=model, optimizer=optimizer, scheduler=scheduler,
+                            extra={"kinds": kinds}, keep_last=config.checkpoint.keep_last)
+        if preempted:
+            if info.rank == 0:
+                print(f"preemption signal (SIGTERM/SIGUSR1) received: saved step {step}, "
+                      f"exiting for requeue", flush=True)
+            result.preempted = True
+            break
+        if exit_now:
+            break
+    result.last_step = step
+    if metrics is not None:
+        metrics.close()
+    return result

@@ -1,0 +1,28 @@
+"""Gradients of a step do not depend on what the optimizer did at the previous step."""
+
+from __future__ import annotations
+
+import torch
+from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+
+from megatron_hybridir.config import LossConfig, ParallelConfig
+from megatron_hybridir.model.builder import build_model
+from megatron_hybridir.model.presets import preset
+from megatron_hybridir.training.engine import forward_backward, wrap_ddp
+from megatron_hybridir.training.forward_step import random_token_batch
+
+
+def test_second_step_gradients_are_not_accumulated_twice(megatron_runtime):
+    loss = LossConfig(temperature=0.05)
+    torch.manual_seed(0)
+    model = wrap_ddp([build_model(preset("tiny"), ParallelConfig(), loss=loss)])
+    optimizer = get_megatron_optimizer(OptimizerConfig(optimizer="adam", lr=0.0), model)
+    batch = [random_token_batch(num_queries=4, num_negatives=1, seq_length=8, vocab_size=250,
+                                generator=torch.Generator().manual_seed(0))]
+    grads = []
+    for _ in range(3):  # lr=0: weights never change, so every step's gradient must be identical
+        forward_backward(model, batch, loss=loss)
+        grads.append(torch.cat([p.main_grad.flatten() for p in model[0].module.parameters()]))
+        optimizer.step()
+    torch.testing.assert_close(grads[1], grads[0])
+    torch.testing.assert_close(grads[2], grads[0])
