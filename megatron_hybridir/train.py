@@ -1,5 +1,8 @@
 """``python -m megatron_hybridir.train --config run.yaml key.sub=value ...`` (console: hybridir-train).
 
+``--dry-run [--world-size N]`` prints the parallel layout, parameters, memory per GPU and FLOPs per
+step without starting processes or touching a GPU.
+
 Thin entry point: parse the config path and dotted overrides, then call ``training.trainer.train``.
 """
 
@@ -11,6 +14,20 @@ import sys
 from megatron_hybridir.config import load_config
 from megatron_hybridir.runtime.distributed import shutdown
 from megatron_hybridir.training.trainer import train
+
+
+def _pop_flag(args: list[str], name: str, *, value: bool) -> str | bool | None:
+    if name not in args:
+        return None
+    i = args.index(name)
+    if not value:
+        del args[i]
+        return True
+    if i + 1 >= len(args):
+        raise SystemExit(f"{name} needs a value")
+    out = args[i + 1]
+    del args[i:i + 2]
+    return out
 
 
 def parse_args(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -30,8 +47,18 @@ def parse_args(argv: list[str]) -> tuple[str | None, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    path, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    dry_run = _pop_flag(args, "--dry-run", value=False)
+    world = _pop_flag(args, "--world-size", value=True)
+    path, overrides = parse_args(args)
     config = load_config(path, overrides)
+    if dry_run:
+        from megatron_hybridir.training.dry_run import estimate, format_estimate
+
+        p = config.parallel
+        size = int(world) if world else p.tensor_model_parallel_size * p.pipeline_model_parallel_size
+        print(format_estimate(estimate(config, world_size=size)))
+        return 0
     try:
         result = train(config)
     finally:

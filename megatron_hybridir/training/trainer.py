@@ -32,6 +32,7 @@ from megatron_hybridir.model.builder import build_model_chunks
 from megatron_hybridir.runtime.distributed import initialize
 from megatron_hybridir.training.checkpoint import load_checkpoint, save_checkpoint
 from megatron_hybridir.training.engine import forward_backward, wrap_ddp
+from megatron_hybridir.training.flops import peak_tflops, training_flops
 from megatron_hybridir.training.gradcache import gradcache_forward_backward
 from megatron_hybridir.training.smoke import related_pairs
 
@@ -118,6 +119,23 @@ def _step_stats(outputs: list[dict]) -> torch.Tensor:
     return stats
 
 
+def _throughput(config: RunConfig, micro: list[dict], elapsed: float, *, dp_size: int,
+                gpus: int) -> dict:
+    """Pairs/s, tokens/s (padded, whole job), model TFLOP/s per GPU and MFU on known GPUs."""
+    rows = sum(mb["input_ids"].size(0) for mb in micro) * dp_size
+    tokens = sum(mb["input_ids"].numel() for mb in micro) * dp_size
+    seq = max(mb["input_ids"].size(1) for mb in micro)
+    flops = training_flops(config.model, sequences=rows, seq_len=seq,
+                           gradcache=config.training.gradcache)
+    out = {"samples_per_s": config.data.global_batch_size / elapsed,
+           "tokens_per_s": tokens / elapsed, "tflops_per_gpu": flops / elapsed / gpus / 1e12}
+    if torch.cuda.is_available():
+        peak = peak_tflops(torch.cuda.get_device_name())
+        if peak:
+            out["mfu"] = out["tflops_per_gpu"] / peak
+    return out
+
+
 def build_training(config: RunConfig):
     """Model chunks (DDP), Megatron optimizer and LR scheduler for this rank."""
     chunks = build_model_chunks(config.model, config.parallel, precision=config.precision,
@@ -172,20 +190,25 @@ def train(config: RunConfig) -> TrainResult:
             continue
         skipped = 0
         _, grad_norm, _ = optimizer.step()
+        elapsed = time.perf_counter() - start
         scheduler.step(increment=1)
         step += 1
         kinds["monolingual" if kind == MONO else "cross-lingual"] += 1
         result.losses.append(loss)
-        record = {"step": step, "loss": loss, "accuracy": acc, "lr": scheduler.get_lr(
-            optimizer.param_groups[0]), "grad_norm": grad_norm, "step_time": time.perf_counter() - start,
-            **{f"{k}_batches": v for k, v in kinds.items()}}
+        record = {"step": step, "loss": loss, "accuracy": acc,
+                  "lr": scheduler.get_lr(optimizer.param_groups[0]), "grad_norm": grad_norm,
+                  "step_time": elapsed, **{f"{k}_batches": v for k, v in kinds.items()},
+                  **_throughput(config, micro, elapsed, dp_size=info.dp_size,
+                                gpus=info.world_size)}
         if metrics is not None:
             metrics.write(json.dumps(record) + "\n")
             metrics.flush()
             if step % config.training.log_interval == 0 or step == 1:
+                mfu = f" MFU {record['mfu']:.1%}" if "mfu" in record else ""
                 print(f"step {step}/{config.training.train_steps} loss {loss:.4f} acc {acc:.3f} "
-                      f"lr {record['lr']:.2e} grad-norm {grad_norm:.3f} "
-                      f"{record['step_time']:.2f}s", flush=True)
+                      f"lr {record['lr']:.2e} grad-norm {grad_norm:.3f} {elapsed:.2f}s "
+                      f"{record['samples_per_s']:.1f} pairs/s {record['tokens_per_s']:.0f} tok/s "
+                      f"{record['tflops_per_gpu']:.3f} TFLOP/s/GPU{mfu}", flush=True)
         preempted = stop.any_rank()
         exit_now = bool(config.training.exit_interval) and (
             step - result.start_step >= config.training.exit_interval)
@@ -195,6 +218,9 @@ def train(config: RunConfig) -> TrainResult:
             save_checkpoint(run_dir, step, model=model, optimizer=optimizer, scheduler=scheduler,
                             extra={"kinds": kinds}, keep_last=config.checkpoint.keep_last)
         if preempted:
+            if info.rank == 0 and run_dir is not None:
+                # slurm/launch.sh requeues the job when it finds this marker.
+                (run_dir / "requeue").write_text(f"{step}\n")
             if info.rank == 0:
                 print(f"preemption signal (SIGTERM/SIGUSR1) received: saved step {step}, "
                       f"exiting for requeue", flush=True)
@@ -203,6 +229,8 @@ def train(config: RunConfig) -> TrainResult:
         if exit_now:
             break
     result.last_step = step
+    if run_dir is not None and info.rank == 0 and not result.preempted:
+        (run_dir / "requeue").unlink(missing_ok=True)
     if metrics is not None:
         metrics.close()
     return result

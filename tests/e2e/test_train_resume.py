@@ -89,9 +89,11 @@ def test_sigterm_saves_and_a_rerun_resumes(tmp_path, data_dir):
     assert "preemption signal (SIGTERM/SIGUSR1) received: saved step" in out
     saved = int((run_dir / "checkpoints" / "latest").read_text())
     assert saved == len(_losses(run_dir)) >= 3
+    assert (run_dir / "requeue").read_text().strip() == str(saved)  # slurm/launch.sh requeues
     # A later override wins: the requeued job runs two more steps from the saved one.
     rerun = subprocess.run([*cmd, f"training.train_steps={saved + 2}"], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert f"resumed from {run_dir / 'checkpoints' / f'step_{saved:08d}'}" in rerun.stderr
     assert len(_losses(run_dir)) == saved + 2
+    assert not (run_dir / "requeue").exists()  # finished: nothing to requeue

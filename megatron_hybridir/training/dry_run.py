@@ -1,0 +1,57 @@
+"""``--dry-run``: resolve a config without GPUs and print layout, size, memory and FLOPs per step.
+
+Why it exists: a 30B recipe should be checked on a laptop before it queues for a day. Nothing here
+touches CUDA or process groups; the numbers are estimates with their formulas stated:
+
+- parameters: exact count (``model.builder.count_parameters``), split over TP x PP;
+- memory per GPU: weights (2 B/param in bf16, 4 in fp32) + fp32 gradients (4 B) + Adam master
+  weights and two moments (12 B, divided by DP with the distributed optimizer), + activations
+  ~ s·b·h·(34 + 5·a·s/h) bytes per layer and micro-batch (Korthikanti et al., 2022), divided by TP
+  with sequence parallelism, times the layers of one stage and the micro-batches in flight (PP);
+- FLOPs per step from ``training.flops``.
+"""
+
+from __future__ import annotations
+
+from megatron_hybridir.config import RunConfig, validate
+from megatron_hybridir.model.builder import count_parameters
+from megatron_hybridir.training.flops import training_flops
+
+
+def estimate(config: RunConfig, *, world_size: int) -> dict:
+    validate(config, world_size=world_size)
+    m, par, data = config.model, config.parallel, config.data
+    tp, pp = par.tensor_model_parallel_size, par.pipeline_model_parallel_size
+    dp = world_size // (tp * pp)
+    params = count_parameters(m)
+    per_gpu = params / (tp * pp)
+    weight_bytes = 2 if config.precision.dtype in ("bf16", "fp16") else 4
+    optim = 12 / (dp if config.optim.use_distributed_optimizer else 1)
+    static = per_gpu * (weight_bytes + 4 + optim)
+    rows = data.micro_batch_size * (2 + config.loss.num_hard_negatives)
+    s, h, a = config.seq_length, m.hidden_size, m.num_attention_heads
+    act_layer = s * rows * h * (34 + 5 * a * s / h) / (tp if par.sequence_parallel else 1)
+    in_flight = min(pp, data.global_batch_size // (data.micro_batch_size * dp))
+    activations = act_layer * (m.num_layers / pp) * max(in_flight, 1)
+    sequences = data.global_batch_size * (2 + config.loss.num_hard_negatives)
+    flops = training_flops(m, sequences=sequences, seq_len=s, gradcache=config.training.gradcache)
+    return {"world_size": world_size, "tp": tp, "pp": pp, "dp": dp,
+            "vpp": par.virtual_pipeline_model_parallel_size, "parameters": params,
+            "parameters_per_gpu": per_gpu, "memory_static_gib": static / 2**30,
+            "memory_activations_gib": activations / 2**30,
+            "memory_total_gib": (static + activations) / 2**30,
+            "micro_batches_per_step": data.global_batch_size // (data.micro_batch_size * dp),
+            "flops_per_step": flops}
+
+
+def format_estimate(e: dict) -> str:
+    return "\n".join([
+        f"layout: {e['world_size']} GPUs = TP {e['tp']} x PP {e['pp']} x DP {e['dp']}"
+        + (f" (virtual PP {e['vpp']})" if e["vpp"] else ""),
+        f"parameters: {e['parameters'] / 1e9:.2f} B total, {e['parameters_per_gpu'] / 1e9:.2f} B per GPU",
+        f"memory per GPU (estimate): {e['memory_total_gib']:.1f} GiB = "
+        f"{e['memory_static_gib']:.1f} weights+grads+optimizer + "
+        f"{e['memory_activations_gib']:.1f} activations",
+        f"micro-batches per step per DP rank: {e['micro_batches_per_step']}",
+        f"FLOPs per step: {e['flops_per_step']:.3e}",
+    ])
