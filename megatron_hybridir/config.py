@@ -71,6 +71,9 @@ class ModelConfig:
     """L2-normalise embeddings, making dot products cosine similarities."""
     use_transformer_engine: bool = False
     """Use Transformer Engine layers when importable (required for fp8); local layers otherwise."""
+    recompute: str = "none"
+    """Activation recomputation: none, full (every layer re-run in backward) or selective (attention
+    core only; needs Transformer Engine)."""
 
 
 @dataclass
@@ -105,6 +108,8 @@ class PrecisionConfig:
     """fp32, bf16 or fp16 for parameters and activations."""
     fp8: Optional[str] = None
     """fp8 format through Transformer Engine (``hybrid`` or ``e4m3``); needs a Hopper GPU and TE."""
+    fp8_recipe: str = "delayed"
+    """Transformer Engine scaling recipe: delayed, tensorwise, blockwise or mxfp8 (Blackwell)."""
 
 
 @dataclass
@@ -331,6 +336,8 @@ def validate_model(model: ModelConfig, parallel: ParallelConfig, *, seq_length: 
              f"unknown pooling {model.pooling!r}; expected one of {list(POOLING_TYPES)}")
     _require(model.attention in ATTENTION_TYPES, "model.attention",
              f"unknown attention {model.attention!r}; expected one of {list(ATTENTION_TYPES)}")
+    _require(model.recompute in ("none", "full", "selective"), "model.recompute",
+             f"expected none, full or selective, got {model.recompute!r}")
     _require(seq_length <= model.max_position_embeddings, "seq_length",
              f"{seq_length} is longer than model.max_position_embeddings="
              f"{model.max_position_embeddings}")
@@ -369,3 +376,5 @@ def validate(config: RunConfig, *, world_size: Optional[int] = None) -> None:
                  f"expected hybrid or e4m3, got {config.precision.fp8!r}")
         _require(config.model.use_transformer_engine, "precision.fp8",
                  "fp8 needs model.use_transformer_engine=true")
+        _require(config.precision.fp8_recipe in ("delayed", "tensorwise", "blockwise", "mxfp8"),
+                 "precision.fp8_recipe", f"unknown recipe {config.precision.fp8_recipe!r}")

@@ -63,6 +63,7 @@ def transformer_config(model: ModelConfig, parallel: ParallelConfig,
         bf16=precision.dtype == "bf16",
         fp16=precision.dtype == "fp16",
         fp8=precision.fp8,
+        fp8_recipe=precision.fp8_recipe,
         # Fused CUDA kernels do not exist on CPU; on GPU Megatron picks them when these are True.
         bias_activation_fusion=False,
         bias_dropout_fusion=False,
@@ -71,6 +72,9 @@ def transformer_config(model: ModelConfig, parallel: ParallelConfig,
         persist_layer_norm=False,
         gradient_accumulation_fusion=False,
         use_cpu_initialization=on_cpu,
+        recompute_granularity=None if model.recompute == "none" else model.recompute,
+        recompute_method="uniform" if model.recompute == "full" else None,
+        recompute_num_layers=1 if model.recompute == "full" else None,
     )
 
 

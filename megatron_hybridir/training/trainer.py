@@ -11,7 +11,6 @@ the loss (``loss``, via ``training/engine`` or ``training/gradcache``).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import signal
@@ -34,6 +33,7 @@ from megatron_hybridir.training.checkpoint import load_checkpoint, save_checkpoi
 from megatron_hybridir.training.engine import forward_backward, wrap_ddp
 from megatron_hybridir.training.flops import peak_tflops, training_flops
 from megatron_hybridir.training.gradcache import gradcache_forward_backward
+from megatron_hybridir.training.metrics_log import MetricsLog
 from megatron_hybridir.training.smoke import related_pairs
 
 logger = logging.getLogger(__name__)
@@ -171,7 +171,8 @@ def train(config: RunConfig) -> TrainResult:
         resumed = load_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler)
         result.start_step = resumed["step"] if resumed else 0
     stop, skipped, kinds = _StopFlag(), 0, {"monolingual": 0, "cross-lingual": 0}
-    metrics = (run_dir / "metrics.jsonl").open("a") if run_dir and info.rank == 0 else None
+    metrics = MetricsLog(run_dir, enabled=info.rank == 0, total_steps=config.training.train_steps,
+                         start_step=result.start_step, log_interval=config.training.log_interval)
     step_fn = gradcache_forward_backward if config.training.gradcache else forward_backward
     step = result.start_step
     while step < config.training.train_steps:
@@ -200,15 +201,7 @@ def train(config: RunConfig) -> TrainResult:
                   "step_time": elapsed, **{f"{k}_batches": v for k, v in kinds.items()},
                   **_throughput(config, micro, elapsed, dp_size=info.dp_size,
                                 gpus=info.world_size)}
-        if metrics is not None:
-            metrics.write(json.dumps(record) + "\n")
-            metrics.flush()
-            if step % config.training.log_interval == 0 or step == 1:
-                mfu = f" MFU {record['mfu']:.1%}" if "mfu" in record else ""
-                print(f"step {step}/{config.training.train_steps} loss {loss:.4f} acc {acc:.3f} "
-                      f"lr {record['lr']:.2e} grad-norm {grad_norm:.3f} {elapsed:.2f}s "
-                      f"{record['samples_per_s']:.1f} pairs/s {record['tokens_per_s']:.0f} tok/s "
-                      f"{record['tflops_per_gpu']:.3f} TFLOP/s/GPU{mfu}", flush=True)
+        metrics.write(record)
         preempted = stop.any_rank()
         exit_now = bool(config.training.exit_interval) and (
             step - result.start_step >= config.training.exit_interval)
@@ -231,6 +224,5 @@ def train(config: RunConfig) -> TrainResult:
     result.last_step = step
     if run_dir is not None and info.rank == 0 and not result.preempted:
         (run_dir / "requeue").unlink(missing_ok=True)
-    if metrics is not None:
-        metrics.close()
+    metrics.close()
     return result

@@ -97,3 +97,48 @@ def test_sigterm_saves_and_a_rerun_resumes(tmp_path, data_dir):
     assert f"resumed from {run_dir / 'checkpoints' / f'step_{saved:08d}'}" in rerun.stderr
     assert len(_losses(run_dir)) == saved + 2
     assert not (run_dir / "requeue").exists()  # finished: nothing to requeue
+
+
+def test_checkpoint_saved_at_tp2_resumes_at_tp1(tmp_path, data_dir):
+    straight, resharded = tmp_path / "straight", tmp_path / "resharded"
+    run_ranks(_train_rank, 1, _overrides(straight, data_dir, 6))
+    run_ranks(_train_rank, 2, _overrides(resharded, data_dir, 6,
+                                         ["parallel.tensor_model_parallel_size=2",
+                                          "training.exit_interval=3"]))
+    run_ranks(_train_rank, 1, _overrides(resharded, data_dir, 6))  # model + Adam state resharded
+    got, expected = _losses(resharded), _losses(straight)
+    assert len(got) == len(expected) == 6
+    assert max(abs(a - b) for a, b in zip(got, expected)) < 1e-5, (got, expected)
+
+
+def _train_with_nan_losses(launch, overrides: list[str], nan_steps: int) -> None:
+    import torch
+
+    from megatron_hybridir.training import trainer
+
+    real = trainer._step_stats
+    calls = []
+
+    def poisoned(outputs):
+        calls.append(1)
+        return torch.tensor([float("nan"), 0.0]) if len(calls) <= nan_steps else real(outputs)
+
+    trainer._step_stats = poisoned
+    try:
+        train(load_config(None, overrides))
+    except trainer.TrainingError as err:
+        Path(overrides[-1].split("=", 1)[1], "error.txt").write_text(str(err))
+
+
+def test_non_finite_losses_skip_steps_then_stop(tmp_path, data_dir):
+    skip_dir, stop_dir = tmp_path / "skip", tmp_path / "stop"
+    run_ranks(_train_with_nan_losses, 1, _overrides(skip_dir, data_dir, 4,
+                                                    ["training.max_skipped_steps=2",
+                                                     f"checkpoint.dir={skip_dir}"]), 2)
+    assert len(_losses(skip_dir)) == 2  # two skipped steps: no update, nothing logged
+    stop_dir.mkdir()
+    run_ranks(_train_with_nan_losses, 1, _overrides(stop_dir, data_dir, 9,
+                                                    ["training.max_skipped_steps=2",
+                                                     f"checkpoint.dir={stop_dir}"]), 99)
+    assert (stop_dir / "error.txt").read_text().startswith("3 non-finite losses in a row at step 3")
+    assert not (stop_dir / "checkpoints" / "latest").exists()  # nothing bad was saved

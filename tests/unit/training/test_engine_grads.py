@@ -26,3 +26,25 @@ def test_second_step_gradients_are_not_accumulated_twice(megatron_runtime):
         optimizer.step()
     torch.testing.assert_close(grads[1], grads[0])
     torch.testing.assert_close(grads[2], grads[0])
+
+
+def test_full_activation_recomputation_gives_the_same_gradients(megatron_runtime, monkeypatch):
+    from megatron.core import tensor_parallel
+
+    calls = []
+    original = tensor_parallel.checkpoint
+    monkeypatch.setattr(tensor_parallel, "checkpoint",
+                        lambda *a, **k: calls.append(1) or original(*a, **k))
+    loss = LossConfig(temperature=0.05)
+    batch = [random_token_batch(num_queries=3, num_negatives=1, seq_length=8, vocab_size=250,
+                                generator=torch.Generator().manual_seed(3))]
+    grads = {}
+    for mode in ("none", "full"):
+        torch.manual_seed(0)
+        model = wrap_ddp([build_model(preset("tiny", recompute=mode), ParallelConfig(), loss=loss)])
+        model[0].train()
+        forward_backward(model, batch, loss=loss)
+        grads[mode] = torch.cat([p.main_grad.flatten() for p in model[0].module.parameters()])
+    assert grads["none"].abs().sum() > 0
+    assert len(calls) == 2  # both layers were checkpointed (and re-run in backward)
+    torch.testing.assert_close(grads["full"], grads["none"], atol=1e-6, rtol=1e-5)

@@ -1,0 +1,64 @@
+"""Where step metrics go: JSONL in the run directory, TensorBoard when installed, the console.
+
+Why it exists: the loop should compute metrics, not format them. Only global rank 0 writes. In an
+interactive terminal a progress bar replaces the periodic console lines; in batch jobs (Slurm
+logs) the lines are printed every ``log_interval`` steps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+logger = logging.getLogger(__name__)
+
+
+class MetricsLog:
+    def __init__(self, run_dir: Optional[Path], *, enabled: bool, total_steps: int,
+                 start_step: int, log_interval: int):
+        self.enabled, self.log_interval = enabled, log_interval
+        self.jsonl = self.tensorboard = self.bar = None
+        if not enabled:
+            return
+        if run_dir is not None:
+            self.jsonl = (run_dir / "metrics.jsonl").open("a")
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
+            except ImportError:
+                logger.info("tensorboard not installed: metrics go to metrics.jsonl only")
+        if sys.stdout.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        step = record["step"]
+        if self.jsonl is not None:
+            self.jsonl.write(json.dumps(record) + "\n")
+            self.jsonl.flush()
+        if self.tensorboard is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self.tensorboard.add_scalar(key, value, step)
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['accuracy']:.3f}")
+        elif step % self.log_interval == 0 or step == 1:
+            mfu = f" MFU {record['mfu']:.1%}" if "mfu" in record else ""
+            print(f"step {step} loss {record['loss']:.4f} acc {record['accuracy']:.3f} "
+                  f"lr {record['lr']:.2e} grad-norm {record['grad_norm']:.3f} "
+                  f"{record['step_time']:.2f}s {record['samples_per_s']:.1f} pairs/s "
+                  f"{record['tokens_per_s']:.0f} tok/s {record['tflops_per_gpu']:.3f} "
+                  f"TFLOP/s/GPU{mfu}", flush=True)
+
+    def close(self) -> None:
+        for sink in (self.jsonl, self.tensorboard, self.bar):
+            if sink is not None:
+                sink.close()
