@@ -10,11 +10,10 @@ costs one extra forward pass per micro-batch, so about 1.3x is expected.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 import warnings
 
 import torch
+from timing import interleaved_medians
 
 warnings.filterwarnings("ignore")
 
@@ -41,19 +40,11 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     micro = [random_token_batch(num_queries=args.queries, num_negatives=1, seq_length=args.seq,
                                 vocab_size=250, generator=g) for _ in range(args.micro)]
-    runs = {"plain (per-micro-batch negatives)": lambda: forward_backward(model, micro, loss=loss),
-            "GradCache (global negatives)": lambda: gradcache_forward_backward(model, micro,
-                                                                               loss=loss)}
-    times = {k: [] for k in runs}
-    for _ in range(2):
-        for fn in runs.values():
-            fn()
-    for _ in range(args.steps):
-        for name, fn in runs.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = interleaved_medians({
+        "plain (per-micro-batch negatives)": lambda: forward_backward(model, micro, loss=loss),
+        "GradCache (global negatives)": lambda: gradcache_forward_backward(model, micro,
+                                                                           loss=loss)},
+        steps=args.steps)
     print(f"tiny preset, {args.micro} micro-batches x {args.queries} queries (+1 positive, "
           f"+1 negative) x {args.seq} tokens, median of {args.steps} steps")
     for name, t in med.items():

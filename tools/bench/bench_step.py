@@ -13,11 +13,10 @@ ratio (HF time / ours: above 1 means we are faster).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 import warnings
 
 import torch
+from timing import interleaved_medians
 
 warnings.filterwarnings("ignore")
 
@@ -102,21 +101,13 @@ def main() -> None:
     with torch.no_grad():
         diff = (ours(ids, mask) - hf_embed(hf, ids, mask)).abs().max().item()
     print(f"same weights, max |embedding difference| = {diff:.2e}")
-    timings = {"megatron-hybridir": [], "HF transformers LlamaModel": []}
-    fns = {"megatron-hybridir": lambda: step(ours),
-           "HF transformers LlamaModel": lambda: step(lambda i, m: hf_embed(hf, i, m))}
-    for _ in range(3):  # warm-up
-        for fn in fns.values():
-            fn()
-    for _ in range(args.steps):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            timings[name].append(time.perf_counter() - start)
+    med = interleaved_medians({
+        "megatron-hybridir": lambda: step(ours),
+        "HF transformers LlamaModel": lambda: step(lambda i, m: hf_embed(hf, i, m))},
+        steps=args.steps, warmup=3)
     rows = args.queries * 3
     print(f"size={args.size} batch={rows} sequences x {args.seq} tokens, "
           f"{torch.get_num_threads()} threads, {args.steps} timed steps each (median)")
-    med = {k: statistics.median(v) for k, v in timings.items()}
     for name, t in med.items():
         print(f"  {name:28s} {t * 1000:8.2f} ms/step")
     ratio = med["HF transformers LlamaModel"] / med["megatron-hybridir"]
