@@ -29,7 +29,6 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "hybridir-smoke=megatron_hybridir.training.smoke:main",
             "hybridir-train=megatron_hybridir.train:main",
         ],
     },

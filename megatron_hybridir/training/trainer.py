@@ -34,7 +34,7 @@ from megatron_hybridir.training.engine import forward_backward, wrap_ddp
 from megatron_hybridir.training.flops import peak_tflops, training_flops
 from megatron_hybridir.training.gradcache import gradcache_forward_backward
 from megatron_hybridir.training.metrics_log import MetricsLog
-from megatron_hybridir.training.smoke import related_pairs
+from megatron_hybridir.data.synthetic import related_pairs
 
 logger = logging.getLogger(__name__)
 
