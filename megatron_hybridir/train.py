@@ -60,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         print(format_estimate(estimate(config, world_size=size)))
         return 0
     try:
-        result = train(config)
+        train(config)  # a preempted run also returns normally: it saved, and will be requeued
     finally:
         shutdown()
-    return 0 if result.last_step >= 0 else 1
+    return 0
 
 
 if __name__ == "__main__":

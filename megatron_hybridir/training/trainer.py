@@ -164,13 +164,16 @@ def train(config: RunConfig) -> TrainResult:
     source = BatchSource(config, dp_rank=info.dp_rank, dp_size=info.dp_size)
     run_dir = Path(config.checkpoint.dir) if config.checkpoint.dir else None
     result = TrainResult()
+    kinds = {"monolingual": 0, "cross-lingual": 0}
     if run_dir is not None:
         if info.rank == 0:
             run_dir.mkdir(parents=True, exist_ok=True)
             save_config(config, run_dir / "config.yaml")
         resumed = load_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler)
-        result.start_step = resumed["step"] if resumed else 0
-    stop, skipped, kinds = _StopFlag(), 0, {"monolingual": 0, "cross-lingual": 0}
+        if resumed:
+            result.start_step = resumed["step"]
+            kinds.update(resumed["extra"].get("kinds", {}))
+    stop, skipped = _StopFlag(), 0
     metrics = MetricsLog(run_dir, enabled=info.rank == 0, total_steps=config.training.train_steps,
                          start_step=result.start_step, log_interval=config.training.log_interval)
     step_fn = gradcache_forward_backward if config.training.gradcache else forward_backward

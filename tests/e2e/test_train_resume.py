@@ -69,6 +69,8 @@ def test_resume_continues_exactly(tmp_path, data_dir, layout):
     run_ranks(_train_rank, world, _overrides(resumed, data_dir, 6, layout))
     assert _losses(resumed) == _losses(straight)
     assert len(_losses(straight)) == 6
+    last = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()][-1]
+    assert last["monolingual_batches"] + last["cross-lingual_batches"] == 6  # counts survive
     assert (resumed / "checkpoints" / "latest").read_text().strip() == "6"
 
 
