@@ -48,3 +48,21 @@ def test_full_activation_recomputation_gives_the_same_gradients(megatron_runtime
     assert grads["none"].abs().sum() > 0
     assert len(calls) == 2  # both layers were checkpointed (and re-run in backward)
     torch.testing.assert_close(grads["full"], grads["none"], atol=1e-6, rtol=1e-5)
+
+
+def test_gradcache_with_learnable_temperature_equals_the_plain_step(megatron_runtime):
+    from megatron_hybridir.training.gradcache import gradcache_forward_backward
+
+    loss = LossConfig(temperature=0.05, learnable_temperature=True, symmetric=True)
+    batch = [random_token_batch(num_queries=4, num_negatives=1, seq_length=8, vocab_size=250,
+                                generator=torch.Generator().manual_seed(5))]
+    grads = {}
+    for name, step in (("plain", forward_backward), ("gradcache", gradcache_forward_backward)):
+        torch.manual_seed(0)
+        model = wrap_ddp([build_model(preset("tiny"), ParallelConfig(), loss=loss)])
+        step(model, batch, loss=loss)
+        grads[name] = {n: p.main_grad.clone() for n, p in model[0].module.named_parameters()}
+    assert grads["plain"]["head.log_scale"].abs().item() > 0
+    for name, expected in grads["plain"].items():
+        torch.testing.assert_close(grads["gradcache"][name], expected, atol=1e-6, rtol=1e-5,
+                                   msg=name)
