@@ -16,11 +16,11 @@ What it changes (and nothing else):
    tracker singleton is reset so that ``model_parallel_cuda_manual_seed`` seeds the CPU tracker.
    ``_get_cuda_rng_state`` / ``_set_cuda_rng_state`` (used by activation recomputation) become
    no-ops because the CPU state is already saved and restored there separately.
-4. In the modules of ``_CUDA_LITERAL_MODULES`` only (pipeline schedules, optimizer, grad clipping,
-   grad scaler, the local multi-tensor L2 norm), the module-level name ``torch`` is a proxy whose tensor factories (``zeros``,
-   ``ones``, ``empty``, ``tensor``) map ``device="cuda"`` to the CPU: those modules allocate small
-   bookkeeping tensors (token counters, loss scale, norm buffers) with a literal ``"cuda"``.
-   Every other attribute of the proxy is the real ``torch``.
+4. In the modules of ``_CUDA_LITERAL_MODULES`` only (pipeline schedules, optimizer, grad
+   clipping, grad scaler, the local multi-tensor L2 norm), the module-level name ``torch`` is a
+   proxy whose tensor factories (``zeros``, ``ones``, ``empty``, ``tensor``) map
+   ``device="cuda"`` to the CPU: those modules allocate small bookkeeping tensors (token counters,
+   loss scale, norm buffers) with a literal ``"cuda"``. Every other attribute is the real ``torch``.
 5. ``clip_grad_by_total_norm_fp32`` (in ``optimizer.clip_grads`` and where ``optimizer.optimizer``
    imported it) is replaced by :func:`_clip_grad_by_total_norm_cpu`: the original asserts that every
    gradient is a ``torch.cuda.FloatTensor``; the replacement applies the same coefficient
