@@ -191,20 +191,3 @@ def check_language_coverage(languages: Iterable[str], reports: Iterable[ReadRepo
     if missing:
         raise DataError(f"data.languages: {missing} have no query/positive pairs in any source")
 
-
-@dataclass
-class SourceSpec:
-    path: str
-    weight: Optional[float] = None
-    """Relative share of training items; None = proportional to size (the paper's rule)."""
-    monolingual: bool = False
-
-
-def mixture_counts(sizes: list[int], weights: list[Optional[float]], total: int) -> list[int]:
-    """Items to take from each source: by weight when given, else proportional to size."""
-    if all(w is None for w in weights):
-        return list(sizes)
-    if any(w is None for w in weights):
-        raise DataError("data.sources: give a weight for every source or for none")
-    scale = total / sum(weights)
-    return [min(size, int(round(w * scale))) for size, w in zip(sizes, weights)]

@@ -235,11 +235,6 @@ class HybridSampler:
                              f"global batch {b}")
         return self.global_batch(consumed_samples // b)
 
-    def state_dict(self) -> dict:
-        """What a checkpoint must hold to reproduce the stream (the rest is the step)."""
-        return {"config": self.config.__dict__, "num_parallel": len(self.parallel_masks),
-                "num_mono": len(self.mono_langs)}
-
 
 @lru_cache(maxsize=4)
 def _permutation(seed: int, stream: int, epoch: int, size: int) -> np.ndarray:

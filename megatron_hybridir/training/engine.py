@@ -10,7 +10,7 @@ What it does not do: optimizer steps, learning-rate schedules, logging (the trai
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 from megatron.core import parallel_state
@@ -93,14 +93,3 @@ def forward_backward(model: Sequence[torch.nn.Module], micro_batches: Sequence[d
     forward_step = make_forward_step(loss, dp_group=parallel_state.get_data_parallel_group())
     return run_schedule(model, micro_batches, forward_step, forward_only=forward_only)
 
-
-def gradients(model: Sequence[torch.nn.Module]) -> dict[str, torch.Tensor]:
-    """name -> reduced gradient of every parameter of this rank's chunks (local shards)."""
-    grads: dict[str, torch.Tensor] = {}
-    for i, chunk in enumerate(model):
-        for name, param in chunk.module.named_parameters():
-            grad: Optional[torch.Tensor] = getattr(param, "main_grad", None)
-            if grad is None:
-                grad = param.grad
-            grads[f"{i}.{name}"] = grad.detach().clone() if grad is not None else None
-    return grads

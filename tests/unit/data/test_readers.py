@@ -10,7 +10,6 @@ from megatron_hybridir.data.readers import (
     DataError,
     ReadReport,
     check_language_coverage,
-    mixture_counts,
     read_items,
 )
 
@@ -100,9 +99,3 @@ def test_parquet_through_datasets(tmp_path):
     # Parquet stores the struct's absent keys as null: they are absent languages, not errors.
     assert items[0].languages == ["de", "en"] and items[1].languages == ["en", "zh"]
 
-
-def test_mixture_counts():
-    assert mixture_counts([100, 50], [None, None], 150) == [100, 50]
-    assert mixture_counts([100, 50], [1.0, 1.0], 100) == [50, 50]
-    with pytest.raises(DataError, match="weight for every source or for none"):
-        mixture_counts([1, 2], [1.0, None], 3)
