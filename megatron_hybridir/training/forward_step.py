@@ -10,13 +10,13 @@ What it does not do: sampling or collation (the data pipeline builds the batch d
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
 
 from megatron_hybridir.config import LossConfig
-from megatron_hybridir.loss import info_nce
+from megatron_hybridir.loss import ContrastiveOutput, info_nce
 
 
 def unwrap(model):
@@ -37,6 +37,23 @@ def split_embeddings(embeddings: Tensor, *, num_queries: int, num_negatives: int
     return query, positive, negatives
 
 
+def contrastive_loss(embeddings: Sequence[Tensor], batches: Sequence[dict], *, model,
+                     loss: LossConfig, dp_group) -> ContrastiveOutput:
+    """InfoNCE over the pairs of one or several micro-batches (their embeddings in batch layout).
+
+    The scale is the model's learnable inverse temperature when it has one, else 1 / temperature.
+    """
+    parts = [split_embeddings(e, num_queries=b["num_queries"], num_negatives=b["num_negatives"])
+             for e, b in zip(embeddings, batches)]
+    query = torch.cat([p[0] for p in parts])
+    positive = torch.cat([p[1] for p in parts])
+    negatives = torch.cat([p[2] for p in parts]) if parts[0][2] is not None else None
+    scale = unwrap(model).logit_scale()
+    return info_nce(query, positive, negatives,
+                    scale=scale if scale is not None else 1.0 / loss.temperature,
+                    group=dp_group, symmetric=loss.symmetric)
+
+
 def make_forward_step(loss: LossConfig, *, dp_group) -> Callable:
     """Build the schedule's forward step; ``dp_group`` is Megatron's data-parallel group."""
 
@@ -45,12 +62,7 @@ def make_forward_step(loss: LossConfig, *, dp_group) -> Callable:
         output = model(batch["input_ids"], batch["attention_mask"])
 
         def loss_func(embeddings: Tensor):
-            query, positive, negatives = split_embeddings(
-                embeddings, num_queries=batch["num_queries"], num_negatives=batch["num_negatives"])
-            scale = unwrap(model).logit_scale()
-            out = info_nce(query, positive, negatives,
-                           scale=scale if scale is not None else 1.0 / loss.temperature,
-                           group=dp_group, symmetric=loss.symmetric)
+            out = contrastive_loss([embeddings], [batch], model=model, loss=loss, dp_group=dp_group)
             return out.loss, {"loss": out.loss.detach().clone(), "accuracy": out.accuracy}
 
         return output, loss_func

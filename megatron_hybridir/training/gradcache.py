@@ -25,10 +25,9 @@ import torch
 from megatron.core import parallel_state
 
 from megatron_hybridir.config import LossConfig
-from megatron_hybridir.loss import info_nce
 from megatron_hybridir.runtime.rng import rng_restore, rng_snapshot
 from megatron_hybridir.training.engine import run_schedule, zero_grads
-from megatron_hybridir.training.forward_step import split_embeddings, unwrap
+from megatron_hybridir.training.forward_step import contrastive_loss
 
 
 def _embedding_step(data_iterator, model):
@@ -37,17 +36,12 @@ def _embedding_step(data_iterator, model):
     return output, lambda emb: (emb.sum() * 0.0, {"embeddings": emb.detach()})
 
 
-def _cached_loss(embeddings: list[torch.Tensor], micro_batches: Sequence[dict], *, loss: LossConfig,
-                 scale) -> tuple[list[torch.Tensor], dict]:
+def _cached_loss(embeddings: list[torch.Tensor], micro_batches: Sequence[dict], *, model,
+                 loss: LossConfig) -> tuple[list[torch.Tensor], dict]:
     """Full-batch loss on the last stage; returns d(loss)/d(embedding) per micro-batch."""
     leaves = [e.clone().requires_grad_(True) for e in embeddings]
-    parts = [split_embeddings(e, num_queries=mb["num_queries"], num_negatives=mb["num_negatives"])
-             for e, mb in zip(leaves, micro_batches)]
-    query = torch.cat([p[0] for p in parts])
-    positive = torch.cat([p[1] for p in parts])
-    negatives = torch.cat([p[2] for p in parts]) if parts[0][2] is not None else None
-    out = info_nce(query, positive, negatives, scale=scale,
-                   group=parallel_state.get_data_parallel_group(), symmetric=loss.symmetric)
+    out = contrastive_loss(leaves, micro_batches, model=model, loss=loss,
+                           dp_group=parallel_state.get_data_parallel_group())
     out.loss.backward()
     stats = {"loss": out.loss.detach(), "accuracy": out.accuracy}
     return [leaf.grad for leaf in leaves], stats
@@ -60,7 +54,6 @@ def gradcache_forward_backward(model: Sequence[torch.nn.Module], micro_batches: 
     Returns ``[{"loss", "accuracy"}]`` on the last pipeline stage (empty elsewhere); gradients are
     left in ``main_grad`` like ``engine.forward_backward``.
     """
-    last_chunk = unwrap(model[-1])
     zero_grads(model)
     snapshot = rng_snapshot()
     cached = run_schedule(model, micro_batches, _embedding_step, forward_only=True)
@@ -68,11 +61,9 @@ def gradcache_forward_backward(model: Sequence[torch.nn.Module], micro_batches: 
     grads, stats, embeddings = [None] * len(micro_batches), {}, []
     if is_last:
         embeddings = [c["embeddings"] for c in cached]
-        scale = last_chunk.logit_scale()
-        # A learnable temperature is a head parameter: this backward also leaves its gradient in
-        # main_grad (Megatron DDP's hook), to be reduced with the rest after pass 2.
-        grads, stats = _cached_loss(embeddings, micro_batches, loss=loss,
-                                    scale=scale if scale is not None else 1.0 / loss.temperature)
+        # A learnable temperature is a head parameter (last chunk): this backward also leaves its
+        # gradient in main_grad (Megatron DDP's hook), to be reduced with the rest after pass 2.
+        grads, stats = _cached_loss(embeddings, micro_batches, model=model[-1], loss=loss)
     rng_restore(snapshot)
     batches = [dict(mb, cached_grad=g, micro_index=i)
                for i, (mb, g) in enumerate(zip(micro_batches, grads))]
