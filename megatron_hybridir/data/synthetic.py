@@ -1,8 +1,10 @@
-"""Synthetic, learnable token pairs for runs without a corpus (CPU smoke runs, tests, benchmarks).
+"""Synthetic token batches in the engine's layout, for runs without a corpus.
 
 Why it exists: before any data is prepared, ``train`` must still exercise the whole stack and show
-that it learns. Each positive is a noisy shuffle of its query's tokens and negatives are random, so
-a bag-of-tokens embedder can learn the task and loss / in-batch accuracy visibly improve.
+that it learns. In ``related_pairs`` each positive is a noisy shuffle of its query's tokens and
+negatives are random, so a bag-of-tokens embedder can learn the task and loss / in-batch accuracy
+visibly improve. ``random_token_batch`` is unrelated random tokens of random lengths, for tests and
+benchmarks that only need shapes and padding.
 """
 
 from __future__ import annotations
@@ -28,3 +30,15 @@ def related_pairs(*, num_queries: int, num_negatives: int, seq_length: int, voca
     mask = torch.arange(s)[None, :] < lengths[:, None]
     return {"input_ids": ids.masked_fill(~mask, 0), "attention_mask": mask,
             "num_queries": b, "num_negatives": k}
+
+
+def random_token_batch(*, num_queries: int, num_negatives: int, seq_length: int, vocab_size: int,
+                       generator: torch.Generator, min_length: int = 2) -> dict:
+    """A right-padded batch of random tokens in the layout above (tests and benchmarks); not learnable."""
+    rows = num_queries * (2 + num_negatives)
+    lengths = torch.randint(min_length, seq_length + 1, (rows,), generator=generator)
+    input_ids = torch.randint(1, vocab_size, (rows, seq_length), generator=generator)
+    mask = torch.arange(seq_length)[None, :] < lengths[:, None]
+    input_ids = input_ids.masked_fill(~mask, 0)
+    return {"input_ids": input_ids, "attention_mask": mask, "num_queries": num_queries,
+            "num_negatives": num_negatives}

@@ -28,7 +28,8 @@ from megatron_hybridir.training.forward_step import unwrap
 logger = logging.getLogger(__name__)
 
 
-def _model_state(model: Sequence[torch.nn.Module]) -> dict:
+def model_sharded_state(model: Sequence[torch.nn.Module]) -> dict:
+    """Sharded state dict of all chunks (``model{i}`` keys with virtual pipeline stages)."""
     # Unwrapped chunks: the DDP wrapper would prefix every key with "module.".
     chunks = [unwrap(chunk) for chunk in model]
     if len(chunks) == 1:
@@ -56,7 +57,7 @@ def save_checkpoint(run_dir: str | Path, step: int, *, model, optimizer, schedul
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     _barrier()
-    model_state = _model_state(model)
+    model_state = model_sharded_state(model)
     state = {"model": model_state,
              "optimizer": optimizer.sharded_state_dict(model_state),
              "scheduler": scheduler.state_dict(), "step": step, "extra": extra,
@@ -85,7 +86,7 @@ def load_checkpoint(run_dir: str | Path, *, model, optimizer, scheduler) -> Opti
     path = Path(run_dir) / "checkpoints" / f"step_{step:08d}"
     if not path.exists():
         raise FileNotFoundError(f"{path}: named by 'latest' but missing")
-    model_state = _model_state(model)
+    model_state = model_sharded_state(model)
     template = {"model": model_state,
                 "optimizer": optimizer.sharded_state_dict(model_state, is_loading=True)}
     state = dist_checkpointing.load(template, str(path))

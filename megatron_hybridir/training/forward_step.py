@@ -68,15 +68,3 @@ def make_forward_step(loss: LossConfig, *, dp_group) -> Callable:
         return output, loss_func
 
     return forward_step
-
-
-def random_token_batch(*, num_queries: int, num_negatives: int, seq_length: int, vocab_size: int,
-                       generator: torch.Generator, min_length: int = 2) -> dict:
-    """A right-padded batch of random tokens in the layout above (smoke runs and tests)."""
-    rows = num_queries * (2 + num_negatives)
-    lengths = torch.randint(min_length, seq_length + 1, (rows,), generator=generator)
-    input_ids = torch.randint(1, vocab_size, (rows, seq_length), generator=generator)
-    mask = torch.arange(seq_length)[None, :] < lengths[:, None]
-    input_ids = input_ids.masked_fill(~mask, 0)
-    return {"input_ids": input_ids, "attention_mask": mask, "num_queries": num_queries,
-            "num_negatives": num_negatives}

@@ -14,12 +14,13 @@ import torch
 from megatron.core import dist_checkpointing
 
 from megatron_hybridir.config import LossConfig, ParallelConfig
+from megatron_hybridir.data.synthetic import random_token_batch
 from megatron_hybridir.model.builder import build_model_chunks
 from megatron_hybridir.model.presets import preset
 from megatron_hybridir.runtime.distributed import initialize
+from megatron_hybridir.training.checkpoint import model_sharded_state
 from megatron_hybridir.training.engine import forward_backward, wrap_ddp
 from megatron_hybridir.training.gradcache import gradcache_forward_backward
-from megatron_hybridir.training.forward_step import random_token_batch
 
 LOSS = LossConfig(temperature=0.05, num_hard_negatives=1, symmetric=True)
 SEQ = 12
@@ -56,15 +57,9 @@ def micro_batches_for_rank(batch: dict, *, dp_rank: int, dp_size: int, num_micro
     return [select_queries(batch, local[i * size:(i + 1) * size]) for i in range(num_micro)]
 
 
-def sharded(chunks) -> dict:
-    if len(chunks) == 1:
-        return chunks[0].sharded_state_dict()
-    return {f"model{i}": c.sharded_state_dict() for i, c in enumerate(chunks)}
-
-
 def save(chunks, path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    dist_checkpointing.save(sharded(chunks), str(path))
+    dist_checkpointing.save(model_sharded_state(chunks), str(path))
 
 
 def run_config(launch, case: dict, work: str) -> None:
@@ -77,7 +72,7 @@ def run_config(launch, case: dict, work: str) -> None:
     if case.get("save_weights"):
         save(chunks, weights)
     else:
-        state = dist_checkpointing.load(sharded(chunks), str(weights))
+        state = dist_checkpointing.load(model_sharded_state(chunks), str(weights))
         if len(chunks) == 1:
             chunks[0].load_state_dict(state)
         else:

@@ -31,7 +31,7 @@ def main() -> None:
     from megatron_hybridir.model.presets import preset
     from megatron_hybridir.runtime.distributed import initialize, shutdown
     from megatron_hybridir.training.engine import forward_backward, wrap_ddp
-    from megatron_hybridir.training.forward_step import random_token_batch
+    from megatron_hybridir.data.synthetic import random_token_batch
     from megatron_hybridir.training.gradcache import gradcache_forward_backward
 
     initialize(ParallelConfig(), seed=0)

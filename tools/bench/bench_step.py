@@ -82,7 +82,8 @@ def main() -> None:
     from megatron_hybridir.model.builder import build_model
     from megatron_hybridir.model.presets import preset
     from megatron_hybridir.runtime.distributed import initialize, shutdown
-    from megatron_hybridir.training.forward_step import random_token_batch, split_embeddings
+    from megatron_hybridir.data.synthetic import random_token_batch
+    from megatron_hybridir.training.forward_step import split_embeddings
 
     initialize(ParallelConfig(), seed=0)
     cfg = preset("tiny", max_position_embeddings=max(512, args.seq), **SIZES[args.size])

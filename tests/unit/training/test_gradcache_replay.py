@@ -10,7 +10,7 @@ from megatron_hybridir.model.builder import build_model
 from megatron_hybridir.model.presets import preset
 from megatron_hybridir.training import gradcache
 from megatron_hybridir.training.engine import wrap_ddp
-from megatron_hybridir.training.forward_step import random_token_batch
+from megatron_hybridir.data.synthetic import random_token_batch
 
 LOSS = LossConfig(temperature=0.05, num_hard_negatives=1)
 
