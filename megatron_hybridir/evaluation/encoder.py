@@ -1,0 +1,187 @@
+"""Encoding queries and corpora with any Hugging Face or sentence-transformers folder.
+
+Why it exists: evaluation must run on our exports and on third-party models alike, and a 21M-passage
+corpus does not fit in RAM as float32. :class:`Encoder` wraps ``SentenceTransformer`` (a plain HF
+folder gets mean pooling), applies query / passage prompts (from the model's own
+``config_sentence_transformers.json`` unless given), uses fp16/bf16 on GPU and several GPUs through
+sentence-transformers' process pool. :func:`encode_corpus` sorts passages by length once (so batches
+pad little), streams embeddings into ``.npy`` shards on disk (optionally float16), and reuses them
+when the cache key — model fingerprint, corpus hash, prompt, length, dtype — matches; a shard set is
+only valid once its ``meta.json`` exists, so an interrupted run never leaves a half cache.
+
+What it does not do: search (``search.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EncoderConfig:
+    model: str = ""                     # HF or sentence-transformers folder (or hub name with a network)
+    batch_size: int = 64
+    dtype: str = "auto"                 # auto: fp16 on GPU, fp32 on CPU; or float32 / float16 / bfloat16
+    devices: Optional[list[str]] = None  # e.g. ["cuda:0", "cuda:1"]; default: one GPU if any, else CPU
+    query_prompt: Optional[str] = None   # default: the model's "query" prompt, if it has one
+    passage_prompt: Optional[str] = None
+    max_length: Optional[int] = None
+    normalize: bool = False             # our exports normalise inside the model already
+
+
+class Encoder:
+    def __init__(self, config: EncoderConfig):
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        self.config = config
+        devices = config.devices or (["cuda:0"] if torch.cuda.is_available() else ["cpu"])
+        self.devices = devices
+        self.model = SentenceTransformer(config.model, device=devices[0], local_files_only=
+                                         os.environ.get("HF_HUB_OFFLINE") == "1")
+        dtype = config.dtype
+        if dtype == "auto":
+            dtype = "float16" if devices[0].startswith("cuda") else "float32"
+        if dtype != "float32":
+            self.model.to(getattr(torch, dtype))
+        self.dtype = dtype
+        if config.max_length:
+            self.model.max_seq_length = config.max_length
+        prompts = self.model.prompts or {}
+        self.query_prompt = config.query_prompt if config.query_prompt is not None else prompts.get("query", "")
+        self.passage_prompt = (config.passage_prompt if config.passage_prompt is not None
+                               else prompts.get("passage", prompts.get("document", "")))
+        self._pool = None
+        if len(devices) > 1:
+            self._pool = self.model.start_multi_process_pool(target_devices=devices)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self.model.stop_multi_process_pool(self._pool)
+            self._pool = None
+
+    @property
+    def dim(self) -> int:
+        return self.model.get_sentence_embedding_dimension()
+
+    def fingerprint(self) -> str:
+        """Identifies the weights without hashing gigabytes: config files in full, weight files by
+        size and their first and last MiB."""
+        digest = hashlib.sha256()
+        root = Path(self.config.model)
+        if root.is_dir():
+            for path in sorted(p for p in root.rglob("*") if p.is_file()):
+                digest.update(str(path.relative_to(root)).encode())
+                size = path.stat().st_size
+                digest.update(str(size).encode())
+                with open(path, "rb") as handle:
+                    digest.update(handle.read(1 << 20))
+                    if size > 2 << 20:
+                        handle.seek(-(1 << 20), os.SEEK_END)
+                        digest.update(handle.read())
+        else:
+            digest.update(self.config.model.encode())
+        digest.update(f"{self.dtype}|{self.model.max_seq_length}|{self.config.normalize}".encode())
+        return digest.hexdigest()[:16]
+
+    def _encode(self, texts: Sequence[str], prompt: str, progress: bool) -> np.ndarray:
+        out = self.model.encode(list(texts), prompt=prompt or None, batch_size=self.config.batch_size,
+                                show_progress_bar=progress, convert_to_numpy=True,
+                                normalize_embeddings=self.config.normalize, pool=self._pool)
+        return np.asarray(out, dtype=np.float32)
+
+    def encode_queries(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        return self._encode(texts, self.query_prompt, progress)
+
+    def encode_passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        return self._encode(texts, self.passage_prompt, progress)
+
+
+@dataclass
+class CorpusShards:
+    """Embeddings on disk: shard k holds rows for corpus positions ``order[k]`` (length-sorted)."""
+
+    folder: Path
+    shard_files: list[Path]
+    index_files: list[Path]
+    dim: int
+    size: int
+
+    def shards(self) -> "Iterator[tuple[np.ndarray, np.ndarray]]":
+        for emb, idx in zip(self.shard_files, self.index_files):
+            yield np.load(emb, mmap_mode="r"), np.load(idx)
+
+    @classmethod
+    def open(cls, folder: Path) -> Optional["CorpusShards"]:
+        meta_path = folder / "meta.json"
+        if not meta_path.exists():
+            return None
+        meta = json.loads(meta_path.read_text())
+        return cls(folder, [folder / f for f in meta["shards"]], [folder / f for f in meta["indices"]],
+                   meta["dim"], meta["size"])
+
+
+def corpus_hash(passages: Callable[[int], str], size: int) -> str:
+    digest = hashlib.sha256(str(size).encode())
+    for i in range(size):
+        digest.update(passages(i).encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def write_shards(folder: Path, chunks, dim: int, size: int, float16: bool) -> CorpusShards:
+    """Write (embeddings, positions) chunks as shards into ``folder`` via a temporary folder."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shards, indices = [], []
+    for k, (emb, positions) in enumerate(chunks):
+        name, iname = f"emb_{k:05d}.npy", f"pos_{k:05d}.npy"
+        np.save(tmp / name, emb.astype(np.float16 if float16 else np.float32))
+        np.save(tmp / iname, np.asarray(positions, dtype=np.int64))
+        shards.append(name)
+        indices.append(iname)
+    (tmp / "meta.json").write_text(json.dumps({"shards": shards, "indices": indices, "dim": dim,
+                                               "size": size, "float16": float16}))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return CorpusShards.open(folder)
+
+
+def encode_corpus(encoder: Encoder, passages: Callable[[int], str], size: int, cache_dir: Path,
+                  shard_size: int = 100_000, float16: bool = False,
+                  progress: bool = True) -> CorpusShards:
+    """Encode ``size`` passages into disk shards, or reuse a cached encoding of the same inputs."""
+    key = hashlib.sha256(f"{encoder.fingerprint()}|{corpus_hash(passages, size)}|"
+                         f"{encoder.passage_prompt}|{float16}|{shard_size}".encode()).hexdigest()[:20]
+    folder = Path(cache_dir) / key
+    cached = CorpusShards.open(folder)
+    if cached is not None:
+        log.info("reusing cached corpus embeddings in %s", folder)
+        return cached
+    lengths = np.fromiter((len(passages(i)) for i in range(size)), dtype=np.int64, count=size)
+    order = np.argsort(-lengths, kind="stable")      # longest first, as BEIR does: OOM shows at once
+    bar = tqdm(total=size, desc="encode corpus", unit="psg", disable=not progress)
+
+    def chunks():
+        for start in range(0, size, shard_size):
+            positions = order[start:start + shard_size]
+            emb = encoder.encode_passages([passages(int(i)) for i in positions])
+            bar.update(len(positions))
+            yield emb, positions
+
+    shards = write_shards(folder, chunks(), encoder.dim, size, float16)
+    bar.close()
+    return shards

@@ -1,0 +1,236 @@
+"""Benchmark loaders: BEIR folders, NQ in DPR form, MIRACL per language, XQuAD-R / MLQA-R (LAReQA).
+
+Each reads the benchmark's own release layout from a local folder (no network needed); BEIR and
+MIRACL can also come through ``datasets`` from the Hugging Face hub (:func:`load_beir_hub`,
+:func:`load_miracl_hub`). Malformed input stops with the file, line and what was expected.
+What it does not do: encode or score (``encoder.py``, ``metrics.py``).
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import gzip
+import json
+from pathlib import Path
+from typing import Iterator, Optional
+
+from megatron_hybridir.evaluation.tasks import EvalDataError, LAReQATask, RetrievalTask
+
+csv.field_size_limit(1 << 30)
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def _find(folder: Path, *names: str) -> Path:
+    for name in names:
+        for candidate in (folder / name, folder / f"{name}.gz"):
+            if candidate.exists():
+                return candidate
+    raise EvalDataError(f"{folder}: missing {' or '.join(names)} (looked for plain and .gz)")
+
+
+def _jsonl(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
+    with _open_text(path) as handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise EvalDataError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+            missing = [key for key in required if key not in record]
+            if missing:
+                raise EvalDataError(f"{path}:{lineno}: missing field(s) {missing}; expected "
+                                    f"{list(required)}")
+            yield lineno, record
+
+
+def _qrels_tsv(path: Path, trec: bool = False) -> dict[str, dict[str, int]]:
+    """BEIR ``query-id corpus-id score`` (with header) or TREC ``qid Q0 docid rel``."""
+    qrels: dict[str, dict[str, int]] = {}
+    with _open_text(path) as handle:
+        for lineno, line in enumerate(handle, 1):
+            parts = line.rstrip("\n").split("\t") if "\t" in line else line.split()
+            if not parts or not line.strip():
+                continue
+            if lineno == 1 and not trec and parts[-1] == "score":
+                continue
+            expected = 4 if trec else 3
+            if len(parts) != expected:
+                raise EvalDataError(f"{path}:{lineno}: expected {expected} columns "
+                                    f"({'qid Q0 docid relevance' if trec else 'query-id corpus-id score'}), "
+                                    f"found {len(parts)}")
+            qid, did, score = (parts[0], parts[2], parts[3]) if trec else parts
+            try:
+                qrels.setdefault(qid, {})[did] = int(float(score))
+            except ValueError:
+                raise EvalDataError(f"{path}:{lineno}: relevance {score!r} is not a number") from None
+    return qrels
+
+
+def load_beir(folder: str | Path, split: str = "test") -> RetrievalTask:
+    """A BEIR dataset folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv."""
+    folder = Path(folder)
+    corpus_path = _find(folder, "corpus.jsonl")
+    ids, titles, texts = [], [], []
+    for _, rec in _jsonl(corpus_path, ("_id", "text")):
+        ids.append(str(rec["_id"]))
+        titles.append(rec.get("title") or "")
+        texts.append(rec["text"])
+    qids, qtexts = [], []
+    for _, rec in _jsonl(_find(folder, "queries.jsonl"), ("_id", "text")):
+        qids.append(str(rec["_id"]))
+        qtexts.append(rec["text"])
+    qrels = _qrels_tsv(_find(folder / "qrels", f"{split}.tsv"))
+    return RetrievalTask(folder.name, ids, texts, qids, qtexts, qrels,
+                         corpus_titles=titles).check(str(folder))
+
+
+def load_nq(folder: str | Path, qa_file: str = "nq-test.qa.csv") -> RetrievalTask:
+    """NQ in DPR form: psgs_w100.tsv (id, text, title) and a qa.csv of ``question<TAB>[answers]``."""
+    folder = Path(folder)
+    psgs = _find(folder, "psgs_w100.tsv")
+    ids, titles, texts = [], [], []
+    with _open_text(psgs) as handle:
+        for lineno, row in enumerate(csv.reader(handle, delimiter="\t"), 1):
+            if lineno == 1 and row[:1] == ["id"]:
+                continue
+            if len(row) != 3:
+                raise EvalDataError(f"{psgs}:{lineno}: expected 3 tab-separated columns "
+                                    f"(id, text, title), found {len(row)}")
+            ids.append(row[0])
+            texts.append(row[1])
+            titles.append(row[2])
+    qa_path = _find(folder, qa_file)
+    qids, qtexts, answers = [], [], {}
+    with _open_text(qa_path) as handle:
+        for lineno, row in enumerate(csv.reader(handle, delimiter="\t"), 1):
+            if len(row) != 2:
+                raise EvalDataError(f"{qa_path}:{lineno}: expected 'question<TAB>[answers]', "
+                                    f"found {len(row)} column(s)")
+            try:
+                answer_list = ast.literal_eval(row[1])
+            except (ValueError, SyntaxError):
+                raise EvalDataError(f"{qa_path}:{lineno}: answers {row[1][:60]!r} are not a "
+                                    f"Python/JSON list of strings") from None
+            if not isinstance(answer_list, list) or not all(isinstance(a, str) for a in answer_list):
+                raise EvalDataError(f"{qa_path}:{lineno}: answers must be a list of strings")
+            qid = str(lineno - 1)
+            qids.append(qid)
+            qtexts.append(row[0])
+            answers[qid] = answer_list
+    return RetrievalTask("nq", ids, texts, qids, qtexts, answers=answers,
+                         corpus_titles=titles).check(str(qa_path))
+
+
+def load_miracl(root: str | Path, lang: str, split: str = "dev") -> RetrievalTask:
+    """MIRACL as released: miracl-v1.0-<lang>/{topics,qrels}/ and miracl-corpus-v1.0-<lang>/docs-*.jsonl[.gz]."""
+    root = Path(root)
+    topic_dir = root / f"miracl-v1.0-{lang}"
+    topics = _find(topic_dir / "topics", f"topics.miracl-v1.0-{lang}-{split}.tsv")
+    qids, qtexts = [], []
+    with _open_text(topics) as handle:
+        for lineno, line in enumerate(handle, 1):
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 2:
+                raise EvalDataError(f"{topics}:{lineno}: expected 'qid<TAB>query'")
+            qids.append(parts[0])
+            qtexts.append(parts[1])
+    qrels = _qrels_tsv(_find(topic_dir / "qrels", f"qrels.miracl-v1.0-{lang}-{split}.tsv"), trec=True)
+    corpus_dir = root / f"miracl-corpus-v1.0-{lang}"
+    shards = sorted(corpus_dir.glob("docs-*.jsonl*"))
+    if not shards:
+        raise EvalDataError(f"{corpus_dir}: no docs-*.jsonl[.gz] corpus shards")
+    ids, titles, texts = [], [], []
+    for shard in shards:
+        for _, rec in _jsonl(shard, ("docid", "text")):
+            ids.append(rec["docid"])
+            titles.append(rec.get("title") or "")
+            texts.append(rec["text"])
+    return RetrievalTask(f"miracl-{lang}", ids, texts, qids, qtexts, qrels, corpus_titles=titles,
+                         corpus_langs=[lang] * len(ids), query_langs=[lang] * len(qids)
+                         ).check(str(topic_dir))
+
+
+def _answer_sentence(breaks: list, start: int, where: str) -> int:
+    for index, (begin, end) in enumerate(breaks):
+        if begin <= start < end:
+            return index
+    raise EvalDataError(f"{where}: answer_start {start} lies in no sentence of sentence_breaks")
+
+
+def load_lareqa(folder: str | Path, languages: Optional[list[str]] = None,
+                name: Optional[str] = None) -> LAReQATask:
+    """XQuAD-R / MLQA-R as released by LAReQA: one SQuAD-style <lang>.json per language with
+    ``sentences`` and ``sentence_breaks`` per paragraph; question ids are shared across languages."""
+    folder = Path(folder)
+    files = {p.stem: p for p in sorted(folder.glob("*.json"))}
+    if not files:
+        raise EvalDataError(f"{folder}: no <lang>.json files (LAReQA layout, e.g. xquad-r/en.json)")
+    languages = languages or sorted(files)
+    missing = [lang for lang in languages if lang not in files]
+    if missing:
+        raise EvalDataError(f"{folder}: no file for language(s) {missing}; found {sorted(files)}")
+    questions, candidates, answer = {}, {}, {}
+    for lang in languages:
+        path = files[lang]
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))["data"]
+        except (json.JSONDecodeError, KeyError) as err:
+            raise EvalDataError(f"{path}: not a SQuAD-style JSON with a 'data' list ({err})") from None
+        questions[lang], candidates[lang], answer[lang] = {}, [], {}
+        for a, article in enumerate(data):
+            for p, para in enumerate(article.get("paragraphs", [])):
+                where = f"{path} data[{a}].paragraphs[{p}]"
+                if "sentences" not in para or "sentence_breaks" not in para:
+                    raise EvalDataError(f"{where}: missing 'sentences'/'sentence_breaks' (the "
+                                        f"LAReQA files add them to XQuAD/MLQA)")
+                base = len(candidates[lang])
+                for s, sentence in enumerate(para["sentences"]):
+                    candidates[lang].append((f"{lang}:{a}:{p}:{s}", sentence, para["context"]))
+                for qa in para.get("qas", []):
+                    if not qa.get("question", "").strip():
+                        raise EvalDataError(f"{where}: question {qa.get('id')!r} is empty")
+                    if not qa.get("answers"):
+                        raise EvalDataError(f"{where}: question {qa['id']!r} has no answers")
+                    index = _answer_sentence(para["sentence_breaks"],
+                                             qa["answers"][0]["answer_start"], where)
+                    questions[lang][qa["id"]] = qa["question"]
+                    answer[lang][qa["id"]] = candidates[lang][base + index][0]
+    return LAReQATask(name or folder.name, list(languages), questions, candidates, answer)
+
+
+def load_beir_hub(name: str, split: str = "test") -> RetrievalTask:
+    """A BEIR dataset from the hub (``BeIR/<name>`` corpus + queries, ``BeIR/<name>-qrels``)."""
+    import datasets
+
+    corpus = datasets.load_dataset(f"BeIR/{name}", "corpus", split="corpus")
+    queries = datasets.load_dataset(f"BeIR/{name}", "queries", split="queries")
+    qrels_rows = datasets.load_dataset(f"BeIR/{name}-qrels", split=split)
+    qrels: dict[str, dict[str, int]] = {}
+    for row in qrels_rows:
+        qrels.setdefault(str(row["query-id"]), {})[str(row["corpus-id"])] = int(row["score"])
+    return RetrievalTask(name, [str(i) for i in corpus["_id"]], list(corpus["text"]),
+                         [str(i) for i in queries["_id"]], list(queries["text"]), qrels,
+                         corpus_titles=list(corpus["title"])).check(f"hub BeIR/{name}")
+
+
+def load_miracl_hub(lang: str, split: str = "dev") -> RetrievalTask:
+    """MIRACL from the hub: judgements from ``miracl/miracl``, passages from ``miracl/miracl-corpus``."""
+    import datasets
+
+    topics = datasets.load_dataset("miracl/miracl", lang, split=split)
+    corpus = datasets.load_dataset("miracl/miracl-corpus", lang, split="train")
+    qrels: dict[str, dict[str, int]] = {}
+    for row in topics:
+        rels = qrels.setdefault(str(row["query_id"]), {})
+        rels.update({p["docid"]: 1 for p in row["positive_passages"]})
+        rels.update({p["docid"]: 0 for p in row["negative_passages"]})
+    qids = [str(q) for q in topics["query_id"]]
+    return RetrievalTask(f"miracl-{lang}", list(corpus["docid"]), list(corpus["text"]), qids,
+                         list(topics["query"]), qrels, corpus_titles=list(corpus["title"]),
+                         corpus_langs=[lang] * len(corpus), query_langs=[lang] * len(qids)
+                         ).check(f"hub miracl/miracl {lang}")

@@ -1,0 +1,141 @@
+"""Metrics: IR measures through ir_measures (pytrec_eval), LAReQA mAP from exact ranks, NQ answer
+matching, and the language-bias measures of DESIGN.md §6.
+
+Why it exists: BEIR / MIRACL metrics come from runs (top-k lists) and go through ir_measures, never
+hand-rolled. XQuAD-R / MLQA-R have 121 (+49) settings over pools of ~13k candidates whose mAP is
+defined on the full ranking; building full runs for pytrec_eval would mean 170M dictionary entries,
+so :func:`relevant_ranks` computes the exact rank of each relevant candidate (ties broken by
+candidate position, as the search does) and :func:`rank_metrics` turns ranks into AP and recall —
+tests check both against ir_measures on full runs. NQ accuracy uses DPR's answer normalisation.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+import regex
+
+DEFAULT_MEASURES = ("nDCG@10", "R@100", "RR@10", "AP@100")
+
+
+def run_from_search(query_ids: Sequence[str], doc_ids: Sequence[str], scores: np.ndarray,
+                    positions: np.ndarray) -> dict[str, dict[str, float]]:
+    run = {}
+    for qid, row_s, row_p in zip(query_ids, scores, positions):
+        run[qid] = {doc_ids[p]: float(s) for s, p in zip(row_s, row_p) if p >= 0}
+    return run
+
+
+def ir_metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]],
+               measures: Iterable[str] = DEFAULT_MEASURES) -> dict[str, float]:
+    """Mean over judged queries (a query with no retrieved document scores 0, as in trec_eval -c)."""
+    import ir_measures
+
+    parsed = [ir_measures.parse_measure(m) for m in measures]
+    per_query = {str(m): {q: 0.0 for q in qrels} for m in parsed}
+    for row in ir_measures.iter_calc(parsed, qrels, run):
+        per_query[str(row.measure)][row.query_id] = float(row.value)
+    return {name: float(np.mean(list(values.values()))) for name, values in per_query.items()}
+
+
+def relevant_ranks(queries: np.ndarray, candidates: np.ndarray, relevant: Sequence[Sequence[int]],
+                   chunk: int = 512) -> list[np.ndarray]:
+    """1-based rank of each relevant candidate for each query under inner-product scoring.
+
+    rank = 1 + #{higher score} + #{equal score at a lower position}; exact, and memory is bounded
+    by [chunk, n_candidates] scores.
+    """
+    import torch
+
+    cand = torch.from_numpy(np.ascontiguousarray(candidates, dtype=np.float32))
+    positions = torch.arange(cand.shape[0])
+    out = []
+    for start in range(0, len(queries), chunk):
+        q = torch.from_numpy(np.ascontiguousarray(queries[start:start + chunk], dtype=np.float32))
+        scores = q @ cand.T                                                     # [chunk, n_cand]
+        for row, rel in zip(scores, relevant[start:start + chunk]):
+            rel_t = torch.as_tensor(list(rel), dtype=torch.long)
+            if rel_t.numel() == 0:
+                out.append(np.zeros(0, dtype=np.int64))
+                continue
+            s = row[rel_t][:, None]                                             # [n_rel, 1]
+            higher = (row[None, :] > s).sum(1)
+            ties = ((row[None, :] == s) & (positions[None, :] < rel_t[:, None])).sum(1)
+            out.append((1 + higher + ties).numpy())
+    return out
+
+
+def rank_metrics(ranks: Sequence[np.ndarray], cutoffs: Sequence[int] = (1, 10)) -> dict[str, float]:
+    """mAP and recall@k from the ranks of the relevant items, macro-averaged over queries."""
+    aps, recalls = [], {k: [] for k in cutoffs}
+    for r in ranks:
+        if len(r) == 0:
+            continue
+        r = np.sort(r)
+        aps.append(float(np.mean(np.arange(1, len(r) + 1) / r)))
+        for k in cutoffs:
+            recalls[k].append(float(np.mean(r <= k)))
+    result = {"mAP": float(np.mean(aps)) if aps else 0.0}
+    result.update({f"R@{k}": float(np.mean(v)) if v else 0.0 for k, v in recalls.items()})
+    return result
+
+
+def language_bias(ranks: Sequence[np.ndarray], rank_langs: Sequence[Sequence[str]],
+                  query_langs: Sequence[str]) -> dict[str, object]:
+    """Huang et al. (SIGIR 2023) rank distance in the multilingual pool, and same-language preference.
+
+    For each query: distance = max rank - min rank of its relevant candidates (one per language);
+    averaged per query language, then macro-averaged. Preference: share of queries whose best-ranked
+    relevant candidate is in the query's language.
+    """
+    by_lang: dict[str, list[float]] = {}
+    pref: dict[str, list[float]] = {}
+    for r, langs, qlang in zip(ranks, rank_langs, query_langs):
+        if len(r) < 2:
+            continue
+        by_lang.setdefault(qlang, []).append(float(r.max() - r.min()))
+        pref.setdefault(qlang, []).append(float(langs[int(np.argmin(r))] == qlang))
+    per_lang = {lang: float(np.mean(v)) for lang, v in sorted(by_lang.items())}
+    per_pref = {lang: float(np.mean(v)) for lang, v in sorted(pref.items())}
+    return {"rank_distance": float(np.mean(list(per_lang.values()))) if per_lang else 0.0,
+            "rank_distance_per_language": per_lang,
+            "same_language_top": float(np.mean(list(per_pref.values()))) if per_pref else 0.0,
+            "same_language_top_per_language": per_pref}
+
+
+# DPR's SimpleTokenizer: alphanumeric runs and single non-space characters, matched uncased after NFD.
+_DPR_TOKENS = regex.compile(r"([\p{L}\p{N}\p{M}]+)|([^\p{Z}\p{C}])",
+                            flags=regex.IGNORECASE | regex.UNICODE | regex.MULTILINE)
+
+
+def _dpr_tokens(text: str) -> list[str]:
+    text = unicodedata.normalize("NFD", text)
+    return [m.group().lower() for m in _DPR_TOKENS.finditer(text)]
+
+
+def has_answer(passage: str, answers: Iterable[str]) -> bool:
+    """DPR's string match: an answer's token sequence occurs in the passage's token sequence."""
+    tokens = _dpr_tokens(passage)
+    for answer in answers:
+        ans = _dpr_tokens(answer)
+        n = len(ans)
+        if n and any(tokens[i:i + n] == ans for i in range(len(tokens) - n + 1)):
+            return True
+    return False
+
+
+def topk_accuracy(hits: np.ndarray, cutoffs: Sequence[int] = (20, 100)) -> dict[str, float]:
+    """hits[q, i] = passage i of query q's ranking contains an answer; accuracy = any hit in top k."""
+    return {f"top{k}": float(np.mean(hits[:, :k].any(axis=1))) for k in cutoffs}
+
+
+def answer_hits(positions: np.ndarray, passages: Sequence[str], answers: Sequence[Sequence[str]],
+                depth: Optional[int] = None) -> np.ndarray:
+    depth = depth or positions.shape[1]
+    hits = np.zeros((len(positions), depth), dtype=bool)
+    for q, row in enumerate(positions[:, :depth]):
+        for i, p in enumerate(row):
+            hits[q, i] = p >= 0 and has_answer(passages[p], answers[q])
+    return hits

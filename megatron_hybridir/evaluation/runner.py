@@ -1,0 +1,216 @@
+"""One evaluation run: load a benchmark, encode, search, score, write the report.
+
+Why it exists: ``python -m megatron_hybridir.evaluate`` and the quickstart call :func:`evaluate` with
+an :class:`EvalConfig`; tests call the same function. Retrieval benchmarks (BEIR, NQ, MIRACL) go
+through disk shards and FAISS; LAReQA benchmarks (XQuAD-R, MLQA-R) score every monolingual, cross-
+lingual and multilingual-pool setting from exact ranks and add the language-bias measures.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from megatron_hybridir.evaluation import loaders, metrics, report, search
+from megatron_hybridir.evaluation.encoder import Encoder, EncoderConfig, encode_corpus
+from megatron_hybridir.evaluation.tasks import EvalDataError, LAReQATask, RetrievalTask, lareqa_settings
+
+log = logging.getLogger(__name__)
+BENCHMARKS = ("beir", "nq", "miracl", "xquad-r", "mlqa-r", "lareqa")
+
+
+@dataclass
+class EvalConfig:
+    benchmark: str = ""                    # one of BENCHMARKS
+    data: str = ""                         # local folder; with hub=true a BEIR name (beir) or unused (miracl)
+    output: str = "runs/eval"              # results.json, results.md, PNG plots
+    hub: bool = False                      # read BEIR / MIRACL through `datasets` (needs a network)
+    languages: Optional[list[str]] = None  # MIRACL / LAReQA languages (default: all found)
+    split: str = "test"                    # BEIR qrels split; MIRACL uses "dev" when left at "test"
+    k: int = 100                           # retrieval depth for BEIR / NQ / MIRACL
+    measures: list[str] = field(default_factory=lambda: list(metrics.DEFAULT_MEASURES))
+    index: str = "flat"                    # flat (exact) | ivf | hnsw | pq | any FAISS factory string
+    nprobe: int = 64
+    shard_size: int = 100_000              # passages per on-disk embedding shard
+    float16_shards: bool = False
+    cache_dir: str = ""                    # default: <output>/cache
+    candidate_context: bool = False        # LAReQA: encode "sentence context" instead of the sentence
+    plots: bool = True
+    progress: bool = True
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+
+
+def check_config(config: EvalConfig) -> None:
+    from megatron_hybridir.config import ConfigError
+
+    if config.benchmark not in BENCHMARKS:
+        raise ConfigError(f"benchmark: expected one of {list(BENCHMARKS)}, got {config.benchmark!r}")
+    if not config.encoder.model:
+        raise ConfigError("encoder.model: a Hugging Face or sentence-transformers folder is required")
+    if not config.data and not (config.hub and config.benchmark == "miracl"):
+        raise ConfigError("data: the benchmark folder is required")
+    if config.data and not config.hub and not Path(config.data).exists():
+        raise ConfigError(f"data: {config.data} does not exist")
+    if config.k < 1 or config.shard_size < 1:
+        raise ConfigError("k and shard_size must be positive")
+
+
+def _retrieve(config: EvalConfig, encoder: Encoder, task: RetrievalTask, timings: dict
+              ) -> tuple[np.ndarray, np.ndarray]:
+    tick = time.perf_counter()
+    queries = encoder.encode_queries(task.query_texts, progress=config.progress)
+    timings["encode_queries"] = timings.get("encode_queries", 0) + time.perf_counter() - tick
+    tick = time.perf_counter()
+    shards = encode_corpus(encoder, task.passage, len(task.corpus_ids),
+                           Path(config.cache_dir or Path(config.output) / "cache"),
+                           shard_size=config.shard_size, float16=config.float16_shards,
+                           progress=config.progress)
+    timings["encode_corpus"] = timings.get("encode_corpus", 0) + time.perf_counter() - tick
+    tick = time.perf_counter()
+    k = min(config.k, shards.size)
+    if config.index == "flat":
+        scores, positions = search.exact_search(queries, shards.shards(), k)
+    else:
+        scores, positions = search.approximate_search(queries, shards.shards(), k, config.index,
+                                                      shards.dim, shards.size, nprobe=config.nprobe)
+    timings["search"] = timings.get("search", 0) + time.perf_counter() - tick
+    return scores, positions
+
+
+def _score_retrieval(config: EvalConfig, task: RetrievalTask, scores, positions) -> dict[str, float]:
+    if task.answers is not None:          # NQ: DPR answer matching
+        hits = metrics.answer_hits(positions, task.corpus_texts,
+                                   [task.answers[q] for q in task.query_ids])
+        return metrics.topk_accuracy(hits, [c for c in (1, 5, 20, 100) if c <= positions.shape[1]])
+    run = metrics.run_from_search(task.query_ids, task.corpus_ids, scores, positions)
+    return metrics.ir_metrics(task.qrels, run, config.measures)
+
+
+def _evaluate_retrieval(config: EvalConfig, encoder: Encoder, timings: dict) -> dict:
+    if config.benchmark == "miracl":
+        split = "dev" if config.split == "test" else config.split
+        if config.hub and not config.languages:
+            raise EvalDataError("languages: name the MIRACL languages to read from the hub")
+        langs = config.languages or sorted(
+            p.name.removeprefix("miracl-v1.0-") for p in Path(config.data).glob("miracl-v1.0-*"))
+        if not langs:
+            raise EvalDataError(f"{config.data}: no miracl-v1.0-<lang> folders")
+        per_language = {}
+        for lang in langs:
+            task = (loaders.load_miracl_hub(lang, split) if config.hub
+                    else loaders.load_miracl(config.data, lang, split))
+            per_language[lang] = _score_retrieval(config, task, *_retrieve(config, encoder, task, timings))
+        keys = next(iter(per_language.values())).keys()
+        summary = {key: float(np.mean([v[key] for v in per_language.values()])) for key in keys}
+        return {"dataset": f"miracl ({split})", "metrics": summary, "per_language": per_language}
+    if config.benchmark == "nq":
+        task = loaders.load_nq(config.data)
+    else:
+        task = (loaders.load_beir_hub(config.data, config.split) if config.hub
+                else loaders.load_beir(config.data, config.split))
+    scored = _score_retrieval(config, task, *_retrieve(config, encoder, task, timings))
+    return {"dataset": task.name, "metrics": scored,
+            "sizes": {"queries": len(task.query_ids), "corpus": len(task.corpus_ids)}}
+
+
+def evaluate_lareqa(task: LAReQATask, encoder: Encoder, *, candidate_context: bool = False,
+                    progress: bool = True, timings: Optional[dict] = None) -> dict:
+    """Every X->Y setting, the multilingual pool, and the language-bias measures."""
+    timings = {} if timings is None else timings
+    langs = task.languages
+    tick = time.perf_counter()
+    q_emb, c_emb, c_offset = {}, {}, {}
+    offset = 0
+    for lang in langs:
+        q_emb[lang] = encoder.encode_queries(list(task.questions[lang].values()), progress=progress)
+        texts = [f"{s} {c}" if candidate_context else s for _, s, c in task.candidates[lang]]
+        c_emb[lang] = encoder.encode_passages(texts, progress=progress)
+        c_offset[lang] = offset
+        offset += len(texts)
+    timings["encode"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    cand_index = {lang: {cid: i for i, (cid, _, _) in enumerate(task.candidates[lang])} for lang in langs}
+    grid = np.zeros((len(langs), len(langs)))
+    settings = {}
+    for a, b in lareqa_settings(task):
+        qids = [q for q in task.questions[a] if q in task.answer[b]]
+        rows = [i for i, q in enumerate(task.questions[a]) if q in task.answer[b]]
+        relevant = [[cand_index[b][task.answer[b][q]]] for q in qids]
+        ranks = metrics.relevant_ranks(q_emb[a][rows], c_emb[b], relevant)
+        settings[f"{a}->{b}"] = dict(metrics.rank_metrics(ranks), queries=len(qids))
+        grid[langs.index(a), langs.index(b)] = settings[f"{a}->{b}"]["mAP"]
+    pool = np.concatenate([c_emb[lang] for lang in langs])
+    pool_rows, pool_langs, query_langs = [], [], []
+    per_language = {}
+    for a in langs:
+        relevant, rel_langs = [], []
+        for q in task.questions[a]:
+            present = [b for b in langs if q in task.answer[b]]
+            relevant.append([c_offset[b] + cand_index[b][task.answer[b][q]] for b in present])
+            rel_langs.append(present)
+        ranks = metrics.relevant_ranks(q_emb[a], pool, relevant)
+        pool_rows.append(metrics.rank_metrics(ranks))
+        pool_langs += rel_langs
+        query_langs += [a] * len(ranks)
+        per_language[a] = {"mono_mAP": settings[f"{a}->{a}"]["mAP"],
+                           "cross_mAP": float(np.mean([settings[f"{a}->{b}"]["mAP"]
+                                                       for b in langs if b != a] or [0.0])),
+                           "multi_mAP": pool_rows[-1]["mAP"]}
+        per_language[a]["_ranks"] = ranks
+    all_ranks = [r for a in langs for r in per_language[a].pop("_ranks")]
+    bias = metrics.language_bias(all_ranks, pool_langs, query_langs)
+    for a in langs:
+        per_language[a]["rank_distance"] = bias["rank_distance_per_language"].get(a, 0.0)
+        per_language[a]["same_language_top"] = bias["same_language_top_per_language"].get(a, 0.0)
+    timings["score"] = time.perf_counter() - tick
+    n = len(langs)
+    mono = [settings[f"{a}->{a}"] for a in langs]
+    cross = [settings[f"{a}->{b}"] for a in langs for b in langs if a != b]
+    summary = {"mono_mAP": float(np.mean([s["mAP"] for s in mono])),
+               "cross_mAP": float(np.mean([s["mAP"] for s in cross])) if cross else 0.0,
+               "multi_mAP": float(np.mean([r["mAP"] for r in pool_rows])),
+               "mono_R@1": float(np.mean([s["R@1"] for s in mono])),
+               "cross_R@1": float(np.mean([s["R@1"] for s in cross])) if cross else 0.0,
+               "multi_R@10": float(np.mean([r["R@10"] for r in pool_rows])),
+               "rank_distance": bias["rank_distance"],
+               "same_language_top": bias["same_language_top"]}
+    return {"dataset": task.name, "metrics": summary, "settings": settings,
+            "setting_counts": {"monolingual": n, "cross_lingual": n * (n - 1), "multilingual_pool": 1},
+            "matrix": {"languages": langs, "map": grid.tolist(),
+                       "pool": [r["mAP"] for r in pool_rows]},
+            "per_language": per_language}
+
+
+def evaluate(config: EvalConfig) -> dict:
+    """Run one evaluation and write results.json / results.md / plots into ``config.output``."""
+    check_config(config)
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    tick = time.perf_counter()
+    encoder = Encoder(config.encoder)
+    timings["load_model"] = time.perf_counter() - tick
+    try:
+        if config.benchmark in ("xquad-r", "mlqa-r", "lareqa"):
+            tick = time.perf_counter()
+            task = loaders.load_lareqa(config.data, config.languages, name=config.benchmark)
+            timings["load_data"] = time.perf_counter() - tick
+            body = evaluate_lareqa(task, encoder, candidate_context=config.candidate_context,
+                                   progress=config.progress, timings=timings)
+        else:
+            body = _evaluate_retrieval(config, encoder, timings)
+    finally:
+        encoder.close()
+    timings["total"] = time.perf_counter() - started
+    results = {"model": config.encoder.model, "benchmark": config.benchmark, **body,
+               "config": asdict(config), "versions": report.library_versions(),
+               "timings": timings,
+               "encoder": {"dtype": encoder.dtype, "devices": encoder.devices,
+                           "query_prompt": encoder.query_prompt,
+                           "passage_prompt": encoder.passage_prompt}}
+    report.write_results(results, Path(config.output), plots=config.plots)
+    return results
