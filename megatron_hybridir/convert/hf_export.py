@@ -1,0 +1,250 @@
+"""A trained checkpoint (any TP/PP) -> a Hugging Face folder plus sentence-transformers files.
+
+Why it exists: users end with a folder any retrieval tool loads — ``AutoModel.from_pretrained``
+offline without remote code, ``SentenceTransformer(path)``, mteb. Bidirectional attention survives
+the trip through the config: transformers (>= 5) builds a bidirectional mask for these models when
+``config.json`` has ``"is_causal": false`` (``masking_utils.create_causal_mask``), which we write for
+``model.attention: bidirectional``. The sentence-transformers files use the long-standing layout
+(``modules.json``, ``1_Pooling``, ``2_Dense`` for the projection, ``Normalize``), with the query and
+passage prompts in ``config_sentence_transformers.json``.
+
+Streaming: Megatron-Core stores each stacked layer tensor as one chunk per layer, so the checkpoint
+is read one layer at a time (PyTorch DCP with a planner that requests one chunk; names come from a
+one-layer skeleton's sharded state dict) and tensors go to safetensors shards as they come: peak
+memory is one layer plus one output shard, not the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Iterator, Optional
+
+import torch
+
+from megatron_hybridir.config import ModelConfig, ParallelConfig
+from megatron_hybridir.convert import mappings
+from megatron_hybridir.convert.io import atomic_folder, resolve_checkpoint
+from megatron_hybridir.convert.mappings import ConversionError
+
+log = logging.getLogger(__name__)
+POOLING_MODES = {"mean": "pooling_mode_mean_tokens", "last": "pooling_mode_lasttoken",
+                 "first": "pooling_mode_cls_token"}
+
+
+def hf_architecture(model: ModelConfig, name: Optional[str] = None) -> mappings.Architecture:
+    if name:
+        arch = mappings.ARCHITECTURES.get(name)
+        if arch is None:
+            raise ConversionError(f"--architecture {name!r}: expected one of {sorted(mappings.ARCHITECTURES)}")
+    elif model.qk_layernorm:
+        arch = mappings.ARCHITECTURES["qwen3"]
+    elif model.add_qkv_bias:
+        arch = mappings.ARCHITECTURES["qwen2"]
+    else:
+        arch = mappings.ARCHITECTURES["llama"]
+    for flag in ("qk_layernorm", "add_qkv_bias"):
+        if getattr(model, flag) != bool(arch.fixed.get(flag)):
+            raise ConversionError(f"model.{flag}={getattr(model, flag)} cannot be expressed as "
+                                  f"{arch.model_type}")
+    return arch
+
+
+def hf_config(model: ModelConfig, arch: mappings.Architecture) -> dict:
+    import transformers
+
+    rope = {"rope_type": "default", "rope_theta": model.rotary_base}
+    if model.rope_scaling_factor:
+        rope.update(rope_type="llama3", factor=model.rope_scaling_factor, **mappings.MEGATRON_LLAMA3_ROPE)
+    kwargs = dict(vocab_size=model.vocab_size, hidden_size=model.hidden_size,
+                  intermediate_size=model.ffn_hidden_size, num_hidden_layers=model.num_layers,
+                  num_attention_heads=model.num_attention_heads,
+                  num_key_value_heads=model.num_query_groups or model.num_attention_heads,
+                  head_dim=model.kv_channels or model.hidden_size // model.num_attention_heads,
+                  max_position_embeddings=model.max_position_embeddings,
+                  rms_norm_eps=model.layernorm_epsilon, rope_parameters=rope,
+                  tie_word_embeddings=False, architectures=[arch.model_class])
+    config = getattr(transformers, arch.config_class)(**kwargs)
+    config.is_causal = model.attention == "causal"
+    return config
+
+
+class CheckpointReader:
+    """Reads single tensors, or one layer's slice of a stacked layer tensor, from a Megatron-Core
+    ``torch_dist`` checkpoint through PyTorch DCP with a planner that asks for just that chunk."""
+
+    def __init__(self, ckpt: Path):
+        from torch.distributed.checkpoint import FileSystemReader
+
+        self.path = ckpt
+        self.reader = FileSystemReader(str(ckpt))
+        self.metadata = self.reader.read_metadata().state_dict_metadata
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        if key not in self.metadata:
+            raise ConversionError(f"{self.path}: no tensor {key} (not an embedding-model checkpoint?)")
+        return tuple(self.metadata[key].size)
+
+    def read(self, key: str, layer: Optional[int] = None) -> torch.Tensor:
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
+        from torch.distributed.checkpoint.metadata import ChunkStorageMetadata
+        from torch.distributed.checkpoint.planner import LoadPlan
+        from torch.distributed.checkpoint.planner_helpers import create_read_items_for_chunk_list
+
+        shape = self.shape(key)
+        sizes = shape if layer is None else (1, *shape[1:])
+        offsets = (0,) * len(shape) if layer is None else (layer, *(0,) * (len(shape) - 1))
+        chunk = ChunkStorageMetadata(offsets=torch.Size(offsets), sizes=torch.Size(sizes))
+        target = torch.empty(sizes, dtype=self.metadata[key].properties.dtype)
+
+        class OneChunk(DefaultLoadPlanner):
+            def create_local_plan(self):
+                return LoadPlan(create_read_items_for_chunk_list(key, self.metadata.state_dict_metadata[key],
+                                                                 [chunk]))
+
+            def lookup_tensor(self, index):       # dest offsets are relative to our one chunk
+                return target
+
+        dcp.load({key: target}, storage_reader=self.reader, planner=OneChunk(), no_dist=True)
+        return target if layer is None else target[0]
+
+
+def checkpoint_keys(model: ModelConfig) -> dict[str, str]:
+    """Local (TP=1) state-dict name of layer 0 / globals -> key in the distributed checkpoint,
+    read off a one-layer skeleton's sharded state dict (so it follows Megatron's own naming)."""
+    from megatron_hybridir.convert.hf_import import ensure_runtime
+    from megatron_hybridir.model.builder import build_model
+
+    ensure_runtime()
+    one = dataclasses.replace(model, num_layers=1, vocab_size=8, make_vocab_size_divisible_by=8)
+    skeleton = build_model(one, ParallelConfig())
+    return {name: getattr(value, "key") for name, value in skeleton.sharded_state_dict().items()
+            if not name.endswith("_extra_state") and hasattr(value, "key")}
+
+
+def iter_megatron_tensors(model: ModelConfig, ckpt: Path) -> Iterator[dict[str, torch.Tensor]]:
+    """Yield {local name: tensor} for the non-layer tensors, then for each layer in turn."""
+    reader = CheckpointReader(ckpt)
+    keys = checkpoint_keys(model)
+    yield {name: reader.read(key) for name, key in keys.items() if not name.startswith("decoder.layers.")}
+    layer_keys = {name.removeprefix("decoder.layers.0."): key for name, key in keys.items()
+                  if name.startswith("decoder.layers.")}
+    for i in range(model.num_layers):
+        yield {f"decoder.layers.{i}.{name}": reader.read(key, layer=i) for name, key in layer_keys.items()}
+
+
+def _sentence_transformers_files(out: Path, model: ModelConfig, tensors_head: dict,
+                                 prompts: dict, max_seq_length: int) -> None:
+    from safetensors.torch import save_file
+
+    dim = model.hidden_size
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
+    (out / "1_Pooling").mkdir()
+    pooling = {"word_embedding_dimension": dim, "pooling_mode_cls_token": False,
+               "pooling_mode_mean_tokens": False, "pooling_mode_max_tokens": False,
+               "pooling_mode_mean_sqrt_len_tokens": False, "pooling_mode_weightedmean_tokens": False,
+               "pooling_mode_lasttoken": False, "include_prompt": True}
+    pooling[POOLING_MODES[model.pooling]] = True
+    (out / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2))
+    modules.append({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"})
+    if model.projection_dim:
+        (out / "2_Dense").mkdir()
+        (out / "2_Dense" / "config.json").write_text(json.dumps({
+            "in_features": dim, "out_features": model.projection_dim, "bias": False,
+            "activation_function": "torch.nn.modules.linear.Identity"}))
+        save_file({"linear.weight": tensors_head["head.projection.weight"].contiguous()},
+                  out / "2_Dense" / "model.safetensors")
+        modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    if model.normalize:
+        modules.append({"idx": len(modules), "name": str(len(modules)), "path": f"{len(modules)}_Normalize",
+                        "type": "sentence_transformers.models.Normalize"})
+        (out / modules[-1]["path"]).mkdir()
+    (out / "modules.json").write_text(json.dumps(modules, indent=2))
+    (out / "sentence_bert_config.json").write_text(json.dumps(
+        {"max_seq_length": max_seq_length, "do_lower_case": False}))
+    (out / "config_sentence_transformers.json").write_text(json.dumps(
+        {"prompts": prompts, "default_prompt_name": None, "similarity_fn_name":
+         "cosine" if model.normalize else "dot"}, indent=2))
+
+
+def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional[str | Path] = None,
+              query_prompt: str = "Query: ", passage_prompt: str = "Passage: ",
+              dtype: Optional[str] = None, max_shard_bytes: int = 2 << 30,
+              max_seq_length: Optional[int] = None, architecture: Optional[str] = None,
+              overwrite: bool = False) -> Path:
+    from safetensors.torch import save_file
+
+    model, ckpt, info = resolve_checkpoint(checkpoint)
+    if model.pooling not in POOLING_MODES:
+        raise ConversionError(f"model.pooling={model.pooling!r} has no sentence-transformers / HF "
+                              f"equivalent; export supports {sorted(POOLING_MODES)}")
+    arch = hf_architecture(model, architecture)
+    tokenizer = Path(tokenizer or info.get("tokenizer") or "")
+    if not (tokenizer / "tokenizer.json").exists() and not (tokenizer / "tokenizer_config.json").exists():
+        raise ConversionError(f"tokenizer: {tokenizer or '(none)'} has no tokenizer.json / "
+                              f"tokenizer_config.json; pass --tokenizer")
+    cast = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, None: None}[dtype]
+    heads = model.num_attention_heads
+    groups = model.num_query_groups or heads
+    rules = mappings.rules_for(arch, dataclasses.asdict(model))
+    with atomic_folder(Path(output), overwrite) as tmp:
+        shard, shard_bytes, weight_map, files, head = {}, 0, {}, [], {}
+
+        def flush():
+            nonlocal shard, shard_bytes
+            if shard:
+                name = f"model-{len(files) + 1:05d}.safetensors"
+                save_file(shard, tmp / name, metadata={"format": "pt"})
+                weight_map.update({k: name for k in shard})
+                files.append(name)
+                shard, shard_bytes = {}, 0
+
+        for group in iter_megatron_tensors(model, ckpt):
+            head.update({k: v for k, v in group.items() if k.startswith("head.")})
+            for rule in rules:
+                layer_rule = "{i}" in rule.megatron
+                for key in group:
+                    i = int(key.split(".")[2]) if layer_rule and key.startswith("decoder.layers.") else None
+                    if key != rule.megatron.format(i=i):
+                        continue
+                    parts = mappings.split(rule.kind, group[key], heads=heads, groups=groups,
+                                           rows=model.vocab_size)
+                    for name, tensor in zip(rule.hf, parts):
+                        tensor = tensor.to(cast) if cast else tensor
+                        shard[name.format(i=i)] = tensor.contiguous().clone()
+                        shard_bytes += tensor.numel() * tensor.element_size()
+                    if shard_bytes >= max_shard_bytes:
+                        flush()
+        flush()
+        if len(files) == 1:
+            (tmp / files[0]).rename(tmp / "model.safetensors")
+        else:
+            (tmp / "model.safetensors.index.json").write_text(json.dumps(
+                {"metadata": {}, "weight_map": weight_map}, indent=2))
+        hf_config(model, arch).save_pretrained(tmp)
+        _copy_tokenizer(tokenizer, tmp)
+        _sentence_transformers_files(tmp, model, head, {"query": query_prompt, "passage": passage_prompt},
+                                     max_seq_length or info.get("seq_length") or model.max_position_embeddings)
+    log.info("exported %s -> %s (%s, %d layers)", ckpt, output, arch.model_type, model.num_layers)
+    return Path(output)
+
+
+def _copy_tokenizer(source: Path, out: Path) -> None:
+    """Copy tokenizer files; a tokenizer with no pad token gets one (batched encoding needs it)."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if (source / "tokenizer_config.json").exists():
+        tok = AutoTokenizer.from_pretrained(str(source))
+    else:
+        tok = PreTrainedTokenizerFast(tokenizer_file=str(source / "tokenizer.json"))
+    if tok.pad_token is None:
+        vocab = tok.get_vocab()
+        pad = next((t for t in ("<pad>", "[PAD]", "<unk>", "</s>", "<|endoftext|>") if t in vocab), None)
+        if pad is None:
+            raise ConversionError(f"tokenizer {source}: no pad token and none of <pad>/<unk>/</s> to use")
+        tok.pad_token = pad
+    tok.save_pretrained(str(out))
