@@ -164,6 +164,9 @@ class CheckpointConfig:
     save_interval: int = 0
     """Save every N steps (0: only at the end and on SIGTERM / SIGUSR1)."""
     keep_last: int = 2
+    init_from: Optional[str] = None
+    """Start a new run from these model weights (a folder from tools/convert_hf_to_megatron.py, or
+    another run); ignored when the run directory already has a checkpoint to resume."""
 
 
 @dataclass

@@ -78,6 +78,21 @@ def save_checkpoint(run_dir: str | Path, step: int, *, model, optimizer, schedul
     return final
 
 
+def load_model_weights(source: str | Path, *, model) -> Path:
+    """Load only model weights (no optimizer / step) from a converted folder or another run."""
+    from megatron_hybridir.convert.io import resolve_checkpoint
+
+    _, ckpt, _ = resolve_checkpoint(source)
+    state = dist_checkpointing.load({"model": model_sharded_state(model)}, str(ckpt))
+    if len(model) == 1:
+        unwrap(model[0]).load_state_dict(state["model"])
+    else:
+        for i, chunk in enumerate(model):
+            unwrap(chunk).load_state_dict(state["model"][f"model{i}"])
+    logger.info("initialised model weights from %s", ckpt)
+    return ckpt
+
+
 def load_checkpoint(run_dir: str | Path, *, model, optimizer, scheduler) -> Optional[dict]:
     """Load ``latest`` into model/optimizer/scheduler; returns {"step", "extra"} or None."""
     step = latest_step(run_dir)

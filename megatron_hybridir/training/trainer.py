@@ -29,7 +29,7 @@ from megatron_hybridir.config import RunConfig, save_config, validate
 from megatron_hybridir.data.sampler import MONO, SamplerConfig
 from megatron_hybridir.model.builder import build_model_chunks
 from megatron_hybridir.runtime.distributed import initialize
-from megatron_hybridir.training.checkpoint import load_checkpoint, save_checkpoint
+from megatron_hybridir.training.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from megatron_hybridir.training.engine import forward_backward, wrap_ddp
 from megatron_hybridir.training.flops import peak_tflops, training_flops
 from megatron_hybridir.training.gradcache import gradcache_forward_backward
@@ -173,6 +173,9 @@ def train(config: RunConfig) -> TrainResult:
         if resumed:
             result.start_step = resumed["step"]
             kinds.update(resumed["extra"].get("kinds", {}))
+    if result.start_step == 0 and config.checkpoint.init_from:
+        load_model_weights(config.checkpoint.init_from, model=model)
+        optimizer.reload_model_params()      # mixed precision keeps fp32 main copies of the params
     stop, skipped = _StopFlag(), 0
     metrics = MetricsLog(run_dir, enabled=info.rank == 0, total_steps=config.training.train_steps,
                          start_step=result.start_step, log_interval=config.training.log_interval)

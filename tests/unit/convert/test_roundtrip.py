@@ -126,3 +126,43 @@ def test_failed_export_leaves_nothing(tmp_path, megatron_runtime, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         export_hf(converted, tmp_path / "out")
     assert not list(tmp_path.glob("out*"))
+
+
+def test_tools_verify(tmp_path, megatron_runtime, capsys):
+    import importlib.util
+
+    def tool(name):
+        spec = importlib.util.spec_from_file_location(name, f"tools/{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.main
+
+    hf = write_hf_model(tmp_path / "hf", "mistral")
+    assert tool("convert_hf_to_megatron")(["--hf", str(hf), "--output", str(tmp_path / "meg"),
+                                           "--dtype", "fp32", "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "hidden states (Megatron vs HF)" in out and "every tensor identical (OK)" in out
+    assert tool("export_to_hf")(["--checkpoint", str(tmp_path / "meg"), "--output", str(tmp_path / "st"),
+                                 "--verify"]) == 0
+    assert "embeddings (Megatron vs sentence-transformers)" in capsys.readouterr().out
+    assert tool("convert_hf_to_megatron")(["--hf", str(hf), "--output", str(tmp_path / "x"),
+                                           "--tensor-parallel", "3"]) == 2
+    assert "does not divide" in capsys.readouterr().err
+
+
+def test_training_init_from_a_converted_folder(tmp_path, megatron_runtime):
+    """checkpoint.init_from loads the converted weights into a freshly built training model."""
+    from megatron_hybridir.config import ParallelConfig
+    from megatron_hybridir.model.builder import build_model
+    from megatron_hybridir.training.checkpoint import load_model_weights
+
+    hf = write_hf_model(tmp_path / "hf", "qwen3")
+    converted = import_hf(hf, tmp_path / "meg", dtype="fp32", attention="causal")
+    model_cfg, _, _ = resolve_checkpoint(converted)
+    model = build_model(model_cfg, ParallelConfig()).eval()
+    load_model_weights(converted, model=[model])
+    ids, mask = _ids(TEXTS)
+    with torch.no_grad():
+        ours = model(ids, mask, return_hidden=True)
+    ref, _ = hf_hidden(hf, causal=True)
+    assert (ours - ref)[mask].abs().max().item() < 1e-5
