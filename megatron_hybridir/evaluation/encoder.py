@@ -74,7 +74,8 @@ class Encoder:
 
     @property
     def dim(self) -> int:
-        return self.model.get_sentence_embedding_dimension()
+        model = self.model   # sentence-transformers >= 6 renamed the method
+        return (getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension)()
 
     def fingerprint(self) -> str:
         """Identifies the weights without hashing gigabytes: config files in full, weight files by

@@ -1,0 +1,1 @@
+"""The embedded default: synthetic multilingual data and the CPU pipeline that shows the method work."""

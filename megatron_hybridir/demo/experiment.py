@@ -1,0 +1,131 @@
+"""The monolingual / cross-lingual / hybrid comparison and the scaling report.
+
+``run_experiment``: alpha = 1 (monolingual batches), 0 (cross-lingual) and 0.5 (hybrid), several
+seeds each, the same step budget, every run evaluated on the demo test set; writes a table with
+mean ± std over seeds and a trade-off plot (monolingual vs cross-lingual mAP, language-bias bars).
+
+``scaling_report``: gathers ``results.json`` files of evaluations (each carrying ``run_info`` with
+parameters and training FLOPs) into a table and plots of each metric against parameters and FLOPs —
+the 7B -> 30B study on a cluster, three tiny sizes in the demo.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from megatron_hybridir.demo.pipeline import export_and_evaluate, log, prepare_data, train
+
+METRICS = ("mono_mAP", "cross_mAP", "multi_mAP", "rank_distance", "same_language_top")
+ALPHA_NAMES = {1.0: "monolingual (alpha=1)", 0.0: "cross-lingual (alpha=0)", 0.5: "hybrid (alpha=0.5)"}
+
+
+def run_experiment(out: Path, *, alphas: Sequence[float] = (1.0, 0.0, 0.5), seeds: Sequence[int] = (1, 2, 3),
+                   steps: int = 300, overrides: Sequence[str] = ()) -> dict:
+    data = prepare_data(out / "data")
+    results: dict[float, list[dict]] = {}
+    for alpha in alphas:
+        for seed in seeds:
+            run_dir = out / f"alpha{alpha:g}_seed{seed}"
+            done = run_dir / "eval" / "results.json"
+            if not done.exists():
+                log(f"run alpha={alpha:g} seed={seed}")
+                train(run_dir, data, [f"data.alpha={alpha}", f"seed={seed}",
+                                      f"training.train_steps={steps}", *overrides])
+                export_and_evaluate(run_dir, data)
+            results.setdefault(alpha, []).append(json.loads(done.read_text())["metrics"])
+    summary = {ALPHA_NAMES.get(a, f"alpha={a:g}"): {m: (float(np.mean([r[m] for r in rs])),
+                                                        float(np.std([r[m] for r in rs])))
+                                                    for m in METRICS}
+               for a, rs in results.items()}
+    table = ["| batches | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+    for name, values in summary.items():
+        table.append(f"| {name} | " + " | ".join(
+            f"{mean:.1f} ± {std:.1f}" if m == "rank_distance" else f"{mean:.3f} ± {std:.3f}"
+            for m, (mean, std) in values.items()) + " |")
+    text = (f"{len(seeds)} seeds x {steps} steps each; mean ± std over seeds (population std)\n\n"
+            + "\n".join(table) + "\n")
+    (out / "experiment.md").write_text(text)
+    (out / "experiment.json").write_text(json.dumps({"summary": summary, "runs": {str(a): r for a, r in results.items()}},
+                                                    indent=2))
+    _tradeoff_plot(results, out / "tradeoff.png")
+    print(text)
+    return summary
+
+
+def _tradeoff_plot(results: dict[float, list[dict]], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for n, (alpha, runs) in enumerate(results.items()):
+        name = ALPHA_NAMES.get(alpha, f"alpha={alpha:g}")
+        mono = [r["mono_mAP"] for r in runs]
+        cross = [r["cross_mAP"] for r in runs]
+        left.scatter(mono, cross, alpha=0.4, color=f"C{n}")
+        left.errorbar(np.mean(mono), np.mean(cross), xerr=np.std(mono), yerr=np.std(cross), fmt="o",
+                      color=f"C{n}", label=name, capsize=3)
+        bias = [r["rank_distance"] for r in runs]
+        right.bar(n, np.mean(bias), yerr=np.std(bias), color=f"C{n}", capsize=3)
+    left.set_xlabel("monolingual mAP (X->X)")
+    left.set_ylabel("cross-lingual mAP (X->Y)")
+    left.legend(fontsize=8)
+    left.set_title("trade-off (dots: seeds; error bars: ±1 std)")
+    right.set_xticks(range(len(results)), [ALPHA_NAMES.get(a, str(a)) for a in results], fontsize=7)
+    right.set_ylabel("rank distance (lower = less language bias)")
+    right.set_title("language bias in the multilingual pool")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def scaling_report(result_files: Sequence[Path], out: Path,
+                   metrics: Sequence[str] = ("mono_mAP", "cross_mAP", "multi_mAP", "rank_distance",
+                                             "nDCG@10", "top20")) -> list[dict]:
+    """Table + plots of metrics vs parameters and training FLOPs over evaluation results.
+
+    Runs are grouped by (parameters, FLOPs) so results of several benchmarks for one model (BEIR
+    nDCG@10, NQ top-20, XQuAD-R / MLQA-R mAP) share one row."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows: dict[tuple, dict] = {}
+    for path in result_files:
+        result = json.loads(Path(path).read_text())
+        info = result.get("run_info") or {}
+        if "parameters" not in info:
+            raise ValueError(f"{path}: no run_info.parameters (evaluate runs through the demo pipeline, "
+                             f"or add run_info with parameters and train_flops)")
+        key = (info["parameters"], info.get("train_flops", 0.0))
+        row = rows.setdefault(key, {"model": result["model"], "parameters": key[0], "train_flops": key[1]})
+        row.update({m: v for m, v in result["metrics"].items() if m in metrics})
+    table = sorted(rows.values(), key=lambda r: r["parameters"])
+    present = [m for m in metrics if any(m in r for r in table)]
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["| parameters | train FLOPs | " + " | ".join(present) + " |", "|---" * (len(present) + 2) + "|"]
+    for r in table:
+        lines.append(f"| {r['parameters'] / 1e6:.2f}M | {r['train_flops']:.2e} | " +
+                     " | ".join(f"{r[m]:.3f}" if m in r else "-" for m in present) + " |")
+    (out / "scaling.md").write_text("\n".join(lines) + "\n")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, x_key, label in ((axes[0], "parameters", "parameters"), (axes[1], "train_flops", "training FLOPs")):
+        for m in present:
+            if m == "rank_distance":
+                continue
+            pts = [(r[x_key], r[m]) for r in table if m in r]
+            ax.plot(*zip(*pts), marker="o", label=m)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("metric")
+        ax.legend(fontsize=8)
+    axes[0].set_title("monolingual vs cross-lingual / multilingual metrics")
+    fig.tight_layout()
+    fig.savefig(out / "scaling.png", dpi=120)
+    plt.close(fig)
+    print("\n".join(lines))
+    return table

@@ -1,0 +1,16 @@
+"""Write the synthetic 6-language demo corpus (train JSONL, LAReQA and BEIR test sets).
+
+    python tools/make_demo_data.py --output data/demo [--seed 0]
+"""
+
+import argparse
+import json
+
+from megatron_hybridir.demo.data import make_demo_data
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    print(json.dumps(make_demo_data(args.output, seed=args.seed), indent=2))

@@ -1,0 +1,17 @@
+"""Gather evaluation results.json files of runs at several model sizes into scaling.md + scaling.png
+(monolingual vs cross-lingual / multilingual metrics against parameters and training FLOPs).
+
+    python tools/scaling_report.py --out runs/scaling runs/size*/eval/results.json
+"""
+
+import argparse
+from pathlib import Path
+
+from megatron_hybridir.demo.experiment import scaling_report
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="runs/scaling")
+    parser.add_argument("results", nargs="+", type=Path)
+    args = parser.parse_args()
+    scaling_report(args.results, Path(args.out))
