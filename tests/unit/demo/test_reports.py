@@ -1,0 +1,36 @@
+"""The scaling report gathers evaluation results of several model sizes into a table and plots."""
+
+import json
+
+import pytest
+
+from megatron_hybridir.demo.experiment import scaling_report
+
+
+def _result(path, params, flops, mono, cross, ndcg=None):
+    metrics = {"mono_mAP": mono, "cross_mAP": cross, "multi_mAP": cross / 2, "rank_distance": 100.0}
+    if ndcg is not None:
+        metrics = {"nDCG@10": ndcg}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"model": f"m{params}", "metrics": metrics,
+                                "run_info": {"parameters": params, "train_flops": flops}}))
+    return path
+
+
+def test_scaling_report_merges_benchmarks_per_model(tmp_path):
+    files = [_result(tmp_path / f"s{n}" / "lareqa.json", p, p * 1e6, 0.5 + n / 10, 0.2 + n / 10)
+             for n, p in enumerate([3e6, 1e6, 2e6])]
+    files.append(_result(tmp_path / "s1" / "beir.json", 1e6, 1e12, 0, 0, ndcg=0.4))
+    table = scaling_report(files, tmp_path / "out")
+    assert [r["parameters"] for r in table] == [1e6, 2e6, 3e6]
+    assert table[0]["nDCG@10"] == 0.4 and table[0]["mono_mAP"] == pytest.approx(0.6)
+    text = (tmp_path / "out" / "scaling.md").read_text()
+    assert "| 1.00M |" in text and "nDCG@10" in text
+    assert (tmp_path / "out" / "scaling.png").stat().st_size > 0
+
+
+def test_scaling_report_names_a_result_without_run_info(tmp_path):
+    bad = tmp_path / "r.json"
+    bad.write_text(json.dumps({"model": "x", "metrics": {}}))
+    with pytest.raises(ValueError, match="r.json: no run_info.parameters"):
+        scaling_report([bad], tmp_path / "out")
