@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -77,7 +78,8 @@ def save_untrained(run_dir: Path, data: dict, overrides: list[str]) -> Path:
                                        "parallel.tensor_model_parallel_size=1"])
     ensure_runtime(config.seed)
     model = build_model(config.model, ParallelConfig())
-    (run_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    (run_dir / "checkpoint").mkdir(parents=True)
     (run_dir / "model.yaml").write_text(yaml.safe_dump(dataclasses.asdict(config.model)))
     dist_checkpointing.save({"model": model.sharded_state_dict()}, str(run_dir / "checkpoint"))
     return run_dir
@@ -137,8 +139,7 @@ def quickstart(out: Path, *, steps: Optional[int] = None, overrides: Optional[li
     overrides = list(overrides or []) + ([f"training.train_steps={steps}"] if steps else [])
     data = prepare_data(out / "data")
     run_dir = out / "hybrid"
-    if (run_dir / "checkpoints").exists():
-        import shutil
+    if (run_dir / "checkpoints").exists():      # a rerun starts over instead of resuming
         shutil.rmtree(run_dir)
     train(run_dir, data, overrides)
     rows = {"hybrid alpha=0.5 (trained)": export_and_evaluate(run_dir, data)["metrics"]}
