@@ -173,7 +173,7 @@ def _sentence_transformers_files(out: Path, model: ModelConfig, tensors_head: di
 
 def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional[str | Path] = None,
               query_prompt: str = "Query: ", passage_prompt: str = "Passage: ",
-              dtype: Optional[str] = None, max_shard_bytes: int = 2 << 30,
+              dtype: Optional[str] = None, max_shard_bytes: int = 256 << 20,
               max_seq_length: Optional[int] = None, architecture: Optional[str] = None,
               overwrite: bool = False) -> Path:
     from safetensors.torch import save_file
@@ -215,7 +215,7 @@ def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional
                                            rows=model.vocab_size)
                     for name, tensor in zip(rule.hf, parts):
                         tensor = tensor.to(cast) if cast else tensor
-                        shard[name.format(i=i)] = tensor.contiguous().clone()
+                        shard[name.format(i=i)] = tensor.contiguous()
                         shard_bytes += tensor.numel() * tensor.element_size()
                     if shard_bytes >= max_shard_bytes:
                         flush()

@@ -70,7 +70,7 @@ def _child(step: str, tmp: Path) -> dict:
         import_hf(tmp / "hf", tmp / "meg", dtype="bf16")
     elif step == "export":
         from megatron_hybridir.convert.hf_export import export_hf
-        export_hf(tmp / "meg", tmp / "export", max_shard_bytes=512 << 20)
+        export_hf(tmp / "meg", tmp / "export")
     else:
         from transformers import AutoModel
         AutoModel.from_pretrained(str(tmp / "hf"), torch_dtype=torch.bfloat16).save_pretrained(str(tmp / "peer"))
@@ -80,7 +80,7 @@ def _child(step: str, tmp: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--layers", type=int, default=10)
+    parser.add_argument("--layers", type=int, default=11)
     parser.add_argument("--hidden", type=int, default=2048)
     parser.add_argument("--ffn", type=int, default=5504)
     parser.add_argument("--vocab", type=int, default=32000)
