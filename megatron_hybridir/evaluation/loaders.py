@@ -234,3 +234,59 @@ def load_miracl_hub(lang: str, split: str = "dev") -> RetrievalTask:
                          list(topics["query"]), qrels, corpus_titles=list(corpus["title"]),
                          corpus_langs=[lang] * len(corpus), query_langs=[lang] * len(qids)
                          ).check(f"hub miracl/miracl {lang}")
+
+
+def load_nq_hub(split: str = "validation") -> RetrievalTask:
+    """NQ in DPR form from the hub: passages ``wiki_dpr`` (psgs_w100), questions ``nq_open``
+    (its validation split is the 3,610-question NQ test set of DPR)."""
+    import datasets
+
+    passages = datasets.load_dataset("wiki_dpr", "psgs_w100.nq.no_index", split="train")
+    passages = passages.select_columns(["id", "text", "title"])
+    questions = datasets.load_dataset("nq_open", split=split)
+    qids = [str(i) for i in range(len(questions))]
+    answers = {q: list(a) for q, a in zip(qids, questions["answer"])}
+    return RetrievalTask("nq", [str(i) for i in passages["id"]], list(passages["text"]), qids,
+                         list(questions["question"]), answers=answers,
+                         corpus_titles=list(passages["title"])).check("hub nq_open")
+
+
+# Sentence ends for contexts that come without LAReQA's sentence breaks (Latin, CJK, Devanagari,
+# Arabic, Greek question mark, Thai has none: its contexts split on runs of spaces instead).
+_SENTENCE_END = __import__("re").compile(r"(?<=[.!?。！？।؟;])\s+|(?<=[。！？])")
+
+
+def split_sentences(context: str) -> list[list[int]]:
+    """[start, end) character spans of the sentences of ``context``."""
+    spans, start = [], 0
+    for match in _SENTENCE_END.finditer(context):
+        if match.start() > start:
+            spans.append([start, match.start()])
+        start = match.end()
+    if start < len(context):
+        spans.append([start, len(context)])
+    return spans
+
+
+def load_xquad_r_hub(languages: list[str]) -> LAReQATask:
+    """XQuAD-R from the hub (``xquad_r``). The hub copy has no sentence breaks, so sentences are
+    split by punctuation (:func:`split_sentences`): close to, not identical with, LAReQA's release —
+    use the GitHub files with :func:`load_lareqa` for numbers comparable with papers."""
+    import datasets
+
+    questions, candidates, answer = {}, {}, {}
+    for lang in languages:
+        rows = datasets.load_dataset("xquad_r", lang, split="validation")
+        questions[lang], candidates[lang], answer[lang] = {}, [], {}
+        seen: dict[str, int] = {}
+        for row in rows:
+            context = row["context"]
+            if context not in seen:
+                seen[context] = len(candidates[lang])
+                for s, (begin, end) in enumerate(split_sentences(context)):
+                    candidates[lang].append((f"{lang}:{len(seen) - 1}:{s}", context[begin:end], context))
+            spans = split_sentences(context)
+            index = _answer_sentence(spans, row["answers"]["answer_start"][0], f"hub xquad_r {lang} {row['id']}")
+            questions[lang][row["id"]] = row["question"]
+            answer[lang][row["id"]] = candidates[lang][seen[context] + index][0]
+    return LAReQATask("xquad-r", list(languages), questions, candidates, answer)

@@ -22,6 +22,7 @@ from megatron_hybridir.evaluation.tasks import EvalDataError, LAReQATask, Retrie
 
 log = logging.getLogger(__name__)
 BENCHMARKS = ("beir", "nq", "miracl", "xquad-r", "mlqa-r", "lareqa")
+XQUAD_R_LANGUAGES = ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]
 
 
 @dataclass
@@ -29,7 +30,7 @@ class EvalConfig:
     benchmark: str = ""                    # one of BENCHMARKS
     data: str = ""                         # local folder; with hub=true a BEIR name (beir) or unused (miracl)
     output: str = "runs/eval"              # results.json, results.md, PNG plots
-    hub: bool = False                      # read BEIR / MIRACL through `datasets` (needs a network)
+    hub: bool = False                      # read BEIR / MIRACL / NQ / XQuAD-R through `datasets` (network)
     languages: Optional[list[str]] = None  # MIRACL / LAReQA languages (default: all found)
     split: str = "test"                    # BEIR qrels split; MIRACL uses "dev" when left at "test"
     k: int = 100                           # retrieval depth for BEIR / NQ / MIRACL
@@ -52,7 +53,10 @@ def check_config(config: EvalConfig) -> None:
         raise ConfigError(f"benchmark: expected one of {list(BENCHMARKS)}, got {config.benchmark!r}")
     if not config.encoder.model:
         raise ConfigError("encoder.model: a Hugging Face or sentence-transformers folder is required")
-    if not config.data and not (config.hub and config.benchmark == "miracl"):
+    if config.hub and config.benchmark in ("mlqa-r", "lareqa"):
+        raise ConfigError(f"hub: {config.benchmark} has no hub copy with sentence breaks; download "
+                          f"the LAReQA files (github.com/google-research-datasets/lareqa) and set data=")
+    if not config.data and not (config.hub and config.benchmark in ("miracl", "nq", "xquad-r")):
         raise ConfigError("data: the benchmark folder is required")
     if config.data and not config.hub and not Path(config.data).exists():
         raise ConfigError(f"data: {config.data} does not exist")
@@ -109,7 +113,7 @@ def _evaluate_retrieval(config: EvalConfig, encoder: Encoder, timings: dict) -> 
         summary = {key: float(np.mean([v[key] for v in per_language.values()])) for key in keys}
         return {"dataset": f"miracl ({split})", "metrics": summary, "per_language": per_language}
     if config.benchmark == "nq":
-        task = loaders.load_nq(config.data)
+        task = loaders.load_nq_hub() if config.hub else loaders.load_nq(config.data)
     else:
         task = (loaders.load_beir_hub(config.data, config.split) if config.hub
                 else loaders.load_beir(config.data, config.split))
@@ -197,7 +201,10 @@ def evaluate(config: EvalConfig) -> dict:
     try:
         if config.benchmark in ("xquad-r", "mlqa-r", "lareqa"):
             tick = time.perf_counter()
-            task = loaders.load_lareqa(config.data, config.languages, name=config.benchmark)
+            if config.hub and config.benchmark == "xquad-r":
+                task = loaders.load_xquad_r_hub(config.languages or XQUAD_R_LANGUAGES)
+            else:
+                task = loaders.load_lareqa(config.data, config.languages, name=config.benchmark)
             timings["load_data"] = time.perf_counter() - tick
             body = evaluate_lareqa(task, encoder, candidate_context=config.candidate_context,
                                    progress=config.progress, timings=timings)

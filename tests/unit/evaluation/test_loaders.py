@@ -131,3 +131,24 @@ def test_hub_loaders_read_the_hub_schemas(monkeypatch):
     assert beir.qrels == {"q1": {"d1": 1}} and beir.passage(1) == "t c d"
     miracl = loaders.load_miracl_hub("sw")
     assert miracl.qrels == {"7": {"1#0": 1, "2#0": 0}} and miracl.corpus_ids == ["1#0", "2#0"]
+
+
+def test_nq_and_xquad_r_hub_loaders(monkeypatch):
+    import datasets
+
+    tables = {
+        ("wiki_dpr", "psgs_w100.nq.no_index"): {"id": ["1", "2"], "text": ["a b", "c d"], "title": ["A", "C"]},
+        ("nq_open", None): {"question": ["who is a"], "answer": [["a"]]},
+        ("xquad_r", "en"): {"id": ["q1", "q2"], "context": ["One sentence. Two here!", "One sentence. Two here!"],
+                            "question": ["first?", "second?"],
+                            "answers": [{"text": ["One"], "answer_start": [0]},
+                                        {"text": ["Two"], "answer_start": [14]}]},
+    }
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, config=None, split=None:
+                        datasets.Dataset.from_dict(tables[(name, config)]))
+    nq = loaders.load_nq_hub()
+    assert nq.answers == {"0": ["a"]} and nq.passage(1) == "C c d"
+    xq = loaders.load_xquad_r_hub(["en"])
+    assert [c[1] for c in xq.candidates["en"]] == ["One sentence.", "Two here!"]
+    assert xq.answer["en"] == {"q1": "en:0:0", "q2": "en:0:1"}
+    assert loaders.split_sentences("这是。那是！") == [[0, 3], [3, 6]]
