@@ -26,14 +26,20 @@ class ConfigError(ValueError):
 
 POOLING_TYPES = ("mean", "last", "first", "latent_attention")
 ATTENTION_TYPES = ("bidirectional", "causal")
+ARCHITECTURES = ("llama", "bert")
 
 
 @dataclass
 class ModelConfig:
-    """Architecture of the embedding model (Llama / Mistral / Qwen family, decoder turned encoder)."""
+    """Architecture of the embedding model: an LLM turned encoder (Llama / Mistral / Qwen family)
+    or a BERT-style encoder (BERT, XLM-R, LaBSE)."""
 
     preset: Optional[str] = None
     """Name of a preset in ``model/presets.py`` (e.g. ``tiny``); explicit fields override it."""
+    architecture: str = "llama"
+    """``llama``: pre-RMSNorm, SwiGLU, RoPE, no biases (Llama / Mistral / Qwen). ``bert``: post-
+    LayerNorm, GELU, biases, learned absolute positions and token types, embedding LayerNorm
+    (BERT / RoBERTa / XLM-R / LaBSE; see ``model/encoder_layers.py``)."""
     num_layers: int = 2
     hidden_size: int = 64
     ffn_hidden_size: int = 128
@@ -55,6 +61,11 @@ class ModelConfig:
     add_qkv_bias: bool = False
     """Bias on the QKV projection only (Qwen2)."""
     layernorm_epsilon: float = 1e-5
+    type_vocab_size: int = 0
+    """``bert``: rows of the token-type table (2 for BERT / LaBSE, 1 for XLM-R); type 0 is used."""
+    position_offset: int = 0
+    """``bert``: first position id (RoBERTa / XLM-R start at padding_idx + 1 = 2, BERT at 0); the
+    position table has ``max_position_embeddings`` rows, so inputs may be that minus this long."""
     init_method_std: float = 0.02
     hidden_dropout: float = 0.0
     attention_dropout: float = 0.0
@@ -65,6 +76,9 @@ class ModelConfig:
     latent_num_latents: int = 512
     """Latent-attention pooling (NV-Embed): size of the trainable latent dictionary."""
     latent_num_heads: int = 8
+    pooler: bool = False
+    """BERT's pooler after pooling: dense (hidden -> hidden, with bias) + tanh (LaBSE uses it on
+    the CLS vector before normalisation)."""
     projection_dim: Optional[int] = None
     """Optional linear projection of the pooled vector to a smaller dimension."""
     normalize: bool = True
@@ -341,9 +355,23 @@ def validate_model(model: ModelConfig, parallel: ParallelConfig, *, seq_length: 
              f"unknown attention {model.attention!r}; expected one of {list(ATTENTION_TYPES)}")
     _require(model.recompute in ("none", "full", "selective"), "model.recompute",
              f"expected none, full or selective, got {model.recompute!r}")
-    _require(seq_length <= model.max_position_embeddings, "seq_length",
+    _require(model.architecture in ARCHITECTURES, "model.architecture",
+             f"unknown architecture {model.architecture!r}; expected one of {list(ARCHITECTURES)}")
+    longest = model.max_position_embeddings - model.position_offset
+    _require(seq_length <= longest, "seq_length",
              f"{seq_length} is longer than model.max_position_embeddings="
-             f"{model.max_position_embeddings}")
+             f"{model.max_position_embeddings}" +
+             (f" minus model.position_offset={model.position_offset}" if model.position_offset else ""))
+    if model.architecture == "bert":
+        _require(model.attention == "bidirectional", "model.attention",
+                 "a bert encoder is bidirectional")
+        _require(model.num_query_groups in (None, model.num_attention_heads), "model.num_query_groups",
+                 "a bert encoder has multi-head attention (leave it unset)")
+        _require(not (model.qk_layernorm or model.rope_scaling_factor), "model.qk_layernorm",
+                 "qk_layernorm / rope_scaling_factor do not apply to a bert encoder")
+    else:
+        _require(model.type_vocab_size == 0 and model.position_offset == 0, "model.type_vocab_size",
+                 "token types and position offsets need model.architecture=bert")
     if model.projection_dim is not None:
         _require(model.projection_dim >= 1, "model.projection_dim", "must be >= 1")
     if model.pooling == "latent_attention":

@@ -1,7 +1,10 @@
-"""Convert a Hugging Face Llama / Mistral / Qwen2 / Qwen3 folder into a Megatron-Core checkpoint.
+"""Convert a Hugging Face Llama / Mistral / Qwen2 / Qwen3 / XLM-R / BERT (LaBSE) folder into a
+Megatron-Core checkpoint.
 
     python tools/convert_hf_to_megatron.py --hf /models/Mistral-7B-v0.1 --output ckpt/mistral7b \\
         --tensor-parallel 8 --dtype bf16 --pooling mean [--verify]
+    python tools/convert_hf_to_megatron.py --hf /models/LaBSE --output ckpt/labse \\
+        --dtype fp32 --pooling first --pooler        # LaBSE: CLS + dense + tanh + normalisation
 
 Start training from it with ``checkpoint.init_from=ckpt/mistral7b`` (the model section of the run
 config must match ``ckpt/mistral7b/model.yaml``).
@@ -24,6 +27,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
     parser.add_argument("--pooling", default="mean", choices=["mean", "last", "first", "latent_attention"])
     parser.add_argument("--attention", default="bidirectional", choices=["bidirectional", "causal"])
+    parser.add_argument("--pooler", action="store_true",
+                        help="keep a BERT model's pooler (dense + tanh) after pooling, as LaBSE does")
     parser.add_argument("--projection-dim", type=int, default=None)
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--verify", action="store_true", help="compare hidden states with HF and "
@@ -34,7 +39,7 @@ def main(argv=None) -> int:
         out = import_hf(args.hf, args.output, tensor_parallel=args.tensor_parallel,
                         pipeline_parallel=args.pipeline_parallel, dtype=args.dtype,
                         overwrite=args.overwrite, pooling=args.pooling, attention=args.attention,
-                        projection_dim=args.projection_dim)
+                        projection_dim=args.projection_dim, pooler=args.pooler)
         if args.verify:
             from pathlib import Path
             from megatron_hybridir.convert.verify import verify_import

@@ -32,11 +32,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-length", nargs="*", help="field=tokens (query, positive, negative)")
     parser.add_argument("--prompt", nargs="*", help="field=prefix")
     parser.add_argument("--no-eos", action="store_true", help="do not append EOS")
+    parser.add_argument("--special-tokens", action="store_true",
+                        help="wrap texts in the tokenizer's special tokens (<s> ... </s>, [CLS] ... "
+                             "[SEP]) instead of appending EOS: for XLM-R / BERT / LaBSE encoders")
     parser.add_argument("--on-error", choices=["raise", "skip"], default="raise")
     args = parser.parse_args(argv)
     config = PreprocessConfig(sources=args.sources, languages=args.languages,
                               tokenizer=args.tokenizer, output=args.output, workers=args.workers,
-                              append_eos=not args.no_eos, on_error=args.on_error)
+                              append_eos=not (args.no_eos or args.special_tokens),
+                              special_tokens=args.special_tokens, on_error=args.on_error)
     config.max_length.update(_pairs(args.max_length, int))
     config.prompts.update(_pairs(args.prompt))
     manifest = preprocess(config)

@@ -40,12 +40,18 @@ def hf_architecture(model: ModelConfig, name: Optional[str] = None) -> mappings.
         arch = mappings.ARCHITECTURES.get(name)
         if arch is None:
             raise ConversionError(f"--architecture {name!r}: expected one of {sorted(mappings.ARCHITECTURES)}")
+    elif model.architecture == "bert":
+        # RoBERTa-style position numbering is what tells XLM-R from BERT apart.
+        arch = mappings.ARCHITECTURES["xlm-roberta" if model.position_offset else "bert"]
     elif model.qk_layernorm:
         arch = mappings.ARCHITECTURES["qwen3"]
     elif model.add_qkv_bias:
         arch = mappings.ARCHITECTURES["qwen2"]
     else:
         arch = mappings.ARCHITECTURES["llama"]
+    if model.architecture != arch.fixed.get("architecture", "llama"):
+        raise ConversionError(f"model.architecture={model.architecture} cannot be expressed as "
+                              f"{arch.model_type}")
     for flag in ("qk_layernorm", "add_qkv_bias"):
         if getattr(model, flag) != bool(arch.fixed.get(flag)):
             raise ConversionError(f"model.{flag}={getattr(model, flag)} cannot be expressed as "
@@ -53,9 +59,11 @@ def hf_architecture(model: ModelConfig, name: Optional[str] = None) -> mappings.
     return arch
 
 
-def hf_config(model: ModelConfig, arch: mappings.Architecture) -> dict:
+def hf_config(model: ModelConfig, arch: mappings.Architecture):
     import transformers
 
+    if model.architecture == "bert":
+        return _bert_hf_config(model, arch)
     rope = {"rope_type": "default", "rope_theta": model.rotary_base}
     if model.rope_scaling_factor:
         rope.update(rope_type="llama3", factor=model.rope_scaling_factor, **mappings.MEGATRON_LLAMA3_ROPE)
@@ -70,6 +78,22 @@ def hf_config(model: ModelConfig, arch: mappings.Architecture) -> dict:
     config = getattr(transformers, arch.config_class)(**kwargs)
     config.is_causal = model.attention == "causal"
     return config
+
+
+def _bert_hf_config(model: ModelConfig, arch: mappings.Architecture):
+    import transformers
+
+    kwargs = dict(vocab_size=model.vocab_size, hidden_size=model.hidden_size,
+                  num_hidden_layers=model.num_layers, num_attention_heads=model.num_attention_heads,
+                  intermediate_size=model.ffn_hidden_size, hidden_act="gelu",
+                  max_position_embeddings=model.max_position_embeddings,
+                  type_vocab_size=model.type_vocab_size, layer_norm_eps=model.layernorm_epsilon,
+                  hidden_dropout_prob=model.hidden_dropout,
+                  attention_probs_dropout_prob=model.attention_dropout,
+                  architectures=[arch.model_class])
+    if model.position_offset:
+        kwargs["pad_token_id"] = model.position_offset - 1   # RoBERTa: positions from pad + 1
+    return getattr(transformers, arch.config_class)(**kwargs)
 
 
 class CheckpointReader:
@@ -137,33 +161,50 @@ def iter_megatron_tensors(model: ModelConfig, ckpt: Path) -> Iterator[dict[str, 
         yield {f"decoder.layers.{i}.{name}": reader.read(key, layer=i) for name, key in layer_keys.items()}
 
 
-def _sentence_transformers_files(out: Path, model: ModelConfig, tensors_head: dict,
-                                 prompts: dict, max_seq_length: int) -> None:
+def _dense_module(out: Path, folder: str, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                  activation: str) -> None:
+    """A sentence-transformers ``Dense`` module folder (config + safetensors)."""
     from safetensors.torch import save_file
 
-    dim = model.hidden_size
-    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
-    (out / "1_Pooling").mkdir()
-    pooling = {"word_embedding_dimension": dim, "pooling_mode_cls_token": False,
+    (out / folder).mkdir()
+    (out / folder / "config.json").write_text(json.dumps({
+        "in_features": weight.shape[1], "out_features": weight.shape[0], "bias": bias is not None,
+        "activation_function": activation}))
+    tensors = {"linear.weight": weight.contiguous()}
+    if bias is not None:
+        tensors["linear.bias"] = bias.contiguous()
+    save_file(tensors, out / folder / "model.safetensors")
+
+
+def _sentence_transformers_files(out: Path, model: ModelConfig, tensors_head: dict,
+                                 prompts: dict, max_seq_length: int) -> None:
+    modules = [("", "sentence_transformers.models.Transformer")]
+    pooling = {"word_embedding_dimension": model.hidden_size, "pooling_mode_cls_token": False,
                "pooling_mode_mean_tokens": False, "pooling_mode_max_tokens": False,
                "pooling_mode_mean_sqrt_len_tokens": False, "pooling_mode_weightedmean_tokens": False,
                "pooling_mode_lasttoken": False, "include_prompt": True}
     pooling[POOLING_MODES[model.pooling]] = True
+    (out / "1_Pooling").mkdir()
     (out / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2))
-    modules.append({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"})
+    modules.append(("1_Pooling", "sentence_transformers.models.Pooling"))
+    dense = "sentence_transformers.models.Dense"
+    if model.pooler:                          # BERT pooler (LaBSE): dense + tanh
+        path = f"{len(modules)}_Dense"
+        _dense_module(out, path, tensors_head["head.pooler.dense.weight"],
+                      tensors_head["head.pooler.dense.bias"], "torch.nn.modules.activation.Tanh")
+        modules.append((path, dense))
     if model.projection_dim:
-        (out / "2_Dense").mkdir()
-        (out / "2_Dense" / "config.json").write_text(json.dumps({
-            "in_features": dim, "out_features": model.projection_dim, "bias": False,
-            "activation_function": "torch.nn.modules.linear.Identity"}))
-        save_file({"linear.weight": tensors_head["head.projection.weight"].contiguous()},
-                  out / "2_Dense" / "model.safetensors")
-        modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+        path = f"{len(modules)}_Dense"
+        _dense_module(out, path, tensors_head["head.projection.weight"], None,
+                      "torch.nn.modules.linear.Identity")
+        modules.append((path, dense))
     if model.normalize:
-        modules.append({"idx": len(modules), "name": str(len(modules)), "path": f"{len(modules)}_Normalize",
-                        "type": "sentence_transformers.models.Normalize"})
-        (out / modules[-1]["path"]).mkdir()
-    (out / "modules.json").write_text(json.dumps(modules, indent=2))
+        path = f"{len(modules)}_Normalize"
+        (out / path).mkdir()
+        modules.append((path, "sentence_transformers.models.Normalize"))
+    (out / "modules.json").write_text(json.dumps(
+        [{"idx": i, "name": str(i), "path": path, "type": kind} for i, (path, kind) in enumerate(modules)],
+        indent=2))
     (out / "sentence_bert_config.json").write_text(json.dumps(
         {"max_seq_length": max_seq_length, "do_lower_case": False}))
     (out / "config_sentence_transformers.json").write_text(json.dumps(
@@ -228,7 +269,8 @@ def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional
         hf_config(model, arch).save_pretrained(tmp)
         _copy_tokenizer(tokenizer, tmp)
         _sentence_transformers_files(tmp, model, head, {"query": query_prompt, "passage": passage_prompt},
-                                     max_seq_length or info.get("seq_length") or model.max_position_embeddings)
+                                     max_seq_length or info.get("seq_length")
+                                     or model.max_position_embeddings - model.position_offset)
     log.info("exported %s -> %s (%s, %d layers)", ckpt, output, arch.model_type, model.num_layers)
     return Path(output)
 

@@ -1,4 +1,5 @@
-"""Hugging Face Llama / Mistral / Qwen2 / Qwen3 folders -> a Megatron-Core distributed checkpoint.
+"""Hugging Face Llama / Mistral / Qwen2 / Qwen3 / XLM-R / BERT (LaBSE) folders -> a Megatron-Core
+distributed checkpoint.
 
 Why it exists: training starts from a pretrained LLM. Everything is checked before anything is
 written — architecture, RoPE variant, TP/PP divisibility, that every tensor the tables name is in
@@ -30,7 +31,8 @@ from megatron_hybridir.convert.mappings import ConversionError
 
 log = logging.getLogger(__name__)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "tokenizer.model", "vocab.json", "merges.txt")
+                   "tokenizer.model", "vocab.json", "merges.txt", "sentencepiece.bpe.model",
+                   "vocab.txt")
 
 
 def ensure_runtime(seed: int = 1234) -> None:
@@ -45,22 +47,40 @@ def ensure_runtime(seed: int = 1234) -> None:
 def model_config_from_hf(hf: dict, source: str, **head) -> ModelConfig:
     arch = mappings.architecture(hf, source)
     values = {}
-    for field_name, keys in mappings.CONFIG_KEYS.items():
+    for field_name, keys in arch.config_keys.items():
         for key in keys:
             if hf.get(key) is not None:
                 values[field_name] = hf[key]
                 break
     for required in ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads", "vocab_size"):
         if required not in values:
-            raise ConversionError(f"{source}: config.json lacks {mappings.CONFIG_KEYS[required][0]}")
+            raise ConversionError(f"{source}: config.json lacks {arch.config_keys[required][0]}")
     if values.get("kv_channels") == values["hidden_size"] // values["num_attention_heads"]:
         values.pop("kv_channels")
-    values.update(mappings.rope_settings(hf, source))
     values.update(arch.fixed)
-    if hf.get("attention_bias") and not arch.fixed.get("add_qkv_bias"):
-        raise ConversionError(f"{source}: attention_bias=true (bias on every projection) is not "
-                              f"supported; only Qwen2's QKV bias is")
+    if values.get("architecture") == "bert":
+        values.update(_bert_settings(hf, arch, source))
+    else:
+        values.update(mappings.rope_settings(hf, source))
+        if hf.get("attention_bias") and not arch.fixed.get("add_qkv_bias"):
+            raise ConversionError(f"{source}: attention_bias=true (bias on every projection) is not "
+                                  f"supported; only Qwen2's QKV bias is")
     return ModelConfig(**values, **head)
+
+
+def _bert_settings(hf: dict, arch: mappings.Architecture, source: str) -> dict:
+    """Checks and derived fields of a BERT-style encoder config."""
+    if hf.get("hidden_act", "gelu") != "gelu":
+        raise ConversionError(f"{source}: hidden_act={hf['hidden_act']!r}; the encoder layer uses "
+                              f"exact GELU ('gelu')")
+    if hf.get("position_embedding_type", "absolute") != "absolute":
+        raise ConversionError(f"{source}: position_embedding_type={hf['position_embedding_type']!r}; "
+                              f"only learned absolute positions are supported")
+    if hf.get("is_decoder") or hf.get("add_cross_attention"):
+        raise ConversionError(f"{source}: decoder / cross-attention BERT configs are not encoders")
+    # RoBERTa / XLM-R number positions from padding_idx + 1 (create_position_ids_from_input_ids).
+    offset = hf.get("pad_token_id", 1) + 1 if arch.model_type == "xlm-roberta" else 0
+    return {"position_offset": offset, "type_vocab_size": hf.get("type_vocab_size", 2)}
 
 
 def check_parallel(model: ModelConfig, tp: int, pp: int, source: str) -> None:
@@ -76,7 +96,7 @@ def check_parallel(model: ModelConfig, tp: int, pp: int, source: str) -> None:
 class HFTensors:
     """Name -> shard file for an HF folder; tensors read lazily, one at a time."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, arch: mappings.Architecture):
         self.folder = folder
         index = folder / "model.safetensors.index.json"
         if index.exists():
@@ -91,12 +111,13 @@ class HFTensors:
         missing = sorted({f for f in weight_map.values() if not (folder / f).exists()})
         if missing:
             raise ConversionError(f"{folder}: shard(s) {missing} named in the index are missing")
-        # CausalLM checkpoints prefix the body with "model."; the LM head is not part of an embedder.
+        # Task models prefix the body ("model." in CausalLM, "roberta." / "bert." in MaskedLM);
+        # their heads (LM / MLM) are not part of an embedder.
         self.files = {}
         self.ignored = []
         for name, file in weight_map.items():
-            bare = name[len("model."):] if name.startswith("model.") else name
-            if bare.startswith("lm_head.") or bare.endswith("rotary_emb.inv_freq"):
+            bare = next((name[len(p):] for p in arch.body_prefixes if name.startswith(p)), name)
+            if arch.skipped(bare):
                 self.ignored.append(name)
             else:
                 self.files[bare] = (file, name)
@@ -114,29 +135,10 @@ class HFTensors:
             return f.get_tensor(full)
 
 
-def expected_hf_shapes(model: ModelConfig) -> dict[str, tuple[int, ...]]:
-    h, heads = model.hidden_size, model.num_attention_heads
-    groups = model.num_query_groups or heads
-    d = model.kv_channels or h // heads
-    per_layer = {"input_layernorm.weight": (h,), "post_attention_layernorm.weight": (h,),
-                 "self_attn.q_proj.weight": (heads * d, h), "self_attn.k_proj.weight": (groups * d, h),
-                 "self_attn.v_proj.weight": (groups * d, h), "self_attn.o_proj.weight": (h, heads * d),
-                 "mlp.gate_proj.weight": (model.ffn_hidden_size, h),
-                 "mlp.up_proj.weight": (model.ffn_hidden_size, h),
-                 "mlp.down_proj.weight": (h, model.ffn_hidden_size),
-                 "self_attn.q_proj.bias": (heads * d,), "self_attn.k_proj.bias": (groups * d,),
-                 "self_attn.v_proj.bias": (groups * d,), "self_attn.q_norm.weight": (d,),
-                 "self_attn.k_norm.weight": (d,)}
-    shapes = {"embed_tokens.weight": (model.vocab_size, h), "norm.weight": (h,)}
-    for i in range(model.num_layers):
-        shapes.update({f"layers.{i}.{k}": v for k, v in per_layer.items()})
-    return shapes
-
-
 def plan(model: ModelConfig, arch: mappings.Architecture, tensors: HFTensors
          ) -> list[tuple[mappings.TensorRule, int, list[str]]]:
     """Every (rule, layer, HF names) to convert; checks presence and shapes first."""
-    expected = expected_hf_shapes(model)
+    expected = arch.shapes(model)
     steps, used = [], set()
     for rule in mappings.rules_for(arch, dataclasses.asdict(model)):
         layers = range(model.num_layers) if "{i}" in rule.megatron else [None]
@@ -152,6 +154,12 @@ def plan(model: ModelConfig, arch: mappings.Architecture, tensors: HFTensors
             used.update(names)
             steps.append((rule, i, names))
     unused = sorted(set(tensors.files) - used)
+    dropped = [n for n in unused if n.startswith(arch.optional)]
+    if dropped:
+        log.info("not converted (unused by this head; set model.pooler to keep the pooler): %s",
+                 dropped)
+        tensors.ignored.extend(dropped)
+        unused = [n for n in unused if n not in dropped]
     if unused:
         raise ConversionError(f"{tensors.folder}: tensors not covered by the {arch.model_type} "
                               f"mapping table: {unused[:5]}{' ...' if len(unused) > 5 else ''}")
@@ -171,7 +179,7 @@ def import_hf(hf_dir: str | Path, output: str | Path, *, tensor_parallel: int = 
     arch = mappings.architecture(hf_config, str(hf_dir / "config.json"))
     model_cfg = model_config_from_hf(hf_config, str(hf_dir / "config.json"), **head)
     check_parallel(model_cfg, tensor_parallel, pipeline_parallel, str(hf_dir))
-    tensors = HFTensors(hf_dir)
+    tensors = HFTensors(hf_dir, arch)
     steps = plan(model_cfg, arch, tensors)
     if tensors.ignored:
         log.info("not converted (no counterpart in an embedding model): %s", tensors.ignored)

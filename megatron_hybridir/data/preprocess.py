@@ -50,6 +50,10 @@ class PreprocessConfig:
                                                       "negative": 256})
     append_eos: bool = True
     """Append EOS (needed by last-token pooling of decoder LLMs)."""
+    special_tokens: bool = False
+    """Wrap each text in the tokenizer's own special tokens (``<s> ... </s>`` / ``[CLS] ... [SEP]``),
+    as sentence-transformers does at inference: what BERT-style encoders (XLM-R, LaBSE) need, CLS
+    pooling reading the first token. Use instead of ``append_eos``."""
     workers: int = 2
     chunk_size: int = 512
     on_error: str = "raise"
@@ -66,6 +70,8 @@ def _init_worker(config: dict) -> None:
 def _encode_field(texts: list[str], fieldname: str) -> list[list[int]]:
     cfg, tok = _WORKER["cfg"], _WORKER["tok"]
     prompt, limit = cfg["prompts"][fieldname], cfg["max_length"][fieldname]
+    if cfg["special_tokens"]:
+        return tok.encode_with_special_tokens([prompt + t for t in texts], limit)
     room = limit - (1 if cfg["append_eos"] and tok.eos_id is not None else 0)
     out = []
     for ids in tok.encode([prompt + t for t in texts]):
@@ -105,7 +111,12 @@ def preprocess(config: PreprocessConfig, *, progress: bool = True) -> dict:
     """Write the tokenized dataset; return the manifest (also written to manifest.json)."""
     from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
+    if config.special_tokens and config.append_eos:
+        raise ValueError("preprocess: special_tokens and append_eos both set; the tokenizer's "
+                         "special tokens already end each text (set append_eos=False)")
     tok = Tokenizer(config.tokenizer)
+    if config.special_tokens:
+        tok.encode_with_special_tokens(["check"], 8)   # fail now, not in a worker
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     dtype = np.int32 if tok.vocab_size > 65500 else np.uint16

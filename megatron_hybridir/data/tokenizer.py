@@ -52,3 +52,18 @@ class Tokenizer:
         if self._sp is not None:
             return self._sp.encode(texts)
         return [e.ids for e in self._hf.encode_batch(texts, add_special_tokens=False)]
+
+    def encode_with_special_tokens(self, texts: list[str], max_length: int) -> list[list[int]]:
+        """Texts truncated to ``max_length`` tokens *including* the special tokens the tokenizer's
+        post-processor adds (``<s> ... </s>`` for XLM-R, ``[CLS] ... [SEP]`` for BERT) — the ids
+        sentence-transformers feeds the exported model at inference."""
+        processor = self._hf.post_processor if self._hf is not None else None
+        if processor is None:
+            raise ValueError(f"tokenizer {self.path}: special tokens need a tokenizer.json whose "
+                             f"post-processor adds them (BERT / XLM-R tokenizers have one)")
+        room = max_length - processor.num_special_tokens_to_add(False)
+        out = []
+        for encoding in self._hf.encode_batch(texts, add_special_tokens=False):
+            encoding.truncate(room)
+            out.append(self._hf.post_process(encoding, None, True).ids)
+        return out

@@ -31,12 +31,24 @@ def padded_vocab_size(vocab_size: int, *, divisible_by: int, tp: int) -> int:
     return ((vocab_size + multiple - 1) // multiple) * multiple
 
 
+# What distinguishes the two layer families inside Megatron-Core's TransformerConfig.
+_FAMILY = {
+    "llama": dict(normalization="RMSNorm", gated_linear_unit=True, activation_func=F.silu,
+                  add_bias_linear=False),
+    # BERT / XLM-R / LaBSE: exact (erf) GELU as in their HF configs ("gelu"), bias everywhere.
+    "bert": dict(normalization="LayerNorm", gated_linear_unit=False, activation_func=F.gelu,
+                 add_bias_linear=True),
+}
+
+
 def transformer_config(model: ModelConfig, parallel: ParallelConfig,
                        precision: Optional[PrecisionConfig] = None) -> TransformerConfig:
-    """Megatron-Core TransformerConfig for a Llama-style (RMSNorm, SwiGLU, RoPE, GQA) stack."""
+    """Megatron-Core TransformerConfig for a Llama-style (RMSNorm, SwiGLU, RoPE, GQA) stack or a
+    BERT-style (post-LayerNorm, GELU, biases) encoder."""
     precision = precision or PrecisionConfig()
     dtype = _DTYPES[precision.dtype]
     on_cpu = not torch.cuda.is_available()
+    bert = model.architecture == "bert"
     return TransformerConfig(
         num_layers=model.num_layers,
         hidden_size=model.hidden_size,
@@ -44,12 +56,9 @@ def transformer_config(model: ModelConfig, parallel: ParallelConfig,
         num_attention_heads=model.num_attention_heads,
         num_query_groups=model.num_query_groups,
         kv_channels=model.kv_channels,
-        normalization="RMSNorm",
         layernorm_epsilon=model.layernorm_epsilon,
-        gated_linear_unit=True,
-        activation_func=F.silu,
-        add_bias_linear=False,
-        add_qkv_bias=model.add_qkv_bias,
+        **_FAMILY[model.architecture],
+        add_qkv_bias=model.add_qkv_bias or bert,
         qk_layernorm=model.qk_layernorm,
         hidden_dropout=model.hidden_dropout,
         attention_dropout=model.attention_dropout,
@@ -100,17 +109,22 @@ def build_model(model: ModelConfig, parallel: ParallelConfig, *,
                              projection_dim=model.projection_dim, normalize=model.normalize,
                              latent_num_latents=model.latent_num_latents,
                              latent_num_heads=model.latent_num_heads,
-                             learnable_temperature=learnable, init_std=model.init_method_std)
+                             learnable_temperature=learnable, init_std=model.init_method_std,
+                             pooler=model.pooler)
+    bert = model.architecture == "bert"
     embedder = EmbeddingModel(
         config,
         block_spec=embedding_block_spec(config, causal=causal, qk_layernorm=model.qk_layernorm,
-                                        use_te=use_te, vp_stage=vp_stage),
+                                        use_te=use_te, vp_stage=vp_stage, post_norm=bert),
         vocab_size=padded_vocab_size(model.vocab_size,
                                      divisible_by=model.make_vocab_size_divisible_by,
                                      tp=parallel.tensor_model_parallel_size),
         max_sequence_length=model.max_position_embeddings,
         head=head,
         mask_layout=mask_layout(causal=causal, use_te=use_te),
+        positions="learned" if bert else "rope",
+        num_tokentypes=model.type_vocab_size,
+        position_offset=model.position_offset,
         rotary_base=model.rotary_base,
         rope_scaling_factor=model.rope_scaling_factor,
         pre_process=pre_process,
@@ -136,14 +150,23 @@ def count_parameters(model: ModelConfig, *, include_head: bool = True) -> int:
     heads = model.num_attention_heads
     groups = model.num_query_groups or heads
     d = model.kv_channels or h // heads
-    qkv = h * d * (heads + 2 * groups) + (d * (heads + 2 * groups) if model.add_qkv_bias else 0)
-    attn = qkv + heads * d * h + (2 * d if model.qk_layernorm else 0)
-    mlp = 2 * h * f + f * h
-    per_layer = attn + mlp + 2 * h  # two RMSNorm weights
     vocab = padded_vocab_size(model.vocab_size, divisible_by=model.make_vocab_size_divisible_by,
                               tp=1)
-    total = vocab * h + layers * per_layer + h  # + final norm
+    qkv_out = d * (heads + 2 * groups)
+    if model.architecture == "bert":
+        # biases on every linear, two LayerNorms (weight + bias) per layer, embedding LayerNorm
+        per_layer = (h * qkv_out + qkv_out) + (heads * d * h + h) + (h * f + f) + (f * h + h) + 4 * h
+        embeddings = (vocab + model.max_position_embeddings + model.type_vocab_size) * h + 2 * h
+        total = embeddings + layers * per_layer
+    else:
+        qkv = h * qkv_out + (qkv_out if model.add_qkv_bias else 0)
+        attn = qkv + heads * d * h + (2 * d if model.qk_layernorm else 0)
+        mlp = 2 * h * f + f * h
+        per_layer = attn + mlp + 2 * h  # two RMSNorm weights
+        total = vocab * h + layers * per_layer + h  # + final norm
     if include_head:
+        if model.pooler:
+            total += h * h + h
         if model.pooling == "latent_attention":
             total += model.latent_num_latents * h + 4 * h * h + (h * 4 * h + 4 * h) + (4 * h * h + h)
         if model.projection_dim:

@@ -1,9 +1,12 @@
-"""The bidirectional embedding model: Megatron-Core's GPT stack without an LM head, plus pooling.
+"""The bidirectional embedding model: a Megatron-Core transformer stack without an LM head, plus
+pooling.
 
 Why it exists: GPTModel always builds an output layer on the last pipeline stage and expects a
-causal mask. An embedder needs the final RMSNorm, no logits, a padding (or explicit causal) mask,
+causal mask. An embedder needs the final norm, no logits, a padding (or explicit causal) mask,
 and a pooling head on the last stage only. This class composes Megatron-Core's own pieces
-(LanguageModelEmbedding, RotaryEmbedding, TransformerBlock) the way BertModel does.
+(LanguageModelEmbedding, RotaryEmbedding, TransformerBlock) the way BertModel does. Two position
+schemes: RoPE (LLMs) or learned absolute positions with token types and an embedding LayerNorm
+(BERT-style encoders, ``encoder_layers.EncoderEmbedding``).
 
 What it does not do: know about process groups, data, or losses. Pipeline placement arrives as
 ``pre_process`` / ``post_process``; parallel sizes arrive in the TransformerConfig.
@@ -23,6 +26,7 @@ from megatron.core.transformer.transformer_block import TransformerBlock, Transf
 from megatron.core.transformer.transformer_config import TransformerConfig
 from torch import Tensor
 
+from megatron_hybridir.model.encoder_layers import EncoderEmbedding
 from megatron_hybridir.model.pooling import EmbeddingHead
 
 
@@ -45,14 +49,22 @@ class EmbeddingModel(MegatronModule):
 
     def __init__(self, config: TransformerConfig, *, block_spec: TransformerBlockSubmodules,
                  vocab_size: int, max_sequence_length: int, head: Optional[EmbeddingHead],
-                 mask_layout: str, rotary_base: float = 10000.0,
-                 rope_scaling_factor: Optional[float] = None, pre_process: bool = True,
+                 mask_layout: str, positions: str = "rope", rotary_base: float = 10000.0,
+                 rope_scaling_factor: Optional[float] = None, num_tokentypes: int = 0,
+                 position_offset: int = 0, pre_process: bool = True,
                  post_process: bool = True, vp_stage: Optional[int] = None):
         super().__init__(config=config)
+        if positions not in ("rope", "learned"):
+            raise ValueError(f"positions must be rope or learned, got {positions!r}")
         self.pre_process = pre_process
         self.post_process = post_process
         self.vocab_size = vocab_size
-        self.max_sequence_length = max_sequence_length
+        self.positions = positions
+        self.num_tokentypes = num_tokentypes
+        self.position_offset = position_offset
+        # Longest input: a learned table has max_sequence_length rows, of which the offset's
+        # first rows are never used (RoBERTa reserves them for padding).
+        self.max_sequence_length = max_sequence_length - position_offset
         self.mask_layout = mask_layout
         self.vp_stage = vp_stage
         # Megatron's schedules read this to decide how activations flow between stages.
@@ -60,15 +72,20 @@ class EmbeddingModel(MegatronModule):
         # No LM head, so nothing is tied across the first and last stage; Megatron's grad
         # finalisation reads this flag before all-reducing "shared" embeddings.
         self.share_embeddings_and_output_weights = False
-        if pre_process:
+        if pre_process and positions == "rope":
             self.embedding = LanguageModelEmbedding(
                 config=config, vocab_size=vocab_size, max_sequence_length=max_sequence_length,
                 position_embedding_type="rope")
-        self.rotary_pos_emb = RotaryEmbedding(
-            kv_channels=config.kv_channels, rotary_percent=1.0, rotary_base=rotary_base,
-            rope_scaling=rope_scaling_factor is not None,
-            rope_scaling_factor=rope_scaling_factor or 8.0,
-            use_cpu_initialization=config.use_cpu_initialization)
+        elif pre_process:
+            self.embedding = EncoderEmbedding(config, vocab_size=vocab_size,
+                                              max_sequence_length=max_sequence_length,
+                                              num_tokentypes=num_tokentypes)
+        if positions == "rope":
+            self.rotary_pos_emb = RotaryEmbedding(
+                kv_channels=config.kv_channels, rotary_percent=1.0, rotary_base=rotary_base,
+                rope_scaling=rope_scaling_factor is not None,
+                rope_scaling_factor=rope_scaling_factor or 8.0,
+                use_cpu_initialization=config.use_cpu_initialization)
         self.decoder = TransformerBlock(config=config, spec=block_spec, pre_process=pre_process,
                                         post_process=post_process, vp_stage=vp_stage)
         if post_process:
@@ -94,8 +111,8 @@ class EmbeddingModel(MegatronModule):
         if seq_len > self.max_sequence_length:
             raise ValueError(f"sequence length {seq_len} exceeds the model's position limit "
                              f"{self.max_sequence_length}")
-        hidden = self.embedding(input_ids=input_ids, position_ids=None) if self.pre_process else None
-        rotary = self.rotary_pos_emb(seq_len)
+        hidden = self._embed(input_ids) if self.pre_process else None
+        rotary = self.rotary_pos_emb(seq_len) if self.positions == "rope" else None
         mask = build_attention_mask(attention_mask, layout=self.mask_layout)
         hidden = self.decoder(hidden_states=hidden, attention_mask=mask, rotary_pos_emb=rotary)
         if not self.post_process:
@@ -109,6 +126,17 @@ class EmbeddingModel(MegatronModule):
         if return_hidden:
             return hidden
         return self.head(hidden, attention_mask).float()
+
+    def _embed(self, input_ids: Tensor) -> Tensor:
+        if self.positions == "rope":
+            return self.embedding(input_ids=input_ids, position_ids=None)
+        # Right padding: real tokens sit at 0..n-1, so positions are the same as HF's (RoBERTa's
+        # padding positions differ, but padded keys are masked and padded outputs unused).
+        b, s = input_ids.shape
+        positions = torch.arange(s, device=input_ids.device) + self.position_offset
+        types = (torch.zeros_like(input_ids) if self.num_tokentypes else None)
+        return self.embedding(input_ids=input_ids, position_ids=positions.expand(b, s),
+                              tokentype_ids=types)
 
     def logit_scale(self) -> Optional[Tensor]:
         """Learnable inverse temperature (last stage only), or None when it is fixed."""

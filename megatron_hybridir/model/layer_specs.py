@@ -1,4 +1,5 @@
-"""Layer specs for the embedding model: Megatron-Core's GPT layer with a non-causal mask.
+"""Layer specs for the embedding model: Megatron-Core's GPT layer with a non-causal mask (LLMs), or
+the post-LayerNorm encoder layer of ``encoder_layers`` (BERT-style encoders).
 
 Why it exists: a bidirectional LLM embedder is not a fork of the GPT layer, only a different
 ``attn_mask_type`` in its ``ModuleSpec`` (Megatron-Core's own pattern for BERT). This module picks
@@ -31,6 +32,8 @@ from megatron.core.transformer.transformer_block import (
     get_num_layers_to_build,
 )
 from megatron.core.transformer.transformer_config import TransformerConfig
+
+from megatron_hybridir.model.encoder_layers import post_ln_layer_spec
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +76,21 @@ class RMSNorm(torch.nn.RMSNorm):
 
 
 def embedding_block_spec(config: TransformerConfig, *, causal: bool, qk_layernorm: bool,
-                         use_te: bool, vp_stage: Optional[int] = None) -> TransformerBlockSubmodules:
-    """Block spec for this pipeline stage (or virtual stage): its layers and the final norm."""
+                         use_te: bool, vp_stage: Optional[int] = None,
+                         post_norm: bool = False) -> TransformerBlockSubmodules:
+    """Block spec for this pipeline stage (or virtual stage): its layers and the final norm.
+
+    ``post_norm``: BERT-style post-LayerNorm layers (``encoder_layers``), which end in a norm of
+    their own, so the block has no final norm.
+    """
+    num_layers = get_num_layers_to_build(config, vp_stage=vp_stage)
+    if post_norm:
+        gpt = (get_gpt_layer_with_transformer_engine_spec() if use_te
+               else get_gpt_layer_local_spec(normalization="LayerNorm"))
+        layer = post_ln_layer_spec(gpt, use_te=use_te)
+        layer.submodules.self_attention.params = {
+            **layer.submodules.self_attention.params, "attn_mask_type": AttnMaskType.padding}
+        return TransformerBlockSubmodules(layer_specs=[layer] * num_layers, layer_norm=None)
     if use_te:
         layer = get_gpt_layer_with_transformer_engine_spec(qk_layernorm=qk_layernorm)
         mask_type = AttnMaskType.padding_causal if causal else AttnMaskType.padding
@@ -94,5 +110,4 @@ def embedding_block_spec(config: TransformerConfig, *, causal: bool, qk_layernor
     attention.params = {**attention.params, "attn_mask_type": mask_type}
     # The final norm is named explicitly: the block's default depends on which of TE / apex is
     # importable, and an embedder must keep the LLM's RMSNorm before pooling.
-    num_layers = get_num_layers_to_build(config, vp_stage=vp_stage)
     return TransformerBlockSubmodules(layer_specs=[layer] * num_layers, layer_norm=norm)

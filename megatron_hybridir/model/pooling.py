@@ -2,8 +2,8 @@
 
 Why it exists: a retriever is an LLM without its LM head plus a pooling rule. The rules here are the
 ones used by current embedders: mean over real tokens (E5, GTE), last real token (E5-Mistral, SFR),
-first token (BERT CLS) and NV-Embed's latent attention. An optional projection and L2 normalisation
-follow. Heads are small and replicated on every tensor-parallel rank (their inputs are identical
+first token (BERT CLS) and NV-Embed's latent attention. BERT's pooler (dense + tanh, used by LaBSE),
+an optional projection and L2 normalisation follow. Heads are small and replicated on every tensor-parallel rank (their inputs are identical
 there), so they are plain ``torch.nn`` modules.
 
 What it does not do: gather sequence-parallel shards (the model does that before calling the head).
@@ -65,8 +65,20 @@ class LatentAttentionPooling(nn.Module):
         return masked_mean(hidden, mask)
 
 
+class Pooler(nn.Module):
+    """BERT's pooler: dense (hidden -> hidden, with bias) then tanh."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, pooled: Tensor) -> Tensor:
+        return torch.tanh(self.dense(pooled))
+
+
 class EmbeddingHead(nn.Module):
-    """Pooling, optional projection, optional L2 normalisation, and an optional learnable scale.
+    """Pooling, optional BERT pooler, optional projection, optional L2 normalisation, and an
+    optional learnable scale.
 
     The learnable inverse temperature lives here (not in the loss) so that it is a model parameter:
     it is synchronised by data-parallel gradient reduction and saved with the model.
@@ -74,13 +86,15 @@ class EmbeddingHead(nn.Module):
 
     def __init__(self, hidden_size: int, *, pooling: str, projection_dim: Optional[int],
                  normalize: bool, latent_num_latents: int = 512, latent_num_heads: int = 8,
-                 learnable_temperature: Optional[float] = None, init_std: float = 0.02):
+                 learnable_temperature: Optional[float] = None, init_std: float = 0.02,
+                 pooler: bool = False):
         super().__init__()
         self.pooling = pooling
         self.normalize = normalize
         self.latent = (LatentAttentionPooling(hidden_size, num_latents=latent_num_latents,
                                               num_heads=latent_num_heads, init_std=init_std)
                        if pooling == "latent_attention" else None)
+        self.pooler = Pooler(hidden_size) if pooler else None
         self.projection = (nn.Linear(hidden_size, projection_dim, bias=False)
                            if projection_dim else None)
         self.log_scale = (nn.Parameter(torch.tensor(math.log(1.0 / learnable_temperature)))
@@ -98,6 +112,8 @@ class EmbeddingHead(nn.Module):
             pooled = self.latent(hidden, mask)
         else:
             raise ValueError(f"unknown pooling {self.pooling!r}")
+        if self.pooler is not None:
+            pooled = self.pooler(pooled)
         if self.projection is not None:
             pooled = self.projection(pooled)
         if self.normalize:

@@ -33,6 +33,16 @@ PRESETS: dict[str, dict] = {
                       num_attention_heads=64, num_query_groups=8, kv_channels=128,
                       vocab_size=151936, max_position_embeddings=40960, rotary_base=1000000.0,
                       qk_layernorm=True, layernorm_epsilon=1e-6),
+    # BERT-style encoders of the hybrid-batch paper (post-LN; see model/encoder_layers.py).
+    "xlmr-base": dict(architecture="bert", num_layers=12, hidden_size=768, ffn_hidden_size=3072,
+                      num_attention_heads=12, vocab_size=250002, max_position_embeddings=514,
+                      position_offset=2, type_vocab_size=1, layernorm_epsilon=1e-5),
+    "xlmr-large": dict(architecture="bert", num_layers=24, hidden_size=1024, ffn_hidden_size=4096,
+                       num_attention_heads=16, vocab_size=250002, max_position_embeddings=514,
+                       position_offset=2, type_vocab_size=1, layernorm_epsilon=1e-5),
+    "labse": dict(architecture="bert", num_layers=12, hidden_size=768, ffn_hidden_size=3072,
+                  num_attention_heads=12, vocab_size=501153, max_position_embeddings=512,
+                  type_vocab_size=2, layernorm_epsilon=1e-12, pooling="first", pooler=True),
 }
 
 

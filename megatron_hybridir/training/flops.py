@@ -7,8 +7,8 @@ bidirectional and there are no logits. Per sequence of s tokens, one forward pas
     per layer:  2·s·h·d·(n_q + 2·n_kv)      QKV projection
               + 2·s·s·d·n_q · 2              scores QK^T and probabilities x V (full s x s)
               + 2·s·d·n_q·h                  output projection
-              + 2·s·h·f · 3                  SwiGLU MLP (gate, up, down)
-    head:       2·h·p                        optional projection (pooling is negligible)
+              + 2·s·h·f · 3                  SwiGLU MLP (gate, up, down); BERT's GELU MLP: · 2
+    head:       2·h·h (BERT pooler, if on) + 2·h·p (optional projection); pooling is negligible
 
 Training multiplies by 3 (forward + backward, which costs two forwards); GradCache adds one more
 forward (x4). Causal mode is counted the same: the dense-mask kernels compute all s x s scores.
@@ -28,8 +28,8 @@ def forward_flops_per_sequence(model: ModelConfig, seq_len: int) -> float:
     n_kv = model.num_query_groups or n_q
     d = model.kv_channels or h // n_q
     per_layer = (2 * s * h * d * (n_q + 2 * n_kv) + 2 * 2 * s * s * d * n_q
-                 + 2 * s * d * n_q * h + 2 * s * h * f * 3)
-    head = 2 * h * model.projection_dim if model.projection_dim else 0
+                 + 2 * s * d * n_q * h + 2 * s * h * f * (2 if model.architecture == "bert" else 3))
+    head = (2 * h * model.projection_dim if model.projection_dim else 0) + (2 * h * h if model.pooler else 0)
     return float(model.num_layers * per_layer + head)
 
 

@@ -105,10 +105,10 @@ def run_config(launch, case: dict, work: str) -> None:
     save(chunks, out_dir / "grads")
 
 
-def read_back(launch, names: list[str], work: str) -> None:
+def read_back(launch, names: list[str], work: str, model: dict | None = None) -> None:
     """At TP=1 PP=1, load every gradient checkpoint into plain tensors."""
     initialize(ParallelConfig(), seed=7, launch=launch)
-    chunk = build_model_chunks(model_config(), ParallelConfig(), loss=LOSS)[0]
+    chunk = build_model_chunks(model_config(**(model or {})), ParallelConfig(), loss=LOSS)[0]
     for name in names:
         state = dist_checkpointing.load(chunk.sharded_state_dict(), str(Path(work) / name / "grads"))
         torch.save({k: v.clone() for k, v in state.items() if isinstance(v, torch.Tensor)},

@@ -30,3 +30,22 @@ def test_tiny_recipe_learns_and_is_deterministic(tmp_path):
     assert losses == _losses(tmp_path / "b")  # same seed, same losses on CPU
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
     assert last < 0.9 * first, (first, last)
+
+
+ENCODER = ["model.architecture=bert", "model.num_query_groups=null", "model.type_vocab_size=2",
+           "model.position_offset=2", "model.max_position_embeddings=66", "model.pooling=first",
+           "model.pooler=true", "model.hidden_dropout=0.1", "optim.lr=5.0e-4"]
+
+
+def _train_encoder(launch, run_dir: str) -> None:
+    train(load_config(ROOT / "examples" / "tiny_cpu.yaml",
+                      ["training.train_steps=40", f"checkpoint.dir={run_dir}", *ENCODER]))
+
+
+def test_tiny_post_ln_encoder_trains_with_tp2_and_gradcache(tmp_path):
+    """The BERT-style encoder (LaBSE head, dropout on) through the same trainer: TP=2, GradCache."""
+    run_ranks(_train_encoder, 2, str(tmp_path / "enc"))
+    losses = _losses(tmp_path / "enc")
+    assert len(losses) == 40
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert last < 0.9 * first, (first, last)

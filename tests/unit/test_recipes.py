@@ -24,7 +24,9 @@ def test_every_recipe_loads_and_validates(path):
 
 
 @pytest.mark.parametrize("recipe,world,params_b", [("retriever_7b.yaml", 8, (7.0, 7.3)),
-                                                   ("retriever_30b.yaml", 64, (31.5, 32.5))])
+                                                   ("retriever_30b.yaml", 64, (31.5, 32.5)),
+                                                   ("xlmr_large_hybrid.yaml", 4, (0.558, 0.560)),
+                                                   ("labse_hybrid.yaml", 4, (0.470, 0.472))])
 def test_dry_run_of_the_recipes(recipe, world, params_b, capsys):
     config = load_config(ROOT / "examples" / recipe)
     e = estimate(config, world_size=world)

@@ -11,7 +11,7 @@ from megatron_hybridir.convert.hf_export import export_hf
 from megatron_hybridir.convert.hf_import import import_hf
 from megatron_hybridir.convert.io import resolve_checkpoint
 from megatron_hybridir.convert.mappings import ConversionError
-from tests.unit.convert.hf_fixtures import WORDS, write_hf_model
+from tests.unit.convert.hf_fixtures import WORDS, load_tool, write_hf_model
 
 TEXTS = ["Query: w1 w2 w3", "Passage: w4 w5 w6 w7 w8 w9", "w10", "w11 w12 w13 w14 w15 w16 w17 w18"]
 
@@ -129,23 +129,16 @@ def test_failed_export_leaves_nothing(tmp_path, megatron_runtime, monkeypatch):
 
 
 def test_tools_verify(tmp_path, megatron_runtime, capsys):
-    import importlib.util
-
-    def tool(name):
-        spec = importlib.util.spec_from_file_location(name, f"tools/{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.main
 
     hf = write_hf_model(tmp_path / "hf", "mistral")
-    assert tool("convert_hf_to_megatron")(["--hf", str(hf), "--output", str(tmp_path / "meg"),
+    assert load_tool("convert_hf_to_megatron")(["--hf", str(hf), "--output", str(tmp_path / "meg"),
                                            "--dtype", "fp32", "--verify"]) == 0
     out = capsys.readouterr().out
     assert "hidden states (Megatron vs HF)" in out and "every tensor identical (OK)" in out
-    assert tool("export_to_hf")(["--checkpoint", str(tmp_path / "meg"), "--output", str(tmp_path / "st"),
+    assert load_tool("export_to_hf")(["--checkpoint", str(tmp_path / "meg"), "--output", str(tmp_path / "st"),
                                  "--verify"]) == 0
     assert "embeddings (Megatron vs sentence-transformers)" in capsys.readouterr().out
-    assert tool("convert_hf_to_megatron")(["--hf", str(hf), "--output", str(tmp_path / "x"),
+    assert load_tool("convert_hf_to_megatron")(["--hf", str(hf), "--output", str(tmp_path / "x"),
                                            "--tensor-parallel", "3"]) == 2
     assert "does not divide" in capsys.readouterr().err
 

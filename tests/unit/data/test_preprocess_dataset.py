@@ -105,3 +105,30 @@ def test_cli_writes_the_same_dataset(tmp_path, corpus, hf_tokenizer, capsys):
     weighted = ds.sampler(SamplerConfig(mode="monolingual", global_batch_size=6,
                                         source_weights=(1.0, 1.0)))
     assert weighted.mono_share == 3  # equal weights: half of each monolingual batch
+
+
+def test_special_tokens_wrap_and_truncate_like_the_encoders_tokenizer(tmp_path, corpus, hf_tokenizer):
+    """XLM-R / BERT style: <s> text </s> from the tokenizer's post-processor, truncated inside."""
+    import json
+
+    from tokenizers import Tokenizer as HFTokenizer, processors
+
+    path = tmp_path / "tok_special"
+    path.mkdir()
+    tok = HFTokenizer.from_file(f"{hf_tokenizer}/tokenizer.json")
+    tok.add_special_tokens(["<s>"])
+    bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>",
+                                                       special_tokens=[("<s>", bos), ("</s>", eos)])
+    tok.save(str(path / "tokenizer.json"))
+    ds, manifest = _prep(tmp_path, corpus, str(path), special_tokens=True, append_eos=False,
+                         max_length={"query": 4, "positive": 64, "negative": 64})
+    full = tok.encode("Query: de question 5").ids           # what sentence-transformers feeds
+    assert ds.tokens("positive", 5, LANGS.index("de")).tolist()[0] == bos
+    row = ds.tokens("query", 5, LANGS.index("de")).tolist()
+    assert row == full[:3] + [eos] and len(full) > 4
+    assert json.loads(json.dumps(manifest["config"]))["special_tokens"] is True
+    with pytest.raises(ValueError, match="special_tokens and append_eos both set"):
+        _prep(tmp_path, corpus, str(path), special_tokens=True)
+    with pytest.raises(ValueError, match="special tokens need a tokenizer.json whose post-processor"):
+        _prep(tmp_path, corpus, hf_tokenizer, special_tokens=True, append_eos=False)
