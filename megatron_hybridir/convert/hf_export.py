@@ -145,7 +145,8 @@ def checkpoint_keys(model: ModelConfig) -> dict[str, str]:
 
     ensure_runtime()
     one = dataclasses.replace(model, num_layers=1, vocab_size=8, make_vocab_size_divisible_by=8)
-    skeleton = build_model(one, ParallelConfig())
+    with torch.device("meta"):               # names only: no storage for a 30B-wide layer
+        skeleton = build_model(one, ParallelConfig())
     return {name: getattr(value, "key") for name, value in skeleton.sharded_state_dict().items()
             if not name.endswith("_extra_state") and hasattr(value, "key")}
 

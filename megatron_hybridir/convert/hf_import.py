@@ -3,13 +3,12 @@ distributed checkpoint.
 
 Why it exists: training starts from a pretrained LLM. Everything is checked before anything is
 written — architecture, RoPE variant, TP/PP divisibility, that every tensor the tables name is in
-some shard and has the expected shape (read from safetensors headers, no weights loaded). Tensors
-are then read one at a time from the (memory-mapped) safetensors shards into a TP=1 model, whose
-sharded state dict Megatron-Core writes; distributed checkpoints re-shard on load, so the result
-starts a run at the requested TP (its vocabulary padding) and any PP.
-
-What it does not do: stream the Megatron side — the TP=1 model is held once in RAM in the target
-dtype (export, the direction run on 30B checkpoints, is streamed; see ``hf_export.py``).
+some shard and has the expected shape (read from safetensors headers, no weights loaded). The
+Megatron checkpoint is then written tensor by tensor (``streamed_save.py``): a meta-device TP=1 model
+supplies Megatron's keys and shapes, and each tensor (each layer's slice of the stacked layer
+tensors) is read from the safetensors shards, fused, cast and written before the next one is read,
+so memory stays about two of the largest tensor, whatever the model size. Distributed checkpoints
+re-shard on load, so the result starts a run at the requested TP (its vocabulary padding) and any PP.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from typing import Optional
 
 import torch
 import yaml
+from tqdm import tqdm
 
 from megatron_hybridir.config import ModelConfig, ParallelConfig, PrecisionConfig
 from megatron_hybridir.convert import mappings
@@ -168,10 +168,10 @@ def plan(model: ModelConfig, arch: mappings.Architecture, tensors: HFTensors
 
 def import_hf(hf_dir: str | Path, output: str | Path, *, tensor_parallel: int = 1,
               pipeline_parallel: int = 1, dtype: str = "bf16", overwrite: bool = False,
-              **head) -> Path:
+              progress: bool = False, **head) -> Path:
     """Convert; ``head`` takes ModelConfig head fields (pooling, attention, projection_dim, ...)."""
-    from megatron.core import dist_checkpointing
-    from megatron_hybridir.model.builder import build_model, padded_vocab_size
+    from megatron_hybridir.convert.streamed_save import save_streamed
+    from megatron_hybridir.model.builder import build_head, build_model, padded_vocab_size
     ensure_runtime()
 
     hf_dir, output = Path(hf_dir), Path(output)
@@ -185,17 +185,30 @@ def import_hf(hf_dir: str | Path, output: str | Path, *, tensor_parallel: int = 
         log.info("not converted (no counterpart in an embedding model): %s", tensors.ignored)
     rows = padded_vocab_size(model_cfg.vocab_size, divisible_by=model_cfg.make_vocab_size_divisible_by,
                              tp=tensor_parallel)
-    # Built at TP=1 but with the target TP's vocabulary padding, so the checkpoint loads at that TP.
+    # Built at TP=1 but with the target TP's vocabulary padding, so the checkpoint loads at that TP;
+    # on the meta device: Megatron's keys and shapes without storage (see streamed_save.py).
     build_cfg = dataclasses.replace(model_cfg, make_vocab_size_divisible_by=rows)
-    model = build_model(build_cfg, ParallelConfig(), precision=PrecisionConfig(dtype=dtype))
-    params = model.state_dict(keep_vars=True)
+    precision = PrecisionConfig(dtype=dtype)
+    with torch.device("meta"):
+        skeleton = build_model(build_cfg, ParallelConfig(), precision=precision)
+    sources = {rule.megatron.format(i=i): (rule, names) for rule, i, names in steps}
+    # Head weights an HF model does not have (a new projection, latent attention) start from
+    # the usual initialisation.
+    fresh = {f"head.{k}": v for k, v in build_head(model_cfg).state_dict().items()}
     heads, groups = model_cfg.num_attention_heads, model_cfg.num_query_groups or model_cfg.num_attention_heads
-    with torch.no_grad():
-        for rule, i, names in steps:
-            target = params[rule.megatron.format(i=i)]
-            value = mappings.fuse(rule.kind, [tensors.get(n) for n in names], heads=heads,
-                                  groups=groups, rows=rows)
-            target.copy_(value)
+    bar = tqdm(total=len(sources) + len(set(fresh) - set(sources)), desc="import", unit="tensor",
+               disable=not progress)
+
+    def materialize(name: str) -> torch.Tensor:
+        bar.update()
+        if name in sources:
+            rule, names = sources[name]
+            return mappings.fuse(rule.kind, [tensors.get(n) for n in names], heads=heads,
+                                 groups=groups, rows=rows)
+        if name in fresh:
+            return fresh[name]
+        raise ConversionError(f"{hf_dir}: nothing in the {arch.model_type} table fills {name}")
+
     with atomic_folder(output, overwrite) as tmp:
         (tmp / "model.yaml").write_text(yaml.safe_dump(dataclasses.asdict(model_cfg), sort_keys=False))
         tokenizer_dir = tmp / "tokenizer"
@@ -207,8 +220,8 @@ def import_hf(hf_dir: str | Path, output: str | Path, *, tensor_parallel: int = 
             "hf_source": str(hf_dir.resolve()), "model_type": arch.model_type, "dtype": dtype,
             "tensor_parallel": tensor_parallel, "pipeline_parallel": pipeline_parallel,
             "tokenizer": str((output / "tokenizer").resolve())}, indent=2))
-        (tmp / "checkpoint").mkdir()
-        dist_checkpointing.save({"model": model.sharded_state_dict()}, str(tmp / "checkpoint"))
+        save_streamed(skeleton.sharded_state_dict(), tmp / "checkpoint", materialize)
+    bar.close()
     log.info("wrote %s (%s, TP=%d vocabulary padding %d rows)", output, arch.model_type,
              tensor_parallel, rows)
     return output

@@ -4,8 +4,9 @@ Why it exists: evaluation must run on our exports and on third-party models alik
 corpus does not fit in RAM as float32. :class:`Encoder` wraps ``SentenceTransformer`` (a plain HF
 folder gets mean pooling), applies query / passage prompts (from the model's own
 ``config_sentence_transformers.json`` unless given), uses fp16/bf16 on GPU and several GPUs through
-sentence-transformers' process pool. :func:`encode_corpus` sorts passages by length once (so batches
-pad little), streams embeddings into ``.npy`` shards on disk (optionally float16), and reuses them
+sentence-transformers' process pool. :func:`encode_corpus` sorts passages by *token* count once and
+feeds the model batches in that order (sentence-transformers sorts by characters, which pads ~9% more
+tokens even on English text and far more across scripts), streams embeddings into ``.npy`` shards on disk (optionally float16), and reuses them
 when the cache key — model fingerprint, corpus hash, prompt, length, dtype — matches; a shard set is
 only valid once its ``meta.json`` exists, so an interrupted run never leaves a half cache.
 
@@ -103,6 +104,37 @@ class Encoder:
                                 normalize_embeddings=self.config.normalize, pool=self._pool)
         return np.asarray(out, dtype=np.float32)
 
+    def token_lengths(self, texts: Sequence[str], chunk: int = 10_000) -> np.ndarray:
+        """Tokens per text as the model will see it (special tokens in, truncated to its limit);
+        characters for models without a text tokenizer."""
+        tokenizer = getattr(self.model, "tokenizer", None)
+        if tokenizer is None:
+            return np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+        out = np.empty(len(texts), dtype=np.int64)
+        for start in range(0, len(texts), chunk):
+            ids = tokenizer(list(texts[start:start + chunk]), add_special_tokens=True,
+                            return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+            out[start:start + len(ids)] = [len(x) for x in ids]
+        return np.minimum(out, self.model.max_seq_length or np.iinfo(np.int64).max)
+
+    def encode_passages_in_order(self, texts: Sequence[str], on_batch: Callable[[int], None] = None
+                                 ) -> np.ndarray:
+        """Encode in batches of consecutive texts (the caller's order). One device: one ``encode``
+        call per batch, so sentence-transformers' own character-length re-sort cannot regroup them;
+        several devices: the process pool takes the whole list."""
+        if self._pool is not None:
+            out = self.encode_passages(texts)
+            if on_batch:
+                on_batch(len(texts))
+            return out
+        step = self.config.batch_size
+        parts = []
+        for start in range(0, len(texts), step):
+            parts.append(self.encode_passages(texts[start:start + step]))
+            if on_batch:
+                on_batch(len(parts[-1]))
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
+
     def encode_queries(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         return self._encode(texts, self.query_prompt, progress)
 
@@ -172,15 +204,15 @@ def encode_corpus(encoder: Encoder, passages: Callable[[int], str], size: int, c
     if cached is not None:
         log.info("reusing cached corpus embeddings in %s", folder)
         return cached
-    lengths = np.fromiter((len(passages(i)) for i in range(size)), dtype=np.int64, count=size)
+    lengths = np.concatenate([encoder.token_lengths([passages(i) for i in range(s, min(s + shard_size, size))])
+                              for s in range(0, size, shard_size)] or [np.zeros(0, np.int64)])
     order = np.argsort(-lengths, kind="stable")      # longest first, as BEIR does: OOM shows at once
     bar = tqdm(total=size, desc="encode corpus", unit="psg", disable=not progress)
 
     def chunks():
         for start in range(0, size, shard_size):
             positions = order[start:start + shard_size]
-            emb = encoder.encode_passages([passages(int(i)) for i in positions])
-            bar.update(len(positions))
+            emb = encoder.encode_passages_in_order([passages(int(i)) for i in positions], bar.update)
             yield emb, positions
 
     shards = write_shards(folder, chunks(), encoder.dim, size, float16)

@@ -87,6 +87,17 @@ def transformer_config(model: ModelConfig, parallel: ParallelConfig,
     )
 
 
+def build_head(model: ModelConfig, loss: Optional[LossConfig] = None) -> EmbeddingHead:
+    """The pooling head of the last pipeline stage."""
+    learnable = loss.temperature if (loss is not None and loss.learnable_temperature) else None
+    return EmbeddingHead(model.hidden_size, pooling=model.pooling,
+                         projection_dim=model.projection_dim, normalize=model.normalize,
+                         latent_num_latents=model.latent_num_latents,
+                         latent_num_heads=model.latent_num_heads,
+                         learnable_temperature=learnable, init_std=model.init_method_std,
+                         pooler=model.pooler)
+
+
 def build_model(model: ModelConfig, parallel: ParallelConfig, *,
                 precision: Optional[PrecisionConfig] = None, loss: Optional[LossConfig] = None,
                 pre_process: Optional[bool] = None, post_process: Optional[bool] = None,
@@ -102,15 +113,7 @@ def build_model(model: ModelConfig, parallel: ParallelConfig, *,
         pre_process = parallel_state.is_pipeline_first_stage(ignore_virtual=False, vp_stage=vp_stage)
     if post_process is None:
         post_process = parallel_state.is_pipeline_last_stage(ignore_virtual=False, vp_stage=vp_stage)
-    head = None
-    if post_process:
-        learnable = loss.temperature if (loss is not None and loss.learnable_temperature) else None
-        head = EmbeddingHead(model.hidden_size, pooling=model.pooling,
-                             projection_dim=model.projection_dim, normalize=model.normalize,
-                             latent_num_latents=model.latent_num_latents,
-                             latent_num_heads=model.latent_num_heads,
-                             learnable_temperature=learnable, init_std=model.init_method_std,
-                             pooler=model.pooler)
+    head = build_head(model, loss) if post_process else None
     bert = model.architecture == "bert"
     embedder = EmbeddingModel(
         config,

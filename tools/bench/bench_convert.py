@@ -5,7 +5,7 @@ Steps, each in a fresh subprocess (its own peak RSS):
   export: that checkpoint -> HF + sentence-transformers folder (streamed per layer)
   peer:   transformers ``AutoModel.from_pretrained`` + ``save_pretrained`` of the same HF folder,
           the usual way to rewrite a checkpoint.
-Prints GB/s and peak RSS for each, the throughput ratio against the peer, and the memory bound
+Prints GB/s and peak RSS (VmHWM of each child) for each, the throughput ratio against the peer, and the memory bound
 from the issue: 2 x largest tensor + 1 GiB.
 
     python tools/bench/bench_convert.py [--layers 10] [--hidden 2048] [--ffn 5504]
@@ -74,8 +74,16 @@ def _child(step: str, tmp: Path) -> dict:
     else:
         from transformers import AutoModel
         AutoModel.from_pretrained(str(tmp / "hf"), torch_dtype=torch.bfloat16).save_pretrained(str(tmp / "peer"))
-    return {"seconds": time.perf_counter() - start,
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    return {"seconds": time.perf_counter() - start, "peak_rss_gb": peak_rss_gib()}
+
+
+def peak_rss_gib() -> float:
+    """This process's peak RSS. Not ``getrusage``: on Linux its ru_maxrss survives exec, so a child
+    started by a large parent would report the parent's size; VmHWM belongs to this address space."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def main() -> None:

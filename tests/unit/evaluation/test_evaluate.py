@@ -56,6 +56,27 @@ def test_corpus_cache_is_reused(tmp_path, tiny_st_model, monkeypatch):
     assert calls
 
 
+def test_corpus_batches_follow_token_counts_not_characters(tmp_path, tiny_st_model, monkeypatch):
+    """Batches are consecutive runs of the token-count order (sentence-transformers would regroup
+    them by characters); embeddings equal a plain encode."""
+    from megatron_hybridir.evaluation.encoder import encode_corpus
+
+    enc = Encoder(EncoderConfig(model=str(tiny_st_model), batch_size=2))
+    # Upper-case words are single tokens; lower-case letters spelled out are one token each.
+    texts = ["TOWER RIVER", "t o w", "TOWER", "r i v e r s", "RIVER TOWER TOWER", "a"]
+    lengths = enc.token_lengths(texts)
+    assert lengths.tolist() == [4, 5, 3, 8, 5, 3]           # [CLS] ... [SEP] included
+    batches = []
+    original = Encoder.encode_passages
+    monkeypatch.setattr(Encoder, "encode_passages",
+                        lambda self, t, *a: batches.append(list(t)) or original(self, t, *a))
+    shards = encode_corpus(enc, texts.__getitem__, len(texts), tmp_path / "cache", progress=False)
+    assert batches == [["r i v e r s", "t o w"], ["RIVER TOWER TOWER", "TOWER RIVER"], ["TOWER", "a"]]
+    emb, positions = next(shards.shards())
+    plain = enc.model.encode([texts[i] for i in positions], prompt="passage: ")
+    np.testing.assert_allclose(emb, plain, atol=1e-6)
+
+
 def test_nq_and_miracl(tmp_path, tiny_st_model):
     nq = evaluate(_config(tmp_path, "nq", formats.write_nq(tmp_path / "nq"), tiny_st_model, k=20))
     assert set(nq["metrics"]) == {"top1", "top5", "top20"} and nq["metrics"]["top20"] == 1.0
