@@ -53,6 +53,7 @@ def save_streamed(sharded_state_dict: dict, folder: Path,
 
     def region(name: str, shard) -> torch.Tensor:
         if last.get("name") != name:          # a factory's shards come one after the other
+            last.clear()                        # let the previous tensor go before reading the next
             last.update(name=name, value=materialize(name))
         skip = shard.prepend_axis_num           # leading layer axis: not part of the local tensor
         index = tuple(slice(o, o + n) for o, n in zip(shard.global_offset[skip:], shard.local_shape))
