@@ -73,10 +73,12 @@ def save_untrained(run_dir: Path, data: dict, overrides: list[str]) -> Path:
     from megatron_hybridir.config import ParallelConfig, load_config
     from megatron_hybridir.convert.hf_import import ensure_runtime
     from megatron_hybridir.model.builder import build_model
+    from megatron_hybridir.runtime.rng import seed_all
 
     config = load_config(DEMO_CONFIG, [f"model.vocab_size={data['vocab_size']}", *overrides,
                                        "parallel.tensor_model_parallel_size=1"])
     ensure_runtime(config.seed)
+    seed_all(config.seed)          # the runtime may exist already, with draws made since its seeding
     model = build_model(config.model, ParallelConfig())
     shutil.rmtree(run_dir, ignore_errors=True)
     (run_dir / "checkpoint").mkdir(parents=True)

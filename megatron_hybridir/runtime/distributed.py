@@ -102,7 +102,7 @@ def initialize(parallel: ParallelConfig, *, seed: int, launch: Optional[LaunchEn
                timeout_minutes: int = 30) -> RuntimeInfo:
     """Create the default process group and Megatron's TP/PP/DP groups; seed every RNG."""
     from megatron.core import parallel_state
-    from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
+    from megatron_hybridir.runtime.rng import seed_all
 
     launch = launch or launch_env()
     device = select_device(launch.local_rank)
@@ -122,8 +122,7 @@ def initialize(parallel: ParallelConfig, *, seed: int, launch: Optional[LaunchEn
         tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp,
         virtual_pipeline_model_parallel_size=parallel.virtual_pipeline_model_parallel_size,
         create_gloo_process_groups=device.type == "cpu")
-    torch.manual_seed(seed)
-    model_parallel_cuda_manual_seed(seed)
+    seed_all(seed)
     info = RuntimeInfo(
         rank=launch.rank, world_size=launch.world_size, device=device,
         tp_rank=parallel_state.get_tensor_model_parallel_rank(), tp_size=tp,

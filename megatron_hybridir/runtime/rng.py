@@ -11,6 +11,15 @@ import torch
 from megatron.core.tensor_parallel import get_cuda_rng_tracker
 
 
+def seed_all(seed: int) -> None:
+    """Seed the default generator and Megatron's model-parallel streams (parallel state must exist),
+    so what is built next does not depend on what the process drew before."""
+    from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
+
+    torch.manual_seed(seed)
+    model_parallel_cuda_manual_seed(seed)
+
+
 def rng_snapshot() -> tuple:
     cuda = torch.cuda.get_rng_state() if torch.cuda.is_available() else None
     tracker = {k: v.clone() for k, v in get_cuda_rng_tracker().get_states().items()}
