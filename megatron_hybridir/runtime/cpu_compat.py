@@ -25,6 +25,10 @@ What it changes (and nothing else):
    imported it) is replaced by :func:`_clip_grad_by_total_norm_cpu`: the original asserts that every
    gradient is a ``torch.cuda.FloatTensor``; the replacement applies the same coefficient
    ``max_norm / (total_norm + 1e-6)`` when it is below 1.
+6. ``DistributedOptimizer.__init__`` runs with ``Tensor.type()`` (no argument) answering the CUDA
+   type name for CPU tensors: the constructor sorts parameters into fp16 / fp32 groups by comparing
+   that name with ``"torch.cuda.FloatTensor"`` and refuses anything else. Only during the
+   constructor; the groups it builds are the ones it builds on a GPU.
 
 What it does not do: make anything fast, or support Transformer Engine, fused kernels or CUDA graphs.
 """
@@ -138,6 +142,26 @@ _CUDA_LITERAL_MODULES = (
 )
 
 
+def _cuda_type_names(init):
+    """Wrap a constructor so that ``tensor.type()`` reports CPU tensors under their CUDA names."""
+    def wrapped(self, *args, **kwargs):
+        real = torch.Tensor.type
+
+        def cuda_named(tensor, *a, **k):
+            name = real(tensor, *a, **k)
+            if a or k or tensor.device.type != "cpu":
+                return name
+            return name.replace("torch.", "torch.cuda.", 1)
+
+        torch.Tensor.type = cuda_named
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            torch.Tensor.type = real
+
+    return wrapped
+
+
 def apply_cpu_compat() -> bool:
     """Apply the patches listed in the module docstring once; return True when they are active."""
     global _APPLIED
@@ -155,10 +179,12 @@ def apply_cpu_compat() -> bool:
     mcore_random._get_cuda_rng_state = lambda *a, **k: torch.empty(0, dtype=torch.uint8)
     mcore_random._set_cuda_rng_state = lambda *a, **k: None
     mcore_random.initialize_rng_tracker(force_reset=True)
-    from megatron.core.optimizer import clip_grads, optimizer
+    from megatron.core.optimizer import clip_grads, distrib_optimizer, optimizer
 
     clip_grads.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_cpu
     optimizer.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_cpu
+    distrib_optimizer.DistributedOptimizer.__init__ = _cuda_type_names(
+        distrib_optimizer.DistributedOptimizer.__init__)
     proxy = _CpuTorchProxy()
     for name in _CUDA_LITERAL_MODULES:
         importlib.import_module(name).torch = proxy

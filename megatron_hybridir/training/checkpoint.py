@@ -37,6 +37,14 @@ def model_sharded_state(model: Sequence[torch.nn.Module]) -> dict:
     return {f"model{i}": chunk.sharded_state_dict() for i, chunk in enumerate(chunks)}
 
 
+def _optimizer_metadata() -> dict:
+    """The distributed optimizer's state in the canonical per-parameter layout, so a checkpoint
+    reshards over TP / PP / DP like the model does (0.16's default, fully_sharded_model_space, can no
+    longer be saved). Without CUDA the exchange goes through the gloo DP group (NCCL otherwise)."""
+    return {"distrib_optim_sharding_type": "fully_reshardable",
+            "distrib_optim_fully_reshardable_mem_efficient": not torch.cuda.is_available()}
+
+
 def _barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
@@ -59,7 +67,7 @@ def save_checkpoint(run_dir: str | Path, step: int, *, model, optimizer, schedul
     _barrier()
     model_state = model_sharded_state(model)
     state = {"model": model_state,
-             "optimizer": optimizer.sharded_state_dict(model_state),
+             "optimizer": optimizer.sharded_state_dict(model_state, metadata=_optimizer_metadata()),
              "scheduler": scheduler.state_dict(), "step": step, "extra": extra,
              "world_size": dist.get_world_size() if dist.is_initialized() else 1}
     dist_checkpointing.save(state, str(tmp))
@@ -93,6 +101,56 @@ def load_model_weights(source: str | Path, *, model) -> Path:
     return ckpt
 
 
+def _keep_adam_step_on_reshardable_load() -> None:
+    """Megatron-Core 0.16.1 fix, applied once: with torch's own Adam (no Apex / TE FusedAdam) the
+    per-parameter state holds ``step``, which ``load_parameter_state_from_fully_reshardable`` leaves
+    out of what it hands to ``_set_main_param_and_optimizer_states``, which then fails on the missing
+    key. ``load_state_dict`` has already set ``step`` from the saved param groups, so the missing
+    key is filled with the value in place (copying it onto itself)."""
+    from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+
+    original = DistributedOptimizer._set_main_param_and_optimizer_states
+    if getattr(original, "_keeps_step", False):
+        return
+
+    def set_states(self, model_param, tensors):
+        if "step" not in tensors and not self.config.use_precision_aware_optimizer_no_fp8_or_ds_fp8:
+            group, order = self.model_param_group_index_map[model_param]
+            state = self.optimizer.state[self.optimizer.param_groups[group]["params"][order]]
+            if "step" in state:
+                tensors = {**tensors, "step": state["step"]}
+        return original(self, model_param, tensors)
+
+    set_states._keeps_step = True
+    DistributedOptimizer._set_main_param_and_optimizer_states = set_states
+
+
+def _unshare_adam_steps(optimizer) -> None:
+    """Megatron-Core 0.16.1 fix: the DistributedOptimizer's loader puts one ``step`` tensor object in
+    every parameter's torch-Adam state, and torch's foreach Adam increments each state's ``step`` in
+    place, so after a resume the shared counter advanced once per parameter per step (wrong bias
+    correction from the second step on). Each state gets its own copy."""
+    from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+
+    for leaf in getattr(optimizer, "chained_optimizers", [optimizer]):
+        if isinstance(leaf, DistributedOptimizer):
+            for state in leaf.optimizer.state.values():
+                if isinstance(state.get("step"), torch.Tensor):
+                    state["step"] = state["step"].clone()
+
+
+def _allocate_distributed_optimizer_state(optimizer) -> None:
+    """A fresh DistributedOptimizer has no Adam state (torch allocates it at the first step) and
+    cannot build its loading template; Megatron's own loader allocates it with one zero-gradient
+    step first. The weights that step touches are overwritten by the load that follows."""
+    from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+
+    for leaf in getattr(optimizer, "chained_optimizers", [optimizer]):
+        if isinstance(leaf, DistributedOptimizer) and not leaf.optimizer.state:
+            leaf._init_optimizer_states_with_dummy_values()
+            _keep_adam_step_on_reshardable_load()
+
+
 def load_checkpoint(run_dir: str | Path, *, model, optimizer, scheduler) -> Optional[dict]:
     """Load ``latest`` into model/optimizer/scheduler; returns {"step", "extra"} or None."""
     step = latest_step(run_dir)
@@ -101,9 +159,11 @@ def load_checkpoint(run_dir: str | Path, *, model, optimizer, scheduler) -> Opti
     path = Path(run_dir) / "checkpoints" / f"step_{step:08d}"
     if not path.exists():
         raise FileNotFoundError(f"{path}: named by 'latest' but missing")
+    _allocate_distributed_optimizer_state(optimizer)
     model_state = model_sharded_state(model)
     template = {"model": model_state,
-                "optimizer": optimizer.sharded_state_dict(model_state, is_loading=True)}
+                "optimizer": optimizer.sharded_state_dict(model_state, is_loading=True,
+                                                       metadata=_optimizer_metadata())}
     state = dist_checkpointing.load(template, str(path))
     if len(model) == 1:
         unwrap(model[0]).load_state_dict(state["model"])
@@ -111,6 +171,7 @@ def load_checkpoint(run_dir: str | Path, *, model, optimizer, scheduler) -> Opti
         for i, chunk in enumerate(model):
             unwrap(chunk).load_state_dict(state["model"][f"model{i}"])
     optimizer.load_state_dict(state["optimizer"])
+    _unshare_adam_steps(optimizer)
     scheduler.load_state_dict(state["scheduler"])
     world = dist.get_world_size() if dist.is_initialized() else 1
     rank = dist.get_rank() if dist.is_initialized() else 0

@@ -57,8 +57,12 @@ def data_dir(tmp_path_factory):
     return tmp / "out"
 
 
+DIST_OPT = ["optim.use_distributed_optimizer=true"]  # at world size 2 and TP=1: DP=2, state sharded
+
+
 @pytest.mark.parametrize("layout", [[], ["parallel.tensor_model_parallel_size=2",
-                                         "training.gradcache=true"]])
+                                         "training.gradcache=true"], DIST_OPT],
+                         ids=["single", "tp2-gradcache", "dp2-distributed-optimizer"])
 def test_resume_continues_exactly(tmp_path, data_dir, layout):
     world = 2 if layout else 1
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
@@ -72,6 +76,17 @@ def test_resume_continues_exactly(tmp_path, data_dir, layout):
     last = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()][-1]
     assert last["monolingual_batches"] + last["cross-lingual_batches"] == 6  # counts survive
     assert (resumed / "checkpoints" / "latest").read_text().strip() == "6"
+
+
+def test_distributed_optimizer_matches_adam(tmp_path, data_dir):
+    """Megatron's distributed optimizer (Adam state sharded over DP=2, reduce-scatter of gradients,
+    all-gather of parameters) trains the same losses as the replicated optimizer."""
+    plain, sharded = tmp_path / "plain", tmp_path / "sharded"
+    run_ranks(_train_rank, 2, _overrides(plain, data_dir, 6))
+    run_ranks(_train_rank, 2, _overrides(sharded, data_dir, 6, DIST_OPT))
+    got, expected = _losses(sharded), _losses(plain)
+    assert len(got) == len(expected) == 6
+    assert max(abs(a - b) for a, b in zip(got, expected)) < 1e-5, (got, expected)
 
 
 def test_sigterm_saves_and_a_rerun_resumes(tmp_path, data_dir):
@@ -101,13 +116,21 @@ def test_sigterm_saves_and_a_rerun_resumes(tmp_path, data_dir):
     assert not (run_dir / "requeue").exists()  # finished: nothing to requeue
 
 
-def test_checkpoint_saved_at_tp2_resumes_at_tp1(tmp_path, data_dir):
+GRADCACHE = ["training.gradcache=true"]
+
+
+# At DP=2 without GradCache the in-batch negatives of a micro-batch come from both ranks, so the
+# loss differs from one process's; with GradCache both use the whole global batch.
+@pytest.mark.parametrize("saved, resumed", [(["parallel.tensor_model_parallel_size=2"], []),
+                                             ([*DIST_OPT, *GRADCACHE], [*DIST_OPT, *GRADCACHE])],
+                         ids=["tp2-to-tp1", "dp2-distributed-optimizer-to-dp1"])
+def test_checkpoint_resumes_on_one_process(tmp_path, data_dir, saved, resumed):
+    """Saved by two processes (TP=2, or DP=2 with the Adam state sharded), resumed by one."""
     straight, resharded = tmp_path / "straight", tmp_path / "resharded"
-    run_ranks(_train_rank, 1, _overrides(straight, data_dir, 6))
+    run_ranks(_train_rank, 1, _overrides(straight, data_dir, 6, resumed))
     run_ranks(_train_rank, 2, _overrides(resharded, data_dir, 6,
-                                         ["parallel.tensor_model_parallel_size=2",
-                                          "training.exit_interval=3"]))
-    run_ranks(_train_rank, 1, _overrides(resharded, data_dir, 6))  # model + Adam state resharded
+                                         [*saved, "training.exit_interval=3"]))
+    run_ranks(_train_rank, 1, _overrides(resharded, data_dir, 6, resumed))  # model + Adam resharded
     got, expected = _losses(resharded), _losses(straight)
     assert len(got) == len(expected) == 6
     assert max(abs(a - b) for a, b in zip(got, expected)) < 1e-5, (got, expected)
