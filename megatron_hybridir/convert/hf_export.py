@@ -269,7 +269,8 @@ def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional
                 {"metadata": {}, "weight_map": weight_map}, indent=2))
         hf_config(model, arch).save_pretrained(tmp)
         _copy_tokenizer(tokenizer, tmp)
-        _sentence_transformers_files(tmp, model, head, {"query": query_prompt, "passage": passage_prompt},
+        # "document" is the name sentence-transformers' encode_document and mteb look up for passages.
+        _sentence_transformers_files(tmp, model, head, {"query": query_prompt, "document": passage_prompt},
                                      max_seq_length or info.get("seq_length")
                                      or model.max_position_embeddings - model.position_offset)
     log.info("exported %s -> %s (%s, %d layers)", ckpt, output, arch.model_type, model.num_layers)

@@ -63,7 +63,7 @@ class Encoder:
         prompts = self.model.prompts or {}
         self.query_prompt = config.query_prompt if config.query_prompt is not None else prompts.get("query", "")
         self.passage_prompt = (config.passage_prompt if config.passage_prompt is not None
-                               else prompts.get("passage", prompts.get("document", "")))
+                               else prompts.get("document") or prompts.get("passage") or "")
         self._pool = None
         if len(devices) > 1:
             self._pool = self.model.start_multi_process_pool(target_devices=devices)

@@ -95,6 +95,65 @@ def test_bidirectional_export_matches_megatron_embeddings(tmp_path, megatron_run
     np.testing.assert_allclose(np.linalg.norm(theirs, axis=1), 1.0, atol=1e-5)
 
 
+def _toy_mteb_task(queries: dict, docs: dict, qrels: dict):
+    """An mteb retrieval task over in-memory texts (mteb's own tasks download their data)."""
+    from datasets import Dataset
+    from mteb.abstasks.retrieval import AbsTaskRetrieval
+    from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
+    from mteb.abstasks.task_metadata import TaskMetadata
+
+    class ToyRetrieval(AbsTaskRetrieval):
+        metadata = TaskMetadata(
+            name="HybridirToyRetrieval", description="exported-model check", reference=None,
+            dataset={"path": "NA", "revision": "NA"}, type="Retrieval", category="t2t",
+            modalities=["text"], eval_splits=["test"], eval_langs=["eng-Latn"],
+            main_score="ndcg_at_10", date=None, domains=None, task_subtypes=None, license=None,
+            annotations_creators=None, dialect=None, sample_creation=None, bibtex_citation=None)
+
+        def load_data(self, **kwargs):
+            self.dataset = {"default": {"test": RetrievalSplitData(
+                queries=Dataset.from_list([{"id": k, "text": v} for k, v in queries.items()]),
+                corpus=Dataset.from_list([{"id": k, "text": v, "title": ""} for k, v in docs.items()]),
+                relevant_docs=qrels, top_ranked=None)}}
+            self.data_loaded = True
+
+    return ToyRetrieval()
+
+
+def test_mteb_evaluates_the_export_with_its_prompts(tmp_path, megatron_runtime):
+    """mteb runs the exported folder as a model, applying the query and the passage ("document")
+    prompts: its scores equal ir_measures on the Megatron model's own embeddings of prompt + text."""
+    import ir_measures
+    import mteb
+    from sentence_transformers import SentenceTransformer
+
+    converted = import_hf(write_hf_model(tmp_path / "hf", "llama3"), tmp_path / "meg", dtype="fp32",
+                          pooling="mean", projection_dim=16)
+    out = export_hf(converted, tmp_path / "out", query_prompt="Query: ", passage_prompt="Passage: ")
+    rng = np.random.default_rng(0)
+    text = lambda n: " ".join(f"w{i}" for i in rng.integers(0, 61, n))  # noqa: E731
+    queries = {f"q{i}": text(rng.integers(2, 6)) for i in range(12)}
+    docs = {f"d{i}": text(rng.integers(3, 10)) for i in range(40)}
+    qrels = {q: {f"d{j}": 1 for j in rng.choice(40, 2, replace=False)} for q in queries}
+
+    result = mteb.evaluate(SentenceTransformer(str(out), device="cpu"),
+                           _toy_mteb_task(queries, docs, qrels), cache=None, show_progress_bar=False)
+    scores = result.task_results[0].scores["test"][0]
+
+    model = load_megatron(converted)
+    with torch.no_grad():
+        q = model(*_ids(["Query: " + t for t in queries.values()])).numpy()
+        d = model(*_ids(["Passage: " + t for t in docs.values()])).numpy()
+    sim = q @ d.T
+    run = {qid: {did: float(sim[i, j]) for j, did in enumerate(docs)} for i, qid in enumerate(queries)}
+    ours = ir_measures.calc_aggregate([ir_measures.nDCG @ 10, ir_measures.AP @ 10,
+                                       ir_measures.RR @ 10, ir_measures.R @ 10], qrels, run)
+    expected = {"ndcg_at_10": ir_measures.nDCG @ 10, "map_at_10": ir_measures.AP @ 10,
+                "mrr_at_10": ir_measures.RR @ 10, "recall_at_10": ir_measures.R @ 10}
+    for name, measure in expected.items():
+        assert scores[name] == pytest.approx(ours[measure], abs=1e-5), name  # mteb rounds to 5 places
+
+
 def test_errors_before_anything_is_written(tmp_path, megatron_runtime):
     hf = write_hf_model(tmp_path / "hf", "llama")
     with pytest.raises(ConversionError, match="tensor parallel size 3 does not divide"):
