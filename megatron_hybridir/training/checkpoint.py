@@ -148,7 +148,6 @@ def _allocate_distributed_optimizer_state(optimizer) -> None:
     for leaf in getattr(optimizer, "chained_optimizers", [optimizer]):
         if isinstance(leaf, DistributedOptimizer) and not leaf.optimizer.state:
             leaf._init_optimizer_states_with_dummy_values()
-            _keep_adam_step_on_reshardable_load()
 
 
 def load_checkpoint(run_dir: str | Path, *, model, optimizer, scheduler) -> Optional[dict]:
@@ -159,6 +158,7 @@ def load_checkpoint(run_dir: str | Path, *, model, optimizer, scheduler) -> Opti
     path = Path(run_dir) / "checkpoints" / f"step_{step:08d}"
     if not path.exists():
         raise FileNotFoundError(f"{path}: named by 'latest' but missing")
+    _keep_adam_step_on_reshardable_load()
     _allocate_distributed_optimizer_state(optimizer)
     model_state = model_sharded_state(model)
     template = {"model": model_state,
