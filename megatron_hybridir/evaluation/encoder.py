@@ -6,9 +6,10 @@ folder gets mean pooling), applies query / passage prompts (from the model's own
 ``config_sentence_transformers.json`` unless given), uses fp16/bf16 on GPU and several GPUs through
 sentence-transformers' process pool. :func:`encode_corpus` sorts passages by *token* count once and
 feeds the model batches in that order (sentence-transformers sorts by characters, which pads ~9% more
-tokens even on English text and far more across scripts), streams embeddings into ``.npy`` shards on disk (optionally float16), and reuses them
-when the cache key — model fingerprint, corpus hash, prompt, length, dtype — matches; a shard set is
-only valid once its ``meta.json`` exists, so an interrupted run never leaves a half cache.
+tokens even on English text and far more across scripts), streams embeddings into ``.npy`` shards
+on disk (optionally float16), and reuses them when the cache key — model fingerprint, corpus hash,
+prompt, length, dtype — matches; a shard set is only valid once its ``meta.json`` exists, so an
+interrupted run never leaves a half cache.
 
 What it does not do: search (``search.py``).
 """
@@ -104,17 +105,15 @@ class Encoder:
                                 normalize_embeddings=self.config.normalize, pool=self._pool)
         return np.asarray(out, dtype=np.float32)
 
-    def token_lengths(self, texts: Sequence[str], chunk: int = 10_000) -> np.ndarray:
+    def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
         """Tokens per text as the model will see it (special tokens in, truncated to its limit);
         characters for models without a text tokenizer."""
         tokenizer = getattr(self.model, "tokenizer", None)
         if tokenizer is None:
             return np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-        out = np.empty(len(texts), dtype=np.int64)
-        for start in range(0, len(texts), chunk):
-            ids = tokenizer(list(texts[start:start + chunk]), add_special_tokens=True,
-                            return_attention_mask=False, return_token_type_ids=False)["input_ids"]
-            out[start:start + len(ids)] = [len(x) for x in ids]
+        ids = tokenizer(list(texts), add_special_tokens=True, return_attention_mask=False,
+                        return_token_type_ids=False)["input_ids"]
+        out = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         return np.minimum(out, self.model.max_seq_length or np.iinfo(np.int64).max)
 
     def encode_passages_in_order(self, texts: Sequence[str], on_batch: Callable[[int], None] = None
@@ -193,6 +192,9 @@ def write_shards(folder: Path, chunks, dim: int, size: int, float16: bool) -> Co
     return CorpusShards.open(folder)
 
 
+_LENGTH_CHUNK = 10_000   # passages tokenized at once when sorting by length
+
+
 def encode_corpus(encoder: Encoder, passages: Callable[[int], str], size: int, cache_dir: Path,
                   shard_size: int = 100_000, float16: bool = False,
                   progress: bool = True) -> CorpusShards:
@@ -204,8 +206,10 @@ def encode_corpus(encoder: Encoder, passages: Callable[[int], str], size: int, c
     if cached is not None:
         log.info("reusing cached corpus embeddings in %s", folder)
         return cached
-    lengths = np.concatenate([encoder.token_lengths([passages(i) for i in range(s, min(s + shard_size, size))])
-                              for s in range(0, size, shard_size)] or [np.zeros(0, np.int64)])
+    lengths = np.empty(size, dtype=np.int64)
+    for start in range(0, size, _LENGTH_CHUNK):       # the corpus is not held in memory
+        stop = min(start + _LENGTH_CHUNK, size)
+        lengths[start:stop] = encoder.token_lengths([passages(i) for i in range(start, stop)])
     order = np.argsort(-lengths, kind="stable")      # longest first, as BEIR does: OOM shows at once
     bar = tqdm(total=size, desc="encode corpus", unit="psg", disable=not progress)
 

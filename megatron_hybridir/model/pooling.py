@@ -3,8 +3,8 @@
 Why it exists: a retriever is an LLM without its LM head plus a pooling rule. The rules here are the
 ones used by current embedders: mean over real tokens (E5, GTE), last real token (E5-Mistral, SFR),
 first token (BERT CLS) and NV-Embed's latent attention. BERT's pooler (dense + tanh, used by LaBSE),
-an optional projection and L2 normalisation follow. Heads are small and replicated on every tensor-parallel rank (their inputs are identical
-there), so they are plain ``torch.nn`` modules.
+an optional projection and L2 normalisation follow. Heads are small and replicated on every
+tensor-parallel rank (their inputs are identical there), so they are plain ``torch.nn`` modules.
 
 What it does not do: gather sequence-parallel shards (the model does that before calling the head).
 """
