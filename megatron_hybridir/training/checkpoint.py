@@ -101,42 +101,33 @@ def load_model_weights(source: str | Path, *, model) -> Path:
     return ckpt
 
 
-def _keep_adam_step_on_reshardable_load() -> None:
-    """Megatron-Core 0.16.1 fix, applied once: with torch's own Adam (no Apex / TE FusedAdam) the
-    per-parameter state holds ``step``, which ``load_parameter_state_from_fully_reshardable`` leaves
-    out of what it hands to ``_set_main_param_and_optimizer_states``, which then fails on the missing
-    key. ``load_state_dict`` has already set ``step`` from the saved param groups, so the missing
-    key is filled with the value in place (copying it onto itself)."""
+def _own_adam_step_on_load() -> None:
+    """Megatron-Core 0.16.1 fix for torch's own Adam (no Apex / TE FusedAdam), applied once.
+
+    ``DistributedOptimizer.load_state_dict`` restores ``step`` from the saved param groups as one
+    tensor object shared by every parameter's state; its ``fully_reshardable`` loader then hands
+    ``_set_main_param_and_optimizer_states`` the saved tensors without ``step``, which fails on the
+    missing key. And torch's foreach Adam increments each state's ``step`` in place, so a shared
+    counter would advance once per parameter per step after a resume (wrong bias correction). The
+    setter, called for every parameter this rank holds, now gives each state its own copy of the
+    restored ``step`` and supplies it when the saved tensors lack it."""
     from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
 
     original = DistributedOptimizer._set_main_param_and_optimizer_states
-    if getattr(original, "_keeps_step", False):
+    if getattr(original, "_owns_step", False):
         return
 
     def set_states(self, model_param, tensors):
-        if "step" not in tensors and not self.config.use_precision_aware_optimizer_no_fp8_or_ds_fp8:
+        if not self.config.use_precision_aware_optimizer_no_fp8_or_ds_fp8:
             group, order = self.model_param_group_index_map[model_param]
             state = self.optimizer.state[self.optimizer.param_groups[group]["params"][order]]
-            if "step" in state:
-                tensors = {**tensors, "step": state["step"]}
+            if isinstance(state.get("step"), torch.Tensor):
+                state["step"] = state["step"].clone()
+                tensors = {"step": state["step"], **tensors}
         return original(self, model_param, tensors)
 
-    set_states._keeps_step = True
+    set_states._owns_step = True
     DistributedOptimizer._set_main_param_and_optimizer_states = set_states
-
-
-def _unshare_adam_steps(optimizer) -> None:
-    """Megatron-Core 0.16.1 fix: the DistributedOptimizer's loader puts one ``step`` tensor object in
-    every parameter's torch-Adam state, and torch's foreach Adam increments each state's ``step`` in
-    place, so after a resume the shared counter advanced once per parameter per step (wrong bias
-    correction from the second step on). Each state gets its own copy."""
-    from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
-
-    for leaf in getattr(optimizer, "chained_optimizers", [optimizer]):
-        if isinstance(leaf, DistributedOptimizer):
-            for state in leaf.optimizer.state.values():
-                if isinstance(state.get("step"), torch.Tensor):
-                    state["step"] = state["step"].clone()
 
 
 def _allocate_distributed_optimizer_state(optimizer) -> None:
@@ -158,7 +149,7 @@ def load_checkpoint(run_dir: str | Path, *, model, optimizer, scheduler) -> Opti
     path = Path(run_dir) / "checkpoints" / f"step_{step:08d}"
     if not path.exists():
         raise FileNotFoundError(f"{path}: named by 'latest' but missing")
-    _keep_adam_step_on_reshardable_load()
+    _own_adam_step_on_load()
     _allocate_distributed_optimizer_state(optimizer)
     model_state = model_sharded_state(model)
     template = {"model": model_state,
@@ -171,7 +162,6 @@ def load_checkpoint(run_dir: str | Path, *, model, optimizer, scheduler) -> Opti
         for i, chunk in enumerate(model):
             unwrap(chunk).load_state_dict(state["model"][f"model{i}"])
     optimizer.load_state_dict(state["optimizer"])
-    _unshare_adam_steps(optimizer)
     scheduler.load_state_dict(state["scheduler"])
     world = dist.get_world_size() if dist.is_initialized() else 1
     rank = dist.get_rank() if dist.is_initialized() else 0
