@@ -5,8 +5,8 @@ Steps, each in a fresh subprocess (its own peak RSS):
   export: that checkpoint -> HF + sentence-transformers folder (streamed per layer)
   peer:   transformers ``AutoModel.from_pretrained`` + ``save_pretrained`` of the same HF folder,
           the usual way to rewrite a checkpoint.
-Prints GB/s and peak RSS (VmHWM of each child) for each, the throughput ratio against the peer, and the memory bound
-from the issue: 2 x largest tensor + 1 GiB.
+Prints GB/s and peak RSS (VmHWM of each child) for each, the throughput ratio against the peer,
+and the memory bound from the issue: 2 x largest tensor + 1 GiB.
 
     python tools/bench/bench_convert.py [--layers 10] [--hidden 2048] [--ffn 5504]
 """
