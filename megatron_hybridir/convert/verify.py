@@ -35,6 +35,12 @@ def load_full_model(model_cfg: ModelConfig, ckpt: Path):
     return model.eval()
 
 
+def _on_model_device(model, *tensors):
+    """The inputs where the Megatron model lives (its GPU when one is present; HF runs on CPU)."""
+    device = next(model.parameters()).device
+    return [t.to(device) for t in tensors]
+
+
 def _report(name: str, diff: float, tol: float) -> dict:
     ok = diff < tol
     print(f"verify {name}: max |difference| {diff:.2e} ({'OK' if ok else 'FAILED'}, tolerance {tol:g})")
@@ -60,7 +66,7 @@ def verify_import(hf_dir: Path, converted: Path, texts=SAMPLE_TEXTS, tol: float 
     batch = tok(list(texts), padding=True, return_tensors="pt", add_special_tokens=False)
     mask = batch["attention_mask"].bool()
     with torch.no_grad():
-        a = ours(batch["input_ids"], mask, return_hidden=True)
+        a = ours(*_on_model_device(ours, batch["input_ids"], mask), return_hidden=True).cpu()
         b = hf(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     result = _report("hidden states (Megatron vs HF)", (a - b)[mask].abs().max().item(), tol)
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,6 +96,7 @@ def verify_export(checkpoint: Path, exported: Path, texts=SAMPLE_TEXTS, tol: flo
     st = SentenceTransformer(str(exported), device="cpu")
     features = st.tokenize(list(texts))
     with torch.no_grad():
-        a = ours(features["input_ids"], features["attention_mask"].bool()).numpy()
+        a = ours(*_on_model_device(ours, features["input_ids"],
+                                   features["attention_mask"].bool())).cpu().numpy()
     b = st.encode(list(texts), batch_size=len(texts))
     return _report("embeddings (Megatron vs sentence-transformers)", float(abs(a - b).max()), tol)

@@ -62,7 +62,8 @@ def train(run_dir: Path, data: dict, overrides: list[str], *, nproc: int = 2) ->
            "-m", "megatron_hybridir.train", "--config", str(DEMO_CONFIG),
            f"data.path={data['indexed']}", f"model.vocab_size={data['vocab_size']}",
            f"checkpoint.dir={run_dir}", *overrides]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    # The CPU demo everywhere: on a one-GPU machine both ranks would otherwise claim GPU 0.
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="")
     log("training: " + " ".join(cmd[3:]))
     subprocess.run(cmd, check=True, env=env, cwd=ROOT)
 

@@ -7,6 +7,7 @@ the pooling head. Model code stays free of process-group logic.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Optional
 
@@ -15,7 +16,8 @@ import torch.nn.functional as F
 from megatron.core import parallel_state
 from megatron.core.transformer.transformer_config import TransformerConfig
 
-from megatron_hybridir.config import LossConfig, ModelConfig, ParallelConfig, PrecisionConfig
+from megatron_hybridir.config import (
+    ConfigError, LossConfig, ModelConfig, ParallelConfig, PrecisionConfig)
 from megatron_hybridir.model.embedding_model import EmbeddingModel
 from megatron_hybridir.model.layer_specs import embedding_block_spec, mask_layout, resolve_use_te
 from megatron_hybridir.model.pooling import EmbeddingHead
@@ -41,13 +43,34 @@ _FAMILY = {
 }
 
 
+def builds_on_gpu() -> bool:
+    """True when models are built straight onto this rank's GPU.
+
+    Not under ``with torch.device("meta")`` (the converters' shape-only skeletons): Megatron's
+    GPU initialisation passes ``device=current_device()`` explicitly, which would override the meta
+    context and allocate the whole model on the GPU.
+    """
+    return torch.cuda.is_available() and torch.get_default_device().type != "meta"
+
+
+@functools.lru_cache(maxsize=None)
+def fused_softmax_kernels_available() -> bool:
+    """Megatron's fused masked-softmax extension (built by Apex / the NGC containers); without it,
+    asking Megatron for the fusion fails at the first attention call instead of falling back."""
+    try:
+        import scaled_masked_softmax_cuda  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
 def transformer_config(model: ModelConfig, parallel: ParallelConfig,
                        precision: Optional[PrecisionConfig] = None) -> TransformerConfig:
     """Megatron-Core TransformerConfig for a Llama-style (RMSNorm, SwiGLU, RoPE, GQA) stack or a
     BERT-style (post-LayerNorm, GELU, biases) encoder."""
     precision = precision or PrecisionConfig()
     dtype = _DTYPES[precision.dtype]
-    on_cpu = not torch.cuda.is_available()
+    on_gpu = builds_on_gpu()
     bert = model.architecture == "bert"
     return TransformerConfig(
         num_layers=model.num_layers,
@@ -76,11 +99,11 @@ def transformer_config(model: ModelConfig, parallel: ParallelConfig,
         # Fused CUDA kernels do not exist on CPU; on GPU Megatron picks them when these are True.
         bias_activation_fusion=False,
         bias_dropout_fusion=False,
-        masked_softmax_fusion=not on_cpu,
+        masked_softmax_fusion=on_gpu and fused_softmax_kernels_available(),
         apply_rope_fusion=False,
         persist_layer_norm=False,
         gradient_accumulation_fusion=False,
-        use_cpu_initialization=on_cpu,
+        use_cpu_initialization=not on_gpu,
         recompute_granularity=None if model.recompute == "none" else model.recompute,
         recompute_method="uniform" if model.recompute == "full" else None,
         recompute_num_layers=1 if model.recompute == "full" else None,
@@ -108,6 +131,10 @@ def build_model(model: ModelConfig, parallel: ParallelConfig, *,
     """
     config = transformer_config(model, parallel, precision)
     use_te = resolve_use_te(model.use_transformer_engine)
+    if config.fp8 and not use_te:
+        raise ConfigError(f"precision.fp8={config.fp8!r} runs through Transformer Engine, which is "
+                          f"not importable here; install it (pip install -e '.[gpu]') or unset "
+                          f"precision.fp8")
     causal = model.attention == "causal"
     if pre_process is None:
         pre_process = parallel_state.is_pipeline_first_stage(ignore_virtual=False, vp_stage=vp_stage)
@@ -136,6 +163,10 @@ def build_model(model: ModelConfig, parallel: ParallelConfig, *,
     )
     if config.params_dtype != torch.float32:
         embedder.to(config.params_dtype)
+    if builds_on_gpu():
+        # Megatron's layers are already there; torch norms, rotary buffers and the pooling head
+        # are not (Megatron's own training moves every chunk the same way after building it).
+        embedder.cuda(torch.cuda.current_device())
     return embedder
 
 

@@ -25,10 +25,11 @@ What it changes (and nothing else):
    imported it) is replaced by :func:`_clip_grad_by_total_norm_cpu`: the original asserts that every
    gradient is a ``torch.cuda.FloatTensor``; the replacement applies the same coefficient
    ``max_norm / (total_norm + 1e-6)`` when it is below 1.
-6. ``DistributedOptimizer.__init__`` runs with ``Tensor.type()`` (no argument) answering the CUDA
-   type name for CPU tensors: the constructor sorts parameters into fp16 / fp32 groups by comparing
-   that name with ``"torch.cuda.FloatTensor"`` and refuses anything else. Only during the
-   constructor; the groups it builds are the ones it builds on a GPU.
+6. ``DistributedOptimizer.__init__`` and ``Float16OptimizerWithFloat16Params.__init__`` (bf16 /
+   fp16 without the distributed optimizer) run with ``Tensor.type()`` (no argument) answering the
+   CUDA type name for CPU tensors: the constructors sort parameters into fp16 / fp32 groups by
+   comparing that name with ``"torch.cuda.FloatTensor"`` and refuse anything else. Only during the
+   constructors; the groups they build are the ones they build on a GPU.
 
 What it does not do: make anything fast, or support Transformer Engine, fused kernels or CUDA graphs.
 """
@@ -183,8 +184,9 @@ def apply_cpu_compat() -> bool:
 
     clip_grads.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_cpu
     optimizer.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_cpu
-    distrib_optimizer.DistributedOptimizer.__init__ = _cuda_type_names(
-        distrib_optimizer.DistributedOptimizer.__init__)
+    for cls in (distrib_optimizer.DistributedOptimizer,
+                optimizer.Float16OptimizerWithFloat16Params):
+        cls.__init__ = _cuda_type_names(cls.__init__)
     proxy = _CpuTorchProxy()
     for name in _CUDA_LITERAL_MODULES:
         importlib.import_module(name).torch = proxy

@@ -89,6 +89,21 @@ class RuntimeInfo:
     dp_size: int
 
 
+def compute_device() -> torch.device:
+    """Where models, batches and the tensors of collectives live: this rank's GPU under NCCL, else
+    the CPU (the backend follows the device, see :func:`initialize`)."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def to_compute_device(batch: dict) -> dict:
+    """``batch`` with its tensors on :func:`compute_device` (other values unchanged)."""
+    device = compute_device()
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in batch.items()}
+
+
 def select_device(local_rank: int) -> torch.device:
     """The GPU of this local rank, or the CPU (activating the compatibility layer)."""
     if torch.cuda.is_available():
@@ -121,7 +136,9 @@ def initialize(parallel: ParallelConfig, *, seed: int, launch: Optional[LaunchEn
     parallel_state.initialize_model_parallel(
         tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp,
         virtual_pipeline_model_parallel_size=parallel.virtual_pipeline_model_parallel_size,
-        create_gloo_process_groups=device.type == "cpu")
+        # Megatron's optimizer looks up the gloo DP group (its default, also on GPUs); the CPU
+        # compatibility layer also exchanges distributed-optimizer state over it.
+        create_gloo_process_groups=True)
     seed_all(seed)
     info = RuntimeInfo(
         rank=launch.rank, world_size=launch.world_size, device=device,

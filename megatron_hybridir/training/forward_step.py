@@ -17,6 +17,7 @@ from torch import Tensor
 
 from megatron_hybridir.config import LossConfig
 from megatron_hybridir.loss import ContrastiveOutput, info_nce
+from megatron_hybridir.runtime.distributed import to_compute_device
 
 
 def unwrap(model):
@@ -58,7 +59,7 @@ def make_forward_step(loss: LossConfig, *, dp_group) -> Callable:
     """Build the schedule's forward step; ``dp_group`` is Megatron's data-parallel group."""
 
     def forward_step(data_iterator: Iterator[dict], model):
-        batch = next(data_iterator)
+        batch = to_compute_device(next(data_iterator))
         output = model(batch["input_ids"], batch["attention_mask"])
 
         def loss_func(embeddings: Tensor):

@@ -28,7 +28,7 @@ from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron_hybridir.config import RunConfig, save_config, validate
 from megatron_hybridir.data.sampler import MONO, SamplerConfig
 from megatron_hybridir.model.builder import build_model_chunks
-from megatron_hybridir.runtime.distributed import initialize
+from megatron_hybridir.runtime.distributed import compute_device, initialize
 from megatron_hybridir.training.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from megatron_hybridir.training.engine import forward_backward, wrap_ddp
 from megatron_hybridir.training.flops import peak_tflops, training_flops
@@ -99,7 +99,7 @@ class _StopFlag:
         self.signal = signum
 
     def any_rank(self) -> bool:
-        flag = torch.tensor([1.0 if self.signal is not None else 0.0])
+        flag = torch.tensor([1.0 if self.signal is not None else 0.0], device=compute_device())
         if dist.is_initialized():
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
@@ -107,7 +107,7 @@ class _StopFlag:
 
 def _step_stats(outputs: list[dict]) -> torch.Tensor:
     """[loss, accuracy] averaged over DP, broadcast from the last pipeline stage to every rank."""
-    stats = torch.zeros(2, dtype=torch.float64)
+    stats = torch.zeros(2, dtype=torch.float64, device=compute_device())  # NCCL: GPU tensors
     if outputs:
         stats[0] = torch.stack([o["loss"] for o in outputs]).double().mean()
         stats[1] = torch.stack([o["accuracy"] for o in outputs]).double().mean()
@@ -197,6 +197,8 @@ def train(config: RunConfig) -> TrainResult:
             continue
         skipped = 0
         _, grad_norm, _ = optimizer.step()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()    # step time (and MFU) must include the queued GPU work
         elapsed = time.perf_counter() - start
         scheduler.step(increment=1)
         step += 1

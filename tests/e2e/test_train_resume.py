@@ -90,14 +90,16 @@ def test_distributed_optimizer_matches_adam(tmp_path, data_dir):
     assert max(abs(a - b) for a, b in zip(got, expected)) < 1e-5, (got, expected)
 
 
-def test_bf16_with_distributed_optimizer_tracks_fp32(tmp_path, data_dir):
-    """bf16 parameters and activations (Megatron's Float16Module, fp32 main weights sharded by the
-    distributed optimizer over DP=2) follow the fp32 run to bf16 precision: a different numeric
-    path, the same training."""
+@pytest.mark.parametrize("ranks, optimizer", [(2, DIST_OPT), (1, [])],
+                         ids=["dp2-distributed-optimizer", "one-process-float16-optimizer"])
+def test_bf16_tracks_fp32(tmp_path, data_dir, ranks, optimizer):
+    """bf16 parameters and activations with fp32 main weights (sharded over DP=2 by the distributed
+    optimizer, or kept whole by Megatron's Float16 optimizer) follow the fp32 run to bf16
+    precision: a different numeric path, the same training."""
     fp32, bf16 = tmp_path / "fp32", tmp_path / "bf16"
     run_ranks(_train_rank, 1, _overrides(fp32, data_dir, 6, GRADCACHE))
-    run_ranks(_train_rank, 2, _overrides(bf16, data_dir, 6,
-                                         [*GRADCACHE, *DIST_OPT, "precision.dtype=bf16"]))
+    run_ranks(_train_rank, ranks, _overrides(bf16, data_dir, 6,
+                                             [*GRADCACHE, *optimizer, "precision.dtype=bf16"]))
     got, expected = _losses(bf16), _losses(fp32)
     assert len(got) == len(expected) == 6
     # fp32 at DP=2 agrees with one process within 1e-5 (test above): a gap 10x that is bf16's own.

@@ -27,6 +27,11 @@ SIZES = {
 }
 
 
+def _norm_weight(norm, next_linear):
+    """A pre-norm's weight: in its own module (local spec) or fused into the next linear (TE)."""
+    return norm.weight if hasattr(norm, "weight") else next_linear.layer_norm_weight
+
+
 def hf_model_from_megatron(model, cfg):
     """A transformers LlamaModel holding the Megatron model's weights (TP=1, PP=1)."""
     from transformers import LlamaConfig, LlamaModel
@@ -53,8 +58,10 @@ def hf_model_from_megatron(model, cfg):
         gate, up = layer.mlp.linear_fc1.weight.chunk(2, dim=0)
         sd[p + "mlp.gate_proj.weight"], sd[p + "mlp.up_proj.weight"] = gate, up
         sd[p + "mlp.down_proj.weight"] = layer.mlp.linear_fc2.weight
-        sd[p + "input_layernorm.weight"] = layer.input_layernorm.weight
-        sd[p + "post_attention_layernorm.weight"] = layer.pre_mlp_layernorm.weight
+        sd[p + "input_layernorm.weight"] = _norm_weight(layer.input_layernorm,
+                                                        layer.self_attention.linear_qkv)
+        sd[p + "post_attention_layernorm.weight"] = _norm_weight(layer.pre_mlp_layernorm,
+                                                                 layer.mlp.linear_fc1)
     hf.load_state_dict({k: v.detach().clone() for k, v in sd.items()}, strict=True)
     return hf
 
