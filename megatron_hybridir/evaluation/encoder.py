@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 class EncoderConfig:
     model: str = ""                     # HF or sentence-transformers folder (or hub name with a network)
     batch_size: int = 64
-    dtype: str = "auto"                 # auto: fp16 on GPU, fp32 on CPU; or float32 / float16 / bfloat16
+    dtype: str = "auto"                 # auto: bf16 on GPUs that have it (else fp16), fp32 on CPU
     devices: Optional[list[str]] = None  # e.g. ["cuda:0", "cuda:1"]; default: one GPU if any, else CPU
     query_prompt: Optional[str] = None   # default: the model's "query" prompt, if it has one
     passage_prompt: Optional[str] = None
@@ -54,8 +54,11 @@ class Encoder:
         self.model = SentenceTransformer(config.model, device=devices[0], local_files_only=
                                          os.environ.get("HF_HUB_OFFLINE") == "1")
         dtype = config.dtype
-        if dtype == "auto":
-            dtype = "float16" if devices[0].startswith("cuda") else "float32"
+        if dtype == "auto" and devices[0].startswith("cuda"):
+            # The LLM retrievers are trained in bf16; some (Qwen) overflow fp16's range.
+            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        elif dtype == "auto":
+            dtype = "float32"
         if dtype != "float32":
             self.model.to(getattr(torch, dtype))
         self.dtype = dtype

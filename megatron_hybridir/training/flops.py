@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from megatron_hybridir.config import ModelConfig
 
-# Dense bf16 peak per GPU (TFLOP/s) for MFU; keys are substrings of torch.cuda.get_device_name().
-PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "B200": 2250.0}
+# Dense bf16 peak per GPU (TFLOP/s) for MFU; keys are substrings of torch.cuda.get_device_name(),
+# the first that matches wins (so the PCIe / NVL H100s come before the SXM default).
+PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "H200": 989.0,
+                    "A100": 312.0, "B200": 2250.0}
 
 
 def forward_flops_per_sequence(model: ModelConfig, seq_len: int) -> float:

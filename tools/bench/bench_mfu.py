@@ -80,6 +80,7 @@ def main() -> None:
 
     from megatron_hybridir.config import validate
     from megatron_hybridir.loss import info_nce
+    from megatron_hybridir.model.layer_specs import transformer_engine_available
     from megatron_hybridir.runtime.distributed import compute_device, initialize, shutdown
     from megatron_hybridir.training.engine import forward_backward
     from megatron_hybridir.training.flops import peak_tflops, training_flops
@@ -137,11 +138,12 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "CPU"
     peak = peak_tflops(name) if device.type == "cuda" else None
     layers = config.model.num_layers
+    uses_te = config.model.use_transformer_engine and transformer_engine_available()
     print(f"device: {name}; {library_versions()}")
     print(f"{args.size}: {layers} layers, hidden {config.model.hidden_size}, ffn "
           f"{config.model.ffn_hidden_size}, {rows} sequences x {args.seq} tokens per step, "
           f"{flops / 1e12:.2f} TFLOP per step, {args.steps} timed steps each (median); "
-          f"ours: {'Transformer Engine' if config.model.use_transformer_engine else 'local'} "
+          f"ours: {'Transformer Engine' if uses_te else 'local'} "
           f"layers, recompute {args.recompute}")
     print("| implementation | precision | ms/step | TFLOP/s | MFU (dense bf16 peak) |")
     print("|---|---|---|---|---|")
