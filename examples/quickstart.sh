@@ -8,5 +8,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 export OMP_NUM_THREADS=1
+export CUDA_VISIBLE_DEVICES=""   # the CPU quickstart: the README's numbers on any machine
 PY=${PYTHON:-python3}
 "$PY" -m megatron_hybridir.demo.pipeline --out runs/quickstart "$@"
