@@ -14,6 +14,7 @@ import torch
 
 from megatron_hybridir.config import ModelConfig, ParallelConfig
 from megatron_hybridir.convert.mappings import ConversionError
+from megatron_hybridir.runtime.distributed import compute_device
 
 SAMPLE_TEXTS = ("Query: where is the river that runs past the old castle?",
                 "Passage: The river runs along the castle walls and into the harbour.",
@@ -33,12 +34,6 @@ def load_full_model(model_cfg: ModelConfig, ckpt: Path):
     state = dist_checkpointing.load({"model": model.sharded_state_dict()}, str(ckpt))
     model.load_state_dict(state["model"])
     return model.eval()
-
-
-def _on_model_device(model, *tensors):
-    """The inputs where the Megatron model lives (its GPU when one is present; HF runs on CPU)."""
-    device = next(model.parameters()).device
-    return [t.to(device) for t in tensors]
 
 
 def _report(name: str, diff: float, tol: float) -> dict:
@@ -66,7 +61,9 @@ def verify_import(hf_dir: Path, converted: Path, texts=SAMPLE_TEXTS, tol: float 
     batch = tok(list(texts), padding=True, return_tensors="pt", add_special_tokens=False)
     mask = batch["attention_mask"].bool()
     with torch.no_grad():
-        a = ours(*_on_model_device(ours, batch["input_ids"], mask), return_hidden=True).cpu()
+        # The Megatron model runs on the compute device (its GPU when there is one), HF on CPU.
+        device = compute_device()
+        a = ours(batch["input_ids"].to(device), mask.to(device), return_hidden=True).cpu()
         b = hf(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     result = _report("hidden states (Megatron vs HF)", (a - b)[mask].abs().max().item(), tol)
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,7 +93,8 @@ def verify_export(checkpoint: Path, exported: Path, texts=SAMPLE_TEXTS, tol: flo
     st = SentenceTransformer(str(exported), device="cpu")
     features = st.tokenize(list(texts))
     with torch.no_grad():
-        a = ours(*_on_model_device(ours, features["input_ids"],
-                                   features["attention_mask"].bool())).cpu().numpy()
+        device = compute_device()
+        a = ours(features["input_ids"].to(device),
+                 features["attention_mask"].bool().to(device)).cpu().numpy()
     b = st.encode(list(texts), batch_size=len(texts))
     return _report("embeddings (Megatron vs sentence-transformers)", float(abs(a - b).max()), tol)

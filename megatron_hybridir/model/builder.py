@@ -7,7 +7,6 @@ the pooling head. Model code stays free of process-group logic.
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Optional
 
@@ -19,7 +18,8 @@ from megatron.core.transformer.transformer_config import TransformerConfig
 from megatron_hybridir.config import (
     ConfigError, LossConfig, ModelConfig, ParallelConfig, PrecisionConfig)
 from megatron_hybridir.model.embedding_model import EmbeddingModel
-from megatron_hybridir.model.layer_specs import embedding_block_spec, mask_layout, resolve_use_te
+from megatron_hybridir.model.layer_specs import (
+    embedding_block_spec, fused_softmax_kernels_available, mask_layout, resolve_use_te)
 from megatron_hybridir.model.pooling import EmbeddingHead
 
 logger = logging.getLogger(__name__)
@@ -51,17 +51,6 @@ def builds_on_gpu() -> bool:
     context and allocate the whole model on the GPU.
     """
     return torch.cuda.is_available() and torch.get_default_device().type != "meta"
-
-
-@functools.lru_cache(maxsize=None)
-def fused_softmax_kernels_available() -> bool:
-    """Megatron's fused masked-softmax extension (built by Apex / the NGC containers); without it,
-    asking Megatron for the fusion fails at the first attention call instead of falling back."""
-    try:
-        import scaled_masked_softmax_cuda  # noqa: F401
-    except Exception:
-        return False
-    return True
 
 
 def transformer_config(model: ModelConfig, parallel: ParallelConfig,

@@ -4,7 +4,8 @@ the post-LayerNorm encoder layer of ``encoder_layers`` (BERT-style encoders).
 Why it exists: a bidirectional LLM embedder is not a fork of the GPT layer, only a different
 ``attn_mask_type`` in its ``ModuleSpec`` (Megatron-Core's own pattern for BERT). This module picks
 Transformer Engine layers when they are importable and requested, and the local (pure PyTorch)
-layers otherwise, logging the fallback once.
+layers otherwise, logging the fallback once; it also says whether Megatron's fused softmax kernels
+are importable.
 
 Mask conventions (see :func:`mask_layout`): every spec receives an explicit boolean mask where True
 means "do not attend". Bidirectional uses a key-padding mask ``[b, 1, 1, s]``. Causal uses a full
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib
 import logging
 from typing import Optional
 
@@ -39,12 +41,22 @@ logger = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=None)
-def transformer_engine_available() -> bool:
+def _importable(module: str) -> bool:
     try:
-        import transformer_engine.pytorch  # noqa: F401
+        importlib.import_module(module)
     except Exception:  # ImportError, or a broken CUDA install raising OSError/RuntimeError
         return False
     return True
+
+
+def transformer_engine_available() -> bool:
+    return _importable("transformer_engine.pytorch")
+
+
+def fused_softmax_kernels_available() -> bool:
+    """Megatron's fused masked-softmax extension (built by Apex / the NGC containers); without it,
+    asking Megatron for the fusion fails at the first attention call instead of falling back."""
+    return _importable("scaled_masked_softmax_cuda")
 
 
 def resolve_use_te(requested: bool) -> bool:

@@ -22,6 +22,7 @@ from megatron.core.distributed import (
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from megatron_hybridir.config import LossConfig
+from megatron_hybridir.runtime.distributed import to_compute_device
 from megatron_hybridir.training.forward_step import make_forward_step
 
 
@@ -68,7 +69,8 @@ def run_schedule(model: Sequence[torch.nn.Module], micro_batches: Sequence[dict]
         if len(shapes) != 1:
             raise ValueError(f"pipeline parallelism needs micro-batches of one shape, got "
                              f"{sorted(shapes)}; pad every micro-batch to data.seq_length")
-    iterators = [iter(micro_batches) for _ in model]
+    # Every forward step receives its batch here, on the device the model runs on.
+    iterators = [map(to_compute_device, micro_batches) for _ in model]
     return get_forward_backward_func()(
         forward_step_func=forward_step,
         data_iterator=iterators if len(model) > 1 else iterators[0],

@@ -17,7 +17,6 @@ from torch import Tensor
 
 from megatron_hybridir.config import LossConfig
 from megatron_hybridir.loss import ContrastiveOutput, info_nce
-from megatron_hybridir.runtime.distributed import to_compute_device
 
 
 def unwrap(model):
@@ -59,7 +58,7 @@ def make_forward_step(loss: LossConfig, *, dp_group) -> Callable:
     """Build the schedule's forward step; ``dp_group`` is Megatron's data-parallel group."""
 
     def forward_step(data_iterator: Iterator[dict], model):
-        batch = to_compute_device(next(data_iterator))
+        batch = next(data_iterator)
         output = model(batch["input_ids"], batch["attention_mask"])
 
         def loss_func(embeddings: Tensor):

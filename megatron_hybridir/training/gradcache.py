@@ -25,14 +25,13 @@ import torch
 from megatron.core import parallel_state
 
 from megatron_hybridir.config import LossConfig
-from megatron_hybridir.runtime.distributed import to_compute_device
 from megatron_hybridir.runtime.rng import rng_restore, rng_snapshot
 from megatron_hybridir.training.engine import run_schedule, zero_grads
 from megatron_hybridir.training.forward_step import contrastive_loss
 
 
 def _embedding_step(data_iterator, model):
-    batch = to_compute_device(next(data_iterator))
+    batch = next(data_iterator)
     output = model(batch["input_ids"], batch["attention_mask"])
     return output, lambda emb: (emb.sum() * 0.0, {"embeddings": emb.detach()})
 
@@ -71,7 +70,7 @@ def gradcache_forward_backward(model: Sequence[torch.nn.Module], micro_batches: 
     num_micro = len(micro_batches)
 
     def surrogate_step(data_iterator, chunk):
-        batch = to_compute_device(next(data_iterator))
+        batch = next(data_iterator)
         output = chunk(batch["input_ids"], batch["attention_mask"])
 
         def loss_func(emb):

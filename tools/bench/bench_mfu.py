@@ -7,7 +7,7 @@ Mistral-7B layer at 7B width) with fp32 weights under ``torch.autocast`` bf16 an
 Both start from the same weights and see the same batch and InfoNCE loss. FLOPs come from
 ``training/flops.py`` (full bidirectional attention, no LM head; the same count for both), MFU
 against the GPU's dense bf16 peak (also for fp8, so the figures compare). Steps alternate
-between the two, each ended by a CUDA synchronise; medians are printed, then the ratio.
+between the two (``timing.py``, which waits for the GPU); medians are printed, then the ratio.
 
     python tools/bench/bench_mfu.py --size 7b-width --layers 4 --dtype bf16                # GPU
     python tools/bench/bench_mfu.py --size 7b-width --layers 4 --dtype bf16 --fp8 hybrid   # + TE
@@ -81,7 +81,8 @@ def main() -> None:
     from megatron_hybridir.config import validate
     from megatron_hybridir.loss import info_nce
     from megatron_hybridir.model.layer_specs import transformer_engine_available
-    from megatron_hybridir.runtime.distributed import compute_device, initialize, shutdown
+    from megatron_hybridir.runtime.distributed import (
+        compute_device, initialize, shutdown, to_compute_device)
     from megatron_hybridir.training.engine import forward_backward
     from megatron_hybridir.training.flops import peak_tflops, training_flops
     from megatron_hybridir.training.forward_step import split_embeddings, unwrap
@@ -93,8 +94,8 @@ def main() -> None:
     device = compute_device()
     model, optimizer, _ = build_training(config)
     micro, _ = BatchSource(config, dp_rank=0, dp_size=1).micro_batches(0)
-    batch = micro[0]
-    ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+    batch = to_compute_device(micro[0])
+    ids, mask = batch["input_ids"], batch["attention_mask"]
 
     hf = hf_model_from_megatron(unwrap(model[0]), config.model).to(device)   # fp32 weights
     hf_optimizer = torch.optim.AdamW(hf.parameters(), lr=config.optim.lr,
@@ -106,13 +107,6 @@ def main() -> None:
     def hf_embeddings():
         with torch.autocast(**autocast):
             return hf_embed(hf, ids, mask).float()
-
-    def sync(fn):
-        def timed():
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-        return timed
 
     def ours_step():
         forward_backward(model, micro, loss=config.loss)
@@ -130,8 +124,8 @@ def main() -> None:
     print(f"same weights, max |embedding difference| before training = {diff:.2e} ({args.dtype})")
     ours_name = "megatron-hybridir" + (f" ({args.fp8} fp8)" if args.fp8 else "")
     peer_name = "HF transformers LlamaModel + autocast + AdamW"
-    med = interleaved_medians({ours_name: sync(ours_step), peer_name: sync(hf_step)},
-                              steps=args.steps, warmup=3)
+    med = interleaved_medians({ours_name: ours_step, peer_name: hf_step}, steps=args.steps,
+                              warmup=3)
 
     rows = args.queries * 3
     flops = training_flops(config.model, sequences=rows, seq_len=args.seq, gradcache=False)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from megatron_hybridir.config import LossConfig, ParallelConfig
+from megatron_hybridir.config import ParallelConfig
 from megatron_hybridir.data.synthetic import random_token_batch
 from megatron_hybridir.model import builder
+from megatron_hybridir.model.layer_specs import fused_softmax_kernels_available
 from megatron_hybridir.model.presets import preset
 from megatron_hybridir.runtime import distributed
-from megatron_hybridir.training import gradcache
-from megatron_hybridir.training.forward_step import make_forward_step
+from megatron_hybridir.training import engine
 
 
 def test_meta_skeleton_on_a_gpu_machine_allocates_nothing(megatron_runtime, monkeypatch):
@@ -36,31 +36,27 @@ def test_gpu_build_asks_for_fused_softmax_only_when_its_kernels_exist(megatron_r
     assert builder.builds_on_gpu()
     config = builder.transformer_config(preset("tiny"), ParallelConfig())
     assert config.use_cpu_initialization is False
-    assert config.masked_softmax_fusion is builder.fused_softmax_kernels_available()
-    assert not builder.fused_softmax_kernels_available()      # no Apex kernels on this machine
+    assert config.masked_softmax_fusion is fused_softmax_kernels_available()
+    assert not fused_softmax_kernels_available()      # no Apex kernels on this machine
 
 
-class _RecordingModel(torch.nn.Module):
-    """Stands in for the embedder: records where its inputs are."""
+def test_every_forward_step_gets_its_batch_on_the_compute_device(megatron_runtime, monkeypatch):
+    # run_schedule is what hands batches to the forward steps (plain and both GradCache passes);
+    # a stand-in schedule records where they arrive.
+    seen = []
 
-    def __init__(self):
-        super().__init__()
-        self.devices: list[str] = []
+    def schedule(*, forward_step_func, data_iterator, num_microbatches, **kwargs):
+        seen.extend(next(data_iterator)["input_ids"].device.type for _ in range(num_microbatches))
+        return []
 
-    def forward(self, input_ids, attention_mask):
-        self.devices += [input_ids.device.type, attention_mask.device.type]
-        return torch.zeros(input_ids.size(0), 4, device=input_ids.device)
-
-
-def test_forward_steps_move_each_batch_to_the_compute_device(monkeypatch):
     monkeypatch.setattr(distributed, "compute_device", lambda: torch.device("meta"))
-    batch = random_token_batch(num_queries=2, num_negatives=1, seq_length=8, vocab_size=50,
-                               generator=torch.Generator().manual_seed(0))
-    model = _RecordingModel()
-    make_forward_step(LossConfig(), dp_group=None)(iter([batch]), model)
-    gradcache._embedding_step(iter([batch]), model)
-    assert model.devices == ["meta"] * 4
-    assert batch["input_ids"].device.type == "cpu"       # the caller's batch is left as it was
+    monkeypatch.setattr(engine, "get_forward_backward_func", lambda: schedule)
+    g = torch.Generator().manual_seed(0)
+    micro = [random_token_batch(num_queries=2, num_negatives=1, seq_length=8, vocab_size=50,
+                                generator=g) for _ in range(3)]
+    engine.run_schedule([torch.nn.Linear(1, 1)], micro, forward_step=None)
+    assert seen == ["meta"] * 3
+    assert micro[0]["input_ids"].device.type == "cpu"       # the caller's batches stay as they were
 
 
 def test_fp8_without_transformer_engine_stops_at_build_time(megatron_runtime):
