@@ -1,6 +1,6 @@
 """Readers for parallel multilingual QA records: JSONL, Parquet, or any ``datasets`` source.
 
-Why it exists: training data arrive in several shapes (DESIGN.md §5) and real corpora are dirty.
+Why it exists: training data come in several shapes (docs/design.md §7.1); real corpora are dirty.
 Readers stream records (memory does not grow with the corpus), normalise them to
 :class:`ParallelItem`, and either stop with a message that names the file, line and field
 (``on_error="raise"``, the default) or skip the record and count why (``on_error="skip"``). The

@@ -7,7 +7,7 @@ its hard negative states another fact of the same entity. Items are parallel ove
 of ``languages.py``. Entities are split train / dev / test, so test questions are about unseen
 entities (zero-shot). Written:
 
-  train.jsonl                 parallel records in the training format (DESIGN.md §5)
+  train.jsonl                 parallel records in the training format (docs/design.md §7.1)
   tokenizer_text.txt          text for training the SentencePiece tokenizer
   test/lareqa/<lang>.json     XQuAD-R-like LAReQA files (sentences + sentence_breaks per paragraph)
   test/beir/<lang>/           BEIR folders per language (corpus.jsonl, queries.jsonl, qrels/test.tsv)

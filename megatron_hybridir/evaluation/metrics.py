@@ -1,5 +1,5 @@
 """Metrics: IR measures through ir_measures (pytrec_eval), LAReQA mAP from exact ranks, NQ answer
-matching, and the language-bias measures of DESIGN.md §6.
+matching, and the language-bias measures of docs/design.md §9.6.
 
 Why it exists: BEIR / MIRACL metrics come from runs (top-k lists) and go through ir_measures, never
 hand-rolled. XQuAD-R / MLQA-R have 121 (+49) settings over pools of ~13k candidates whose mAP is
