@@ -13,6 +13,7 @@ import sys
 
 from megatron_hybridir.config import ConfigError, load_config
 from megatron_hybridir.runtime.distributed import shutdown
+from megatron_hybridir.training.checksums import CheckpointCorruptError
 from megatron_hybridir.training.trainer import train
 
 
@@ -65,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         train(config)  # a preempted run also returns normally: it saved, and will be requeued
-    except ConfigError as err:   # raised before any process group exists (world size, data.path)
+    except (ConfigError, CheckpointCorruptError) as err:
+        # Config: raised before any process group exists (world size, data.path). Checkpoint: a
+        # file failed its checksum; the message names it and the last good step.
         print(f"error: {err}", file=sys.stderr)
         return 2
     finally:
