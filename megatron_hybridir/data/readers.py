@@ -134,7 +134,9 @@ def parse_record(record: dict, *, where: str, languages: set[str], report: ReadR
     lang = record.get("lang")
     if lang is not None and not isinstance(lang, str):
         raise _wrong_type(where, "lang", lang, "a language code string")
-    record_id = record.get("id", where)
+    record_id = record.get("id")
+    if record_id is None:   # absent, or null in a columnar format: the record's place is its id
+        record_id = where
     # bool is an int subclass, but True is no identifier.
     if not isinstance(record_id, (str, int)) or isinstance(record_id, bool):
         raise _wrong_type(where, "id", record_id, "a string or an integer")
