@@ -132,7 +132,8 @@ class _Builders(dict):
 
 def preprocess(config: PreprocessConfig, *, progress: bool = True) -> dict:
     """Write the tokenized dataset; return the manifest (also written to manifest.json)."""
-    with staged_folder(config.output, marker="manifest.json") as stage:
+    with staged_folder(config.output, marker="manifest.json",
+                       owned_suffixes=(".bin", ".idx", ".npy")) as stage:
         return _preprocess_into(config, stage, progress=progress)
 
 

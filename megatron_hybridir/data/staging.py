@@ -22,16 +22,19 @@ from typing import Iterator
 
 
 @contextmanager
-def staged_folder(final: str | Path, *, marker: str) -> Iterator[Path]:
+def staged_folder(final: str | Path, *, marker: str,
+                  owned_suffixes: tuple[str, ...] = ()) -> Iterator[Path]:
     """Yield an empty staging folder that replaces ``final`` when the block completes.
 
     ``marker`` is the file that identifies a folder this code wrote (e.g. ``manifest.json``): an
     existing non-empty ``final`` without it is refused rather than replaced, so pointing the output
-    at the wrong folder cannot delete someone's files.
+    at the wrong folder cannot delete someone's files — unless every file in it ends with one of
+    ``owned_suffixes`` (what an interrupted run of the older, in-place writer left behind).
     """
     final = Path(final)
-    if final.exists() and (not final.is_dir() or (any(final.iterdir())
-                                                  and not (final / marker).exists())):
+    ours = final.is_dir() and ((final / marker).exists() or all(
+        p.is_file() and p.name.endswith(owned_suffixes) for p in final.iterdir()))
+    if final.exists() and not ours:
         raise FileExistsError(f"{final}: exists and is not an output of this tool (no {marker}); "
                               f"refusing to replace it — choose another output folder")
     final.parent.mkdir(parents=True, exist_ok=True)

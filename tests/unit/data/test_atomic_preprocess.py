@@ -80,6 +80,12 @@ def test_output_folder_that_is_not_a_dataset_is_not_replaced(tmp_path, corpus, h
                                               rf"tool \(no manifest.json\)"):
         preprocess(_config(corpus[0], hf_tokenizer, precious), progress=False)
     assert (precious / "thesis.tex").read_text() == "years of work"
+    # What an interrupted older writer left (token files, no manifest) is ours to replace.
+    leftover = tmp_path / "leftover"
+    leftover.mkdir()
+    (leftover / "query.en.bin").write_bytes(b"half")
+    preprocess(_config(corpus[0], hf_tokenizer, leftover), progress=False)
+    assert TokenizedDataset(str(leftover)).num_items == 24
 
 
 def test_staged_folder_keeps_old_content_on_error(tmp_path):
