@@ -82,7 +82,11 @@ def _kill_at_random_point(procs, run_dir, rng, start: int) -> str:
             break
         time.sleep(0.003)
     time.sleep(delay)
+    alive = [p.poll() is None for p in procs]
     _kill(procs)
+    log = (Path(run_dir).parent / f"{Path(run_dir).name}.rank0.log").read_text()[-3000:]
+    # Both ranks must die by the kill, not by something else that went wrong first.
+    assert all(alive) or [p.returncode for p in procs] == [-signal.SIGKILL] * 2, log
     return f"{'mid-save' if mid_save else 'after-step'} target {target} +{delay:.3f}s"
 
 
