@@ -78,3 +78,14 @@ def test_latest_pointer_that_is_not_a_number_is_named(tmp_path):
     (tmp_path / "checkpoints" / "latest").write_text("garbage")
     with pytest.raises(CheckpointCorruptError, match=r"latest: expected a step number, found 'garbage'"):
         latest_step(tmp_path)
+
+
+def test_the_offer_names_the_last_good_step_or_says_there_is_none(tmp_path):
+    from megatron_hybridir.training.checkpoint import _offer
+
+    _step(tmp_path, 2)
+    _step(tmp_path, 4)
+    assert _offer(tmp_path, 4) == (f"the last good checkpoint is step 2 ({tmp_path / 'step_00000002'}): "
+                                   f"resume from it with `echo 2 > {tmp_path / 'latest'}`")
+    assert _offer(tmp_path, 2) == (f"no earlier checkpoint under {tmp_path} verifies; remove "
+                                   f"{tmp_path} to start over, or restore the file")
