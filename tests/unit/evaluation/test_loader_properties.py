@@ -116,3 +116,68 @@ def test_beir_loader_names_the_defect_or_returns_exactly_the_input(case):
         assert "'no-such-doc'" in message and "not in the corpus" in message
     else:
         assert message.startswith(f"{folder / name}:{line}: "), (defect, message)
+
+
+@st.composite
+def miracl_nq_cases(draw):
+    """A MIRACL folder or an NQ (DPR) folder with, maybe, one duplicate id, non-UTF-8 line or
+    wrong column count at a random line."""
+    kind = draw(st.sampled_from(["miracl", "nq"]))
+    doc_ids = draw(st.lists(IDS, min_size=2, max_size=6, unique=True))
+    query_ids = draw(st.lists(IDS, min_size=1, max_size=4, unique=True))
+    texts = [draw(TEXT).replace("\t", " ").replace("\n", " ").replace("\r", " ").replace('"', "'")
+             for _ in doc_ids]
+    texts = [t if t.strip() else "x" for t in texts]
+    if kind == "miracl":
+        files = {"miracl-corpus-v1.0-sw/docs-0.jsonl": [json.dumps({"docid": d, "title": "", "text": t}).encode()
+                                                      for d, t in zip(doc_ids, texts)],
+                 "miracl-v1.0-sw/topics/topics.miracl-v1.0-sw-dev.tsv": [f"{q}\tquestion {q}".encode()
+                                                                         for q in query_ids],
+                 "miracl-v1.0-sw/qrels/qrels.miracl-v1.0-sw-dev.tsv": [f"{q}\tQ0\t{doc_ids[i % len(doc_ids)]}\t1".encode()
+                                                                       for i, q in enumerate(query_ids)]}
+    else:
+        files = {"psgs_w100.tsv": [b"id\ttext\ttitle"] + [f"{d}\t{t}\tT".encode() for d, t in zip(doc_ids, texts)],
+                 "nq-test.qa.csv": [f"question {q}\t['a']".encode() for q in query_ids]}
+    defect = draw(st.sampled_from(["none", "duplicate", "non-utf8", "columns"]))
+    where = None
+    if defect != "none":
+        name = draw(st.sampled_from(sorted(files)))
+        lines = files[name]
+        header = 1 if name == "psgs_w100.tsv" else 0
+        if defect == "duplicate" and name != "nq-test.qa.csv":   # NQ question ids are line numbers
+            first = draw(st.integers(header, len(lines) - 1))
+            dup = lines[first] if not name.endswith("qrels.miracl-v1.0-sw-dev.tsv") else lines[first]
+            at = draw(st.integers(first + 1, len(lines)))
+            lines.insert(at, dup)
+            where = (name, at + 1)
+        elif defect == "non-utf8":
+            at = draw(st.integers(header, len(lines)))
+            lines.insert(at, b"caf\xe9\tx\ty" if name != "miracl-corpus-v1.0-sw/docs-0.jsonl"
+                         else b'{"docid": "z", "text": "caf\xe9"}')
+            where = (name, at + 1)
+        elif defect == "columns" and not name.endswith(".jsonl"):
+            at = draw(st.integers(header, len(lines)))
+            lines.insert(at, b"one column only")
+            where = (name, at + 1)
+    return kind, files, where
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(miracl_nq_cases())
+def test_miracl_and_nq_loaders_name_the_defect_or_load_exactly(case):
+    from megatron_hybridir.evaluation.loaders import load_miracl, load_nq
+
+    kind, files, where = case
+    root = Path(tempfile.mkdtemp(prefix=f"{kind}-prop-"))
+    for name, lines in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"\n".join(lines) + b"\n")
+    load = (lambda: load_miracl(root, "sw")) if kind == "miracl" else (lambda: load_nq(root))
+    if where is None:
+        task = load()
+        corpus = files.get("miracl-corpus-v1.0-sw/docs-0.jsonl") or files["psgs_w100.tsv"][1:]
+        assert len(task.corpus_ids) == len(corpus)
+        return
+    with pytest.raises(EvalDataError) as err:
+        load()
+    assert str(err.value).startswith(f"{root / where[0]}:{where[1]}: "), str(err.value)
