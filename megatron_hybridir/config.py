@@ -233,7 +233,7 @@ def _coerce(value: Any, annotation: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected {annotation.__name__}, got {value!r}")
         try:
             coerced = annotation(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):   # int(inf) overflows
             raise ConfigError(f"{path}: expected {annotation.__name__}, got {value!r}") from None
         if annotation is int and isinstance(value, float) and coerced != value:
             raise ConfigError(f"{path}: expected an integer, got {value!r}")

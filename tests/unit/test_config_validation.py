@@ -57,6 +57,8 @@ BAD_VALUES = [
     ("checkpoint.keep_last=0", "checkpoint.keep_last: must be >= 1, got 0"),
     ("checkpoint.save_interval=-1", "checkpoint.save_interval: must be >= 0, got -1"),
     ("seed=-1", "seed: must be >= 0, got -1"),
+    ("checkpoint.keep_last=.inf", "checkpoint.keep_last: expected int, got inf"),   # found by hypothesis
+    ("training.train_steps=.nan", "training.train_steps: expected int, got nan"),
 ]
 
 
