@@ -457,8 +457,10 @@ def validate_model(model: ModelConfig, parallel: ParallelConfig, *, seq_length: 
         _require(not (model.qk_layernorm or model.rope_scaling_factor), "model.qk_layernorm",
                  "qk_layernorm / rope_scaling_factor do not apply to a bert encoder")
     else:
-        _require(model.type_vocab_size == 0 and model.position_offset == 0, "model.type_vocab_size",
-                 "token types and position offsets need model.architecture=bert")
+        _require(model.type_vocab_size == 0, "model.type_vocab_size",
+                 "token types need model.architecture=bert")
+        _require(model.position_offset == 0, "model.position_offset",
+                 "position offsets need model.architecture=bert")
     if model.projection_dim is not None:
         _require(model.projection_dim >= 1, "model.projection_dim", "must be >= 1")
     if model.pooling == "latent_attention":
