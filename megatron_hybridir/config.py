@@ -11,6 +11,7 @@ into Megatron-Core objects; ``runtime/distributed.py`` sets up process groups.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -232,7 +233,7 @@ def _coerce(value: Any, annotation: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected {annotation.__name__}, got {value!r}")
         try:
             coerced = annotation(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):   # int(inf) overflows
             raise ConfigError(f"{path}: expected {annotation.__name__}, got {value!r}") from None
         if annotation is int and isinstance(value, float) and coerced != value:
             raise ConfigError(f"{path}: expected an integer, got {value!r}")
@@ -323,6 +324,92 @@ def _require(cond: bool, field_path: str, message: str) -> None:
         raise ConfigError(f"{field_path}: {message}")
 
 
+def _finite_floats(node: Any, prefix: str = "") -> None:
+    """Every float anywhere in the tree is a number: NaN and inf pass ``x > 0``-style checks
+    vacuously (``nan > 0`` is False, but ``nan <= 1`` is too) and then fail deep inside torch."""
+    for f in dataclasses.fields(node):
+        value, path = getattr(node, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            _finite_floats(value, path + ".")
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{path}: must be a finite number, got {v}")
+
+
+# (field path, lowest allowed value, whether None is allowed): counts and sizes that must be at
+# least 1 (or 0) — zero or negative values exit 0 having done nothing or divide by zero later.
+_MINIMUMS = (
+    ("model.num_layers", 1, False), ("model.hidden_size", 1, False),
+    ("model.ffn_hidden_size", 1, False), ("model.num_attention_heads", 1, False),
+    ("model.num_query_groups", 1, True), ("model.kv_channels", 1, True),
+    ("model.vocab_size", 1, False), ("model.make_vocab_size_divisible_by", 1, False),
+    ("model.max_position_embeddings", 1, False), ("model.type_vocab_size", 0, False),
+    ("model.position_offset", 0, False), ("model.latent_num_latents", 1, False),
+    ("model.latent_num_heads", 1, False), ("model.projection_dim", 1, True),
+    ("parallel.tensor_model_parallel_size", 1, False),
+    ("parallel.pipeline_model_parallel_size", 1, False),
+    ("loss.num_hard_negatives", 0, False),
+    ("data.global_batch_size", 1, False), ("data.micro_batch_size", 1, False),
+    ("data.pad_to_multiple", 1, False), ("data.language_temperature", 0, False),
+    ("optim.min_lr", 0, False), ("optim.weight_decay", 0, False), ("optim.clip_grad", 0, False),
+    ("optim.warmup_steps", 0, False),
+    ("training.train_steps", 1, False), ("training.max_skipped_steps", 0, False),
+    ("training.log_interval", 1, False), ("training.exit_interval", 0, False),
+    ("checkpoint.save_interval", 0, False), ("checkpoint.keep_last", 1, False),
+    ("seed", 0, False), ("seq_length", 1, False),
+)
+
+
+def _value(config: Any, path: str) -> Any:
+    node = config
+    for part in path.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def validate_values(config: "RunConfig") -> None:
+    """Ranges of every numeric field and the choice fields not checked elsewhere."""
+    _finite_floats(config)
+    for path, lowest, optional in _MINIMUMS:
+        value = _value(config, path)
+        if value is None and optional:
+            continue
+        _require(value >= lowest, path, f"must be >= {lowest}, got {value}")
+    m, o, d = config.model, config.optim, config.data
+    _require(m.rotary_base > 0, "model.rotary_base", f"must be > 0, got {m.rotary_base}")
+    if m.rope_scaling_factor is not None:
+        _require(m.rope_scaling_factor > 0, "model.rope_scaling_factor",
+                 f"must be > 0, got {m.rope_scaling_factor}")
+    _require(m.layernorm_epsilon > 0, "model.layernorm_epsilon",
+             f"must be > 0, got {m.layernorm_epsilon}")
+    _require(m.init_method_std >= 0, "model.init_method_std", f"must be >= 0, got {m.init_method_std}")
+    for name in ("hidden_dropout", "attention_dropout"):
+        value = getattr(m, name)
+        _require(0 <= value < 1, f"model.{name}", f"must lie in [0, 1), got {value}")
+    _require(o.lr > 0, "optim.lr", f"must be > 0, got {o.lr}")
+    _require(o.min_lr <= o.lr, "optim.min_lr", f"{o.min_lr} is above optim.lr={o.lr}")
+    for name in ("adam_beta1", "adam_beta2"):
+        value = getattr(o, name)
+        _require(0 <= value < 1, f"optim.{name}", f"must lie in [0, 1), got {value}")
+    _require(d.language_choice in ("batch", "example"), "data.language_choice",
+             f"expected batch or example, got {d.language_choice!r}")
+    if d.source_weights is not None:
+        _require(all(w >= 0 for w in d.source_weights) and sum(d.source_weights) > 0,
+                 "data.source_weights", f"weights must be >= 0 and not all 0, got {d.source_weights}")
+
+
+def validate_paths(config: "RunConfig") -> None:
+    """Inputs that must exist before any process group or model is built (not at load time, so a
+    cluster recipe still loads for ``--dry-run`` on a laptop)."""
+    path = config.data.path
+    if path is not None:
+        _require(Path(path).is_dir(), "data.path", f"{path} does not exist (run "
+                 f"tools/preprocess_data.py first, or leave data.path unset for synthetic pairs)")
+        _require((Path(path) / "manifest.json").is_file(), "data.path",
+                 f"{path} has no manifest.json; it is not a folder written by tools/preprocess_data.py")
+
+
 def validate_model(model: ModelConfig, parallel: ParallelConfig, *, seq_length: int) -> None:
     tp, pp = parallel.tensor_model_parallel_size, parallel.pipeline_model_parallel_size
     vpp = parallel.virtual_pipeline_model_parallel_size
@@ -370,8 +457,10 @@ def validate_model(model: ModelConfig, parallel: ParallelConfig, *, seq_length: 
         _require(not (model.qk_layernorm or model.rope_scaling_factor), "model.qk_layernorm",
                  "qk_layernorm / rope_scaling_factor do not apply to a bert encoder")
     else:
-        _require(model.type_vocab_size == 0 and model.position_offset == 0, "model.type_vocab_size",
-                 "token types and position offsets need model.architecture=bert")
+        _require(model.type_vocab_size == 0, "model.type_vocab_size",
+                 "token types need model.architecture=bert")
+        _require(model.position_offset == 0, "model.position_offset",
+                 "position offsets need model.architecture=bert")
     if model.projection_dim is not None:
         _require(model.projection_dim >= 1, "model.projection_dim", "must be >= 1")
     if model.pooling == "latent_attention":
@@ -383,6 +472,7 @@ def validate_model(model: ModelConfig, parallel: ParallelConfig, *, seq_length: 
 
 def validate(config: RunConfig, *, world_size: Optional[int] = None) -> None:
     """Check everything knowable before start-up; ``world_size`` adds the batch-layout checks."""
+    validate_values(config)
     validate_model(config.model, config.parallel, seq_length=config.seq_length)
     data = config.data
     _require(data.mode in ("monolingual", "cross-lingual", "hybrid", "mixed"), "data.mode",
@@ -392,7 +482,10 @@ def validate(config: RunConfig, *, world_size: Optional[int] = None) -> None:
     if world_size is not None:
         tp, pp = config.parallel.tensor_model_parallel_size, config.parallel.pipeline_model_parallel_size
         _require(world_size % (tp * pp) == 0, "parallel",
-                 f"world size {world_size} is not divisible by TP x PP = {tp * pp}")
+                 f"world size {world_size} is not divisible by parallel.tensor_model_parallel_size"
+                 f" x parallel.pipeline_model_parallel_size = {tp} x {pp} = {tp * pp}; start a "
+                 f"multiple of {tp * pp} processes (e.g. torchrun --nproc_per_node {tp * pp} -m "
+                 f"megatron_hybridir.train ...) or change the parallel layout")
         dp = world_size // (tp * pp)
         _require(data.global_batch_size % (data.micro_batch_size * dp) == 0,
                  "data.global_batch_size",

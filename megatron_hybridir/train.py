@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import sys
 
-from megatron_hybridir.config import load_config
+from megatron_hybridir.config import ConfigError, load_config
 from megatron_hybridir.runtime.distributed import shutdown
+from megatron_hybridir.training.checksums import CheckpointCorruptError
 from megatron_hybridir.training.trainer import train
 
 
@@ -51,7 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     dry_run = _pop_flag(args, "--dry-run", value=False)
     world = _pop_flag(args, "--world-size", value=True)
     path, overrides = parse_args(args)
-    config = load_config(path, overrides)
+    try:
+        config = load_config(path, overrides)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if dry_run:
         from megatron_hybridir.training.dry_run import estimate, format_estimate
 
@@ -61,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         train(config)  # a preempted run also returns normally: it saved, and will be requeued
+    except (ConfigError, CheckpointCorruptError) as err:
+        # Config: raised before any process group exists (world size, data.path). Checkpoint: a
+        # file failed its checksum; the message names it and the last good step.
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     finally:
         shutdown()
     return 0

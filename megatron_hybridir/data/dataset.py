@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from megatron_hybridir.data.sampler import GlobalBatch, HybridSampler, SamplerConfig
+from megatron_hybridir.data.staging import check_file_sizes
 
 
 class TokenizedDataset:
@@ -32,11 +33,16 @@ class TokenizedDataset:
         self.manifest = json.loads(manifest_path.read_text())
         self.languages: list[str] = self.manifest["config"]["languages"]
         self.pad_id: int = self.manifest["pad_id"]
+        if "files" in self.manifest:   # folders written before sizes were recorded lack it
+            check_file_sizes(self.path, self.manifest["files"], manifest=str(manifest_path))
+        counts = self.manifest["counts"]
         self._data = {}
         for fieldname in ("query", "positive", "negative"):
             for lang in self.languages:
-                prefix = str(self.path / f"{fieldname}.{lang}")
-                self._data[(fieldname, lang)] = IndexedDataset(prefix, mmap=True)
+                # No rows (plain pairs have no negatives): no file to open, nothing to read.
+                if counts.get(f"{fieldname}.{lang}", 1):
+                    prefix = str(self.path / f"{fieldname}.{lang}")
+                    self._data[(fieldname, lang)] = IndexedDataset(prefix, mmap=True)
         self._rows = {(f, l): np.load(self.path / f"{f}.{l}.row.npy", mmap_mode="r")
                       for f in ("query", "positive") for l in self.languages}
         self._neg_start = {l: np.load(self.path / f"negative.{l}.start.npy", mmap_mode="r")
@@ -50,6 +56,26 @@ class TokenizedDataset:
         self.parallel_masks = langs[self.parallel_ids]
         self.mono_langs = np.log2(langs[self.mono_ids].astype(np.float64)).astype(np.int16)
         self.sources = np.load(self.path / "items.source.npy")
+        self._check_counts(langs)
+
+    def _check_counts(self, langs: np.ndarray) -> None:
+        """Every array and token file agrees with the manifest's item and row counts."""
+        items, where = self.num_items, self.path / "manifest.json"
+        arrays = {"items.langs.npy": len(langs), "items.source.npy": len(self.sources)}
+        arrays.update({f"{f}.{l}.row.npy": len(rows) for (f, l), rows in self._rows.items()})
+        for name, length in arrays.items():
+            if length != items:
+                raise ValueError(f"{self.path / name}: {length} entries, {where} says "
+                                 f"num_items={items}")
+        for lang, starts in self._neg_start.items():
+            if len(starts) != items + 1 or int(starts[-1]) != self.manifest["counts"][f"negative.{lang}"]:
+                raise ValueError(f"{self.path / f'negative.{lang}.start.npy'}: does not match "
+                                 f"{where} (num_items={items}, counts)")
+        for (fieldname, lang), data in self._data.items():
+            expected = self.manifest["counts"][f"{fieldname}.{lang}"]
+            if len(data) != expected:
+                raise ValueError(f"{self.path / f'{fieldname}.{lang}.idx'}: {len(data)} rows, "
+                                 f"{where} says {expected}")
 
     def sampler(self, config: SamplerConfig) -> HybridSampler:
         return HybridSampler(config, num_languages=len(self.languages),

@@ -5,9 +5,14 @@ language) becomes one Megatron-Core ``IndexedDataset`` (one sequence per entry),
 Megatron's builder, and small numpy arrays map items to rows. Worker processes tokenize chunks in
 order; the main process appends to the builders, so memory stays flat in the corpus size.
 
+The folder is written under a temporary name and renamed into place when complete
+(``staging.staged_folder``): a failed run leaves the previous dataset as it was.
+
 Layout of the output folder:
-    manifest.json                   sources, tokenizer hash, prompts, lengths, counts per language
-    {query,positive,negative}.{lang}.bin/.idx
+    manifest.json                   sources, tokenizer hash, prompts, lengths, counts per language,
+                                    and the size of every other file (checked on load)
+    {query,positive,negative}.{lang}.bin/.idx   only where the count is > 0 (Megatron cannot mmap
+                                    an empty file; plain pairs have no negatives)
     query.{lang}.row.npy, positive.{lang}.row.npy   [items] int64 row or -1 (absent)
     negative.{lang}.start.npy       [items + 1] int64 CSR offsets into negative.{lang}
     items.langs.npy                 [items] uint64 bitmask of languages with query and positive
@@ -32,6 +37,7 @@ from megatron_hybridir.data.readers import (
     check_language_coverage,
     read_items,
 )
+from megatron_hybridir.data.staging import file_sizes, staged_folder
 from megatron_hybridir.data.tokenizer import Tokenizer
 
 FIELDS = ("query", "positive", "negative")
@@ -107,22 +113,40 @@ def _chunks(iterator: Iterator, size: int) -> Iterator[list]:
         yield chunk
 
 
+class _Builders(dict):
+    """Megatron builders created at the first row, so a (field, language) without rows leaves no
+    empty ``.bin`` behind (Megatron's reader cannot mmap one)."""
+
+    def __init__(self, folder: Path, dtype):
+        super().__init__()
+        self.folder, self.dtype = folder, dtype
+
+    def __missing__(self, key):
+        from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+
+        fieldname, lang = key
+        builder = self[key] = IndexedDatasetBuilder(str(self.folder / f"{fieldname}.{lang}.bin"),
+                                                    dtype=self.dtype)
+        return builder
+
+
 def preprocess(config: PreprocessConfig, *, progress: bool = True) -> dict:
     """Write the tokenized dataset; return the manifest (also written to manifest.json)."""
-    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+    with staged_folder(config.output, marker="manifest.json",
+                       owned_suffixes=(".bin", ".idx", ".npy")) as stage:
+        return _preprocess_into(config, stage, progress=progress)
 
+
+def _preprocess_into(config: PreprocessConfig, out: Path, *, progress: bool) -> dict:
     if config.special_tokens and config.append_eos:
         raise ValueError("preprocess: special_tokens and append_eos both set; the tokenizer's "
                          "special tokens already end each text (set append_eos=False)")
     tok = Tokenizer(config.tokenizer)
     if config.special_tokens:
         tok.encode_with_special_tokens(["check"], 8)   # fail now, not in a worker
-    out = Path(config.output)
-    out.mkdir(parents=True, exist_ok=True)
     dtype = np.int32 if tok.vocab_size > 65500 else np.uint16
-    builders = {(f, l): IndexedDatasetBuilder(str(out / f"{f}.{l}.bin"), dtype=dtype)
-                for f in FIELDS for l in config.languages}
-    rows = {key: 0 for key in builders}
+    builders = _Builders(out, dtype)
+    rows = {(f, l): 0 for f in FIELDS for l in config.languages}
     item_rows = {(f, l): [] for f in ("query", "positive") for l in config.languages}
     neg_start = {l: [0] for l in config.languages}
     masks: list[int] = []
@@ -178,7 +202,9 @@ def preprocess(config: PreprocessConfig, *, progress: bool = True) -> dict:
                 "vocab_size": tok.vocab_size, "pad_id": tok.pad_id, "eos_id": tok.eos_id,
                 "num_items": len(masks), "counts": counts,
                 "sources": [{"source": r.source, "read": r.read, "kept": r.kept,
-                             "skipped": dict(r.skipped)} for r in reports]}
+                             "skipped": dict(r.skipped), "dropped": dict(r.dropped)}
+                            for r in reports]}
+    manifest["files"] = file_sizes(out, exclude=("manifest.json",))
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     if progress:
         for report in reports:

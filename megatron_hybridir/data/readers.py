@@ -50,15 +50,28 @@ class ReadReport:
     skipped: Counter = field(default_factory=Counter)
     first_location: dict = field(default_factory=dict)
     languages: Counter = field(default_factory=Counter)
+    dropped: Counter = field(default_factory=Counter)
+    """Kept records that lost texts (languages not in data.languages), counted once per record, so
+    ``read == kept + sum(skipped.values())`` always holds."""
 
     def skip(self, reason: str, where: str) -> None:
         self.skipped[reason] += 1
         self.first_location.setdefault(reason, where)
 
+    def drop(self, reason: str, where: str, seen: set) -> None:
+        """Count ``reason`` once for the record being parsed (``seen`` collects its reasons)."""
+        if reason not in seen:
+            seen.add(reason)
+            self.dropped[reason] += 1
+            self.first_location.setdefault(reason, where)
+
     def summary(self) -> str:
         lines = [f"{self.source}: read {self.read} records, kept {self.kept}"]
         for reason, count in sorted(self.skipped.items()):
             lines.append(f"  skipped {count} ({reason}; first at {self.first_location[reason]})")
+        for reason, count in sorted(self.dropped.items()):
+            lines.append(f"  {count} kept record(s) lost texts ({reason}; first at "
+                         f"{self.first_location[reason]})")
         langs = ", ".join(f"{k}={v}" for k, v in sorted(self.languages.items()))
         lines.append(f"  pairs per language: {langs}")
         return "\n".join(lines)
@@ -76,22 +89,37 @@ def validate_languages(languages: Iterable[str]) -> list[str]:
     return langs
 
 
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _wrong_type(where: str, name: str, value, expected: str) -> DataError:
+    return DataError(f"{where}: field '{name}' must be {expected}, got {type(value).__name__} "
+                     f"{_show(value)}", reason=f"wrong type in '{name.split('[')[0].split('.')[0]}'")
+
+
 def _texts(value, where: str, name: str, languages: set[str], report: ReadReport,
-           lang: Optional[str]) -> dict[str, str]:
+           lang: Optional[str], seen: set) -> dict[str, str]:
     """A {lang: text} dict from a parallel field or a monolingual string field."""
     if lang is not None:
+        if not isinstance(value, str):
+            raise _wrong_type(where, name, value, f"a string (monolingual record, lang={lang!r})")
         value = {lang: value}
     if not isinstance(value, dict):
         raise DataError(f"{where}: field '{name}' must map language codes to text, got "
-                        f"{type(value).__name__}", reason=f"malformed field '{name}'")
+                        f"{type(value).__name__} {_show(value)}",
+                        reason=f"malformed field '{name.split('[')[0]}'")
     out = {}
     for code, text in value.items():
         if text is None:  # columnar formats (Parquet structs) store an absent language as null
             continue
+        if not isinstance(text, str):
+            raise _wrong_type(where, f"{name}.{code}", text, "a string")
         if code not in languages:
-            report.skip(f"language '{code}' not in data.languages", where)
+            report.drop(f"language '{code}' not in data.languages", where, seen)
             continue
-        if not isinstance(text, str) or not text.strip():
+        if not text.strip():
             raise DataError(f"{where}: field '{name}.{code}' is empty", reason="empty text")
         out[code] = text
     return out
@@ -104,16 +132,31 @@ def parse_record(record: dict, *, where: str, languages: set[str], report: ReadR
         raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}",
                         reason="not an object")
     lang = record.get("lang")
+    if lang is not None and not isinstance(lang, str):
+        raise _wrong_type(where, "lang", lang, "a language code string")
+    record_id = record.get("id")
+    if record_id is None:   # absent, or null in a columnar format: the record's place is its id
+        record_id = where
+    # bool is an int subclass, but True is no identifier.
+    if not isinstance(record_id, (str, int)) or isinstance(record_id, bool):
+        raise _wrong_type(where, "id", record_id, "a string or an integer")
     for name in ("query", "positive"):
         if record.get(name) in (None, "", {}):
             raise DataError(f"{where}: missing field '{name}'", reason=f"missing '{name}'")
-    query = _texts(record["query"], where, "query", languages, report, lang)
-    positive = _texts(record["positive"], where, "positive", languages, report, lang)
-    negatives = []
-    for j, neg in enumerate(record.get("negatives") or []):
-        negatives.append(_texts(neg, where, f"negatives[{j}]", languages, report, lang))
-    item = ParallelItem(id=str(record.get("id", where)), query=query, positive=positive,
-                        negatives=negatives)
+    seen: set = set()   # reasons this record already counted in report.dropped
+    query = _texts(record["query"], where, "query", languages, report, lang, seen)
+    positive = _texts(record["positive"], where, "positive", languages, report, lang, seen)
+    raw_negatives = record.get("negatives")
+    if raw_negatives is None:
+        raw_negatives = []
+    # A string is iterable: unchecked, it would become one hard negative per character.
+    if not isinstance(raw_negatives, list):
+        raise _wrong_type(where, "negatives", raw_negatives,
+                          "a list of " + ("strings" if lang else "{language: text} objects"))
+    negatives = [_texts(neg, where, f"negatives[{j}]", languages, report, lang, seen)
+                 for j, neg in enumerate(raw_negatives)]
+    item = ParallelItem(id=str(record_id), query=query, positive=positive,
+                        negatives=[neg for neg in negatives if neg])
     if len(item.languages) < min_languages:
         raise DataError(f"{where}: item has {len(item.languages)} language(s) with both query "
                         f"and positive ({item.languages}); cross-lingual batches need at least "
@@ -122,11 +165,20 @@ def parse_record(record: dict, *, where: str, languages: set[str], report: ReadR
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[str, object]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    # Bytes, decoded per line: a bad byte is then one bad record with its line number, not a bare
+    # UnicodeDecodeError from the file iterator that no skip mode can step over.
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield where, DataError(f"{where}: not valid UTF-8 (byte {raw[err.start]:#04x} at "
+                                       f"column {err.start + 1}); re-encode the file as UTF-8",
+                                       reason="not UTF-8")
+                continue
             if not line.strip():
                 continue
-            where = f"{path}:{number}"
             try:
                 yield where, json.loads(line)
             except json.JSONDecodeError as err:

@@ -7,8 +7,8 @@ folder gets mean pooling), applies query / passage prompts (from the model's own
 sentence-transformers' process pool. :func:`encode_corpus` sorts passages by *token* count once and
 feeds the model batches in that order (sentence-transformers sorts by characters, which pads ~9% more
 tokens even on English text and far more across scripts), streams embeddings into ``.npy`` shards
-on disk (optionally float16), and reuses them when the cache key — model fingerprint, corpus hash,
-prompt, length, dtype — matches; a shard set is only valid once its ``meta.json`` exists, so an
+on disk (optionally float16), and reuses them when the cache key — model fingerprint (a hash of
+every byte of the model folder), corpus hash, prompt, length, dtype — matches; a shard set is only valid once its ``meta.json`` exists, so an
 interrupted run never leaves a half cache.
 
 What it does not do: search (``search.py``).
@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
@@ -82,21 +83,13 @@ class Encoder:
         model = self.model   # sentence-transformers >= 6 renamed the method
         return (getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension)()
 
-    def fingerprint(self) -> str:
-        """Identifies the weights without hashing gigabytes: config files in full, weight files by
-        size and their first and last MiB."""
+    def fingerprint(self, hash_cache: Optional[Path] = None) -> str:
+        """Identifies the model by the content of every file of its folder (all weights in full,
+        see :func:`folder_fingerprint`) plus the encoding settings."""
         digest = hashlib.sha256()
         root = Path(self.config.model)
         if root.is_dir():
-            for path in sorted(p for p in root.rglob("*") if p.is_file()):
-                digest.update(str(path.relative_to(root)).encode())
-                size = path.stat().st_size
-                digest.update(str(size).encode())
-                with open(path, "rb") as handle:
-                    digest.update(handle.read(1 << 20))
-                    if size > 2 << 20:
-                        handle.seek(-(1 << 20), os.SEEK_END)
-                        digest.update(handle.read())
+            digest.update(folder_fingerprint(root, hash_cache=hash_cache).encode())
         else:
             digest.update(self.config.model.encode())
         digest.update(f"{self.dtype}|{self.model.max_seq_length}|{self.config.normalize}".encode())
@@ -142,6 +135,49 @@ class Encoder:
 
     def encode_passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         return self._encode(texts, self.passage_prompt, progress)
+
+
+_RACY_NS = 2_000_000_000   # files changed this recently are hashed again next time
+
+
+def _file_sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def folder_fingerprint(root: Path, *, hash_cache: Optional[Path] = None) -> str:
+    """sha256 over (relative path, sha256 of the content) of every file under ``root``.
+
+    Every byte counts: a model whose middle layers changed must not reuse another model's corpus
+    embeddings. Hashing tens of GB at each evaluation would be slow, so each file's content hash is
+    remembered in ``hash_cache`` (a JSON sidecar) under its path, size, inode, mtime_ns and
+    ctime_ns; any write changes ctime (which no user call can set back), so a changed file is
+    always hashed again. The content hash, never the stat, is what enters the fingerprint. As in
+    git's "racy" check, a file changed within the last seconds is not remembered: timestamps are
+    coarse (a clock tick), and a second write in the same tick would keep the same stat.
+    """
+    known = {}
+    if hash_cache is not None and hash_cache.exists():
+        try:
+            known = json.loads(hash_cache.read_text())
+        except json.JSONDecodeError:
+            known = {}   # a damaged sidecar only costs re-hashing
+    digest, changed = hashlib.sha256(), False
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        st = path.stat()
+        key = f"{path.resolve()}|{st.st_size}|{st.st_ino}|{st.st_mtime_ns}|{st.st_ctime_ns}"
+        content = known.get(key)
+        if content is None:
+            content = _file_sha256(path)
+            if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
+                known[key], changed = content, True
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + content.encode() + b"\0")
+    if hash_cache is not None and changed:
+        hash_cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = hash_cache.with_name(f"{hash_cache.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(known))
+        os.replace(tmp, hash_cache)
+    return digest.hexdigest()
 
 
 @dataclass
@@ -202,7 +238,8 @@ def encode_corpus(encoder: Encoder, passages: Callable[[int], str], size: int, c
                   shard_size: int = 100_000, float16: bool = False,
                   progress: bool = True) -> CorpusShards:
     """Encode ``size`` passages into disk shards, or reuse a cached encoding of the same inputs."""
-    key = hashlib.sha256(f"{encoder.fingerprint()}|{corpus_hash(passages, size)}|"
+    fingerprint = encoder.fingerprint(hash_cache=Path(cache_dir) / "file_hashes.json")
+    key = hashlib.sha256(f"{fingerprint}|{corpus_hash(passages, size)}|"
                          f"{encoder.passage_prompt}|{float16}|{shard_size}".encode()).hexdigest()[:20]
     folder = Path(cache_dir) / key
     cached = CorpusShards.open(folder)

@@ -12,16 +12,13 @@ import ast
 import csv
 import gzip
 import json
+import math
 from pathlib import Path
 from typing import Iterator, Optional
 
 from megatron_hybridir.evaluation.tasks import EvalDataError, LAReQATask, RetrievalTask
 
 csv.field_size_limit(1 << 30)
-
-
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
 
 
 def _find(folder: Path, *names: str) -> Path:
@@ -32,42 +29,97 @@ def _find(folder: Path, *names: str) -> Path:
     raise EvalDataError(f"{folder}: missing {' or '.join(names)} (looked for plain and .gz)")
 
 
-def _jsonl(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
-    with _open_text(path) as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
+class _Unique:
+    """Ids seen so far and where; a repeated id stops with both places (a dict would silently keep
+    the last one, replacing one query or document by another)."""
+
+    def __init__(self, kind: str):
+        self.kind, self.first = kind, {}
+
+    def add(self, key, where: str) -> None:
+        if key in self.first:
+            raise EvalDataError(f"{where}: duplicate {self.kind} {key!r} (first at "
+                                f"{self.first[key]})")
+        self.first[key] = where
+
+
+def _unique_column(ids, source: str, kind: str) -> None:
+    """Hub datasets: the same check over a column, naming the rows."""
+    seen = _Unique(kind)
+    for row, key in enumerate(ids):
+        seen.add(key, f"{source} row {row}")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Numbered text lines; a byte that is not UTF-8 stops with the file and line."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        for lineno, raw in enumerate(handle, 1):
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise EvalDataError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-            missing = [key for key in required if key not in record]
-            if missing:
-                raise EvalDataError(f"{path}:{lineno}: missing field(s) {missing}; expected "
-                                    f"{list(required)}")
-            yield lineno, record
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise EvalDataError(f"{path}:{lineno}: not valid UTF-8 (byte {raw[err.start]:#04x} "
+                                    f"at column {err.start + 1})") from None
+
+
+def _field(record: dict, key: str, where: str, types: tuple, expected: str):
+    value = record[key]
+    if not isinstance(value, types) or isinstance(value, bool):
+        raise EvalDataError(f"{where}: field {key!r} must be {expected}, got "
+                            f"{type(value).__name__} {value!r:.60}")
+    return value
+
+
+def _jsonl(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise EvalDataError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+        if not isinstance(record, dict):
+            raise EvalDataError(f"{path}:{lineno}: expected a JSON object, got "
+                                f"{type(record).__name__}")
+        missing = [key for key in required if key not in record]
+        if missing:
+            raise EvalDataError(f"{path}:{lineno}: missing field(s) {missing}; expected "
+                                f"{list(required)}")
+        where = f"{path}:{lineno}"
+        # Ids: strings (JSON integers are common and read as their decimal text); texts: strings.
+        record[required[0]] = str(_field(record, required[0], where, (str, int),
+                                         "a string or an integer"))
+        for key in required[1:]:
+            _field(record, key, where, (str,), "a string")
+        if record.get("title") is not None:
+            _field(record, "title", where, (str,), "a string")
+        yield lineno, record
 
 
 def _qrels_tsv(path: Path, trec: bool = False) -> dict[str, dict[str, int]]:
     """BEIR ``query-id corpus-id score`` (with header) or TREC ``qid Q0 docid rel``."""
     qrels: dict[str, dict[str, int]] = {}
-    with _open_text(path) as handle:
-        for lineno, line in enumerate(handle, 1):
-            parts = line.rstrip("\n").split("\t") if "\t" in line else line.split()
-            if not parts or not line.strip():
-                continue
-            if lineno == 1 and not trec and parts[-1] == "score":
-                continue
-            expected = 4 if trec else 3
-            if len(parts) != expected:
-                raise EvalDataError(f"{path}:{lineno}: expected {expected} columns "
-                                    f"({'qid Q0 docid relevance' if trec else 'query-id corpus-id score'}), "
-                                    f"found {len(parts)}")
-            qid, did, score = (parts[0], parts[2], parts[3]) if trec else parts
-            try:
-                qrels.setdefault(qid, {})[did] = int(float(score))
-            except ValueError:
-                raise EvalDataError(f"{path}:{lineno}: relevance {score!r} is not a number") from None
+    pairs = _Unique("judgement for (query, document)")
+    for lineno, line in _lines(path):
+        parts = line.rstrip("\r\n").split("\t") if "\t" in line else line.split()
+        if not parts or not line.strip():
+            continue
+        if lineno == 1 and not trec and parts[-1] == "score":
+            continue
+        expected = 4 if trec else 3
+        if len(parts) != expected:
+            raise EvalDataError(f"{path}:{lineno}: expected {expected} columns "
+                                f"({'qid Q0 docid relevance' if trec else 'query-id corpus-id score'}), "
+                                f"found {len(parts)}")
+        qid, did, score = (parts[0], parts[2], parts[3]) if trec else parts
+        try:
+            relevance = float(score)
+        except ValueError:
+            raise EvalDataError(f"{path}:{lineno}: relevance {score!r} is not a number") from None
+        if not math.isfinite(relevance) or relevance != int(relevance):
+            raise EvalDataError(f"{path}:{lineno}: relevance {score!r} is not an integer grade")
+        pairs.add((qid, did), f"{path}:{lineno}")
+        qrels.setdefault(qid, {})[did] = int(relevance)
     return qrels
 
 
@@ -76,13 +128,17 @@ def load_beir(folder: str | Path, split: str = "test") -> RetrievalTask:
     folder = Path(folder)
     corpus_path = _find(folder, "corpus.jsonl")
     ids, titles, texts = [], [], []
-    for _, rec in _jsonl(corpus_path, ("_id", "text")):
-        ids.append(str(rec["_id"]))
+    seen = _Unique("corpus id")
+    for lineno, rec in _jsonl(corpus_path, ("_id", "text")):
+        seen.add(rec["_id"], f"{corpus_path}:{lineno}")
+        ids.append(rec["_id"])
         titles.append(rec.get("title") or "")
         texts.append(rec["text"])
     qids, qtexts = [], []
-    for _, rec in _jsonl(_find(folder, "queries.jsonl"), ("_id", "text")):
-        qids.append(str(rec["_id"]))
+    queries_path, seen = _find(folder, "queries.jsonl"), _Unique("query id")
+    for lineno, rec in _jsonl(queries_path, ("_id", "text")):
+        seen.add(rec["_id"], f"{queries_path}:{lineno}")
+        qids.append(rec["_id"])
         qtexts.append(rec["text"])
     qrels = _qrels_tsv(_find(folder / "qrels", f"{split}.tsv"))
     return RetrievalTask(folder.name, ids, texts, qids, qtexts, qrels,
@@ -94,34 +150,37 @@ def load_nq(folder: str | Path, qa_file: str = "nq-test.qa.csv") -> RetrievalTas
     folder = Path(folder)
     psgs = _find(folder, "psgs_w100.tsv")
     ids, titles, texts = [], [], []
-    with _open_text(psgs) as handle:
-        for lineno, row in enumerate(csv.reader(handle, delimiter="\t"), 1):
-            if lineno == 1 and row[:1] == ["id"]:
-                continue
-            if len(row) != 3:
-                raise EvalDataError(f"{psgs}:{lineno}: expected 3 tab-separated columns "
-                                    f"(id, text, title), found {len(row)}")
-            ids.append(row[0])
-            texts.append(row[1])
-            titles.append(row[2])
+    seen = _Unique("passage id")
+    reader = csv.reader((line for _, line in _lines(psgs)), delimiter="\t")
+    for row in reader:
+        lineno = reader.line_num
+        if lineno == 1 and row[:1] == ["id"]:
+            continue
+        if len(row) != 3:
+            raise EvalDataError(f"{psgs}:{lineno}: expected 3 tab-separated columns "
+                                f"(id, text, title), found {len(row)}")
+        seen.add(row[0], f"{psgs}:{lineno}")
+        ids.append(row[0])
+        texts.append(row[1])
+        titles.append(row[2])
     qa_path = _find(folder, qa_file)
     qids, qtexts, answers = [], [], {}
-    with _open_text(qa_path) as handle:
-        for lineno, row in enumerate(csv.reader(handle, delimiter="\t"), 1):
-            if len(row) != 2:
-                raise EvalDataError(f"{qa_path}:{lineno}: expected 'question<TAB>[answers]', "
-                                    f"found {len(row)} column(s)")
-            try:
-                answer_list = ast.literal_eval(row[1])
-            except (ValueError, SyntaxError):
-                raise EvalDataError(f"{qa_path}:{lineno}: answers {row[1][:60]!r} are not a "
-                                    f"Python/JSON list of strings") from None
-            if not isinstance(answer_list, list) or not all(isinstance(a, str) for a in answer_list):
-                raise EvalDataError(f"{qa_path}:{lineno}: answers must be a list of strings")
-            qid = str(lineno - 1)
-            qids.append(qid)
-            qtexts.append(row[0])
-            answers[qid] = answer_list
+    for lineno, row in enumerate(csv.reader((line for _, line in _lines(qa_path)),
+                                            delimiter="\t"), 1):
+        if len(row) != 2:
+            raise EvalDataError(f"{qa_path}:{lineno}: expected 'question<TAB>[answers]', "
+                                f"found {len(row)} column(s)")
+        try:
+            answer_list = ast.literal_eval(row[1])
+        except (ValueError, SyntaxError):
+            raise EvalDataError(f"{qa_path}:{lineno}: answers {row[1][:60]!r} are not a "
+                                f"Python/JSON list of strings") from None
+        if not isinstance(answer_list, list) or not all(isinstance(a, str) for a in answer_list):
+            raise EvalDataError(f"{qa_path}:{lineno}: answers must be a list of strings")
+        qid = str(lineno - 1)
+        qids.append(qid)
+        qtexts.append(row[0])
+        answers[qid] = answer_list
     return RetrievalTask("nq", ids, texts, qids, qtexts, answers=answers,
                          corpus_titles=titles).check(str(qa_path))
 
@@ -132,21 +191,24 @@ def load_miracl(root: str | Path, lang: str, split: str = "dev") -> RetrievalTas
     topic_dir = root / f"miracl-v1.0-{lang}"
     topics = _find(topic_dir / "topics", f"topics.miracl-v1.0-{lang}-{split}.tsv")
     qids, qtexts = [], []
-    with _open_text(topics) as handle:
-        for lineno, line in enumerate(handle, 1):
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) != 2:
-                raise EvalDataError(f"{topics}:{lineno}: expected 'qid<TAB>query'")
-            qids.append(parts[0])
-            qtexts.append(parts[1])
+    seen = _Unique("query id")
+    for lineno, line in _lines(topics):
+        parts = line.rstrip("\r\n").split("\t")
+        if len(parts) != 2:
+            raise EvalDataError(f"{topics}:{lineno}: expected 'qid<TAB>query'")
+        seen.add(parts[0], f"{topics}:{lineno}")
+        qids.append(parts[0])
+        qtexts.append(parts[1])
     qrels = _qrels_tsv(_find(topic_dir / "qrels", f"qrels.miracl-v1.0-{lang}-{split}.tsv"), trec=True)
     corpus_dir = root / f"miracl-corpus-v1.0-{lang}"
     shards = sorted(corpus_dir.glob("docs-*.jsonl*"))
     if not shards:
         raise EvalDataError(f"{corpus_dir}: no docs-*.jsonl[.gz] corpus shards")
     ids, titles, texts = [], [], []
+    seen = _Unique("docid")
     for shard in shards:
-        for _, rec in _jsonl(shard, ("docid", "text")):
+        for lineno, rec in _jsonl(shard, ("docid", "text")):
+            seen.add(rec["docid"], f"{shard}:{lineno}")
             ids.append(rec["docid"])
             titles.append(rec.get("title") or "")
             texts.append(rec["text"])
@@ -178,10 +240,13 @@ def load_lareqa(folder: str | Path, languages: Optional[list[str]] = None,
     for lang in languages:
         path = files[lang]
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))["data"]
-        except (json.JSONDecodeError, KeyError) as err:
+            data = json.loads(path.read_bytes().decode("utf-8"))["data"]
+        except UnicodeDecodeError as err:
+            raise EvalDataError(f"{path}: not valid UTF-8 (byte offset {err.start})") from None
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
             raise EvalDataError(f"{path}: not a SQuAD-style JSON with a 'data' list ({err})") from None
         questions[lang], candidates[lang], answer[lang] = {}, [], {}
+        seen = _Unique("question id")
         for a, article in enumerate(data):
             for p, para in enumerate(article.get("paragraphs", [])):
                 where = f"{path} data[{a}].paragraphs[{p}]"
@@ -196,6 +261,7 @@ def load_lareqa(folder: str | Path, languages: Optional[list[str]] = None,
                         raise EvalDataError(f"{where}: question {qa.get('id')!r} is empty")
                     if not qa.get("answers"):
                         raise EvalDataError(f"{where}: question {qa['id']!r} has no answers")
+                    seen.add(qa.get("id"), f"{where} question {qa.get('id')!r}")
                     index = _answer_sentence(para["sentence_breaks"],
                                              qa["answers"][0]["answer_start"], where)
                     questions[lang][qa["id"]] = qa["question"]
@@ -211,8 +277,13 @@ def load_beir_hub(name: str, split: str = "test") -> RetrievalTask:
     queries = datasets.load_dataset(f"BeIR/{name}", "queries", split="queries")
     qrels_rows = datasets.load_dataset(f"BeIR/{name}-qrels", split=split)
     qrels: dict[str, dict[str, int]] = {}
-    for row in qrels_rows:
-        qrels.setdefault(str(row["query-id"]), {})[str(row["corpus-id"])] = int(row["score"])
+    pairs = _Unique("judgement for (query, document)")
+    for index, row in enumerate(qrels_rows):
+        key = (str(row["query-id"]), str(row["corpus-id"]))
+        pairs.add(key, f"hub BeIR/{name}-qrels {split} row {index}")
+        qrels.setdefault(key[0], {})[key[1]] = int(row["score"])
+    _unique_column([str(i) for i in corpus["_id"]], f"hub BeIR/{name} corpus", "corpus id")
+    _unique_column([str(i) for i in queries["_id"]], f"hub BeIR/{name} queries", "query id")
     return RetrievalTask(name, [str(i) for i in corpus["_id"]], list(corpus["text"]),
                          [str(i) for i in queries["_id"]], list(queries["text"]), qrels,
                          corpus_titles=list(corpus["title"])).check(f"hub BeIR/{name}")
@@ -230,6 +301,8 @@ def load_miracl_hub(lang: str, split: str = "dev") -> RetrievalTask:
         rels.update({p["docid"]: 1 for p in row["positive_passages"]})
         rels.update({p["docid"]: 0 for p in row["negative_passages"]})
     qids = [str(q) for q in topics["query_id"]]
+    _unique_column(qids, f"hub miracl/miracl {lang} {split}", "query id")
+    _unique_column(list(corpus["docid"]), f"hub miracl/miracl-corpus {lang}", "docid")
     return RetrievalTask(f"miracl-{lang}", list(corpus["docid"]), list(corpus["text"]), qids,
                          list(topics["query"]), qrels, corpus_titles=list(corpus["title"]),
                          corpus_langs=[lang] * len(corpus), query_langs=[lang] * len(qids)

@@ -4,8 +4,8 @@ matching, and the language-bias measures of docs/design.md §9.6.
 Why it exists: BEIR / MIRACL metrics come from runs (top-k lists) and go through ir_measures, never
 hand-rolled. XQuAD-R / MLQA-R have 121 (+49) settings over pools of ~13k candidates whose mAP is
 defined on the full ranking; building full runs for pytrec_eval would mean 170M dictionary entries,
-so :func:`relevant_ranks` computes the exact rank of each relevant candidate (ties broken by
-candidate position, as the search does) and :func:`rank_metrics` turns ranks into AP and recall —
+so :func:`relevant_ranks` computes the exact rank of each relevant candidate (ties broken as
+trec_eval breaks them: equal scores rank by document id, descending) and :func:`rank_metrics` turns ranks into AP and recall —
 tests check both against ir_measures on full runs. NQ accuracy uses DPR's answer normalisation.
 """
 
@@ -40,17 +40,41 @@ def ir_metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]
     return {name: float(np.mean(list(values.values()))) for name, values in per_query.items()}
 
 
+def trec_tie_order(doc_ids: Sequence[str]) -> np.ndarray:
+    """Per document, its place among equal scores as trec_eval ranks them (0 = first).
+
+    trec_eval (``form_res_rels.c``, ``comp_sim_docno``) sorts a run by score descending, then by
+    ``strcmp`` of the docno descending; Python compares str by code point, which is UTF-8 byte
+    order, i.e. strcmp's. pytrec_eval and ir_measures inherit the rule.
+    """
+    ids = np.asarray(list(doc_ids), dtype=object)
+    if len(set(ids.tolist())) != len(ids):
+        raise ValueError("candidate ids are not unique: trec_eval's tie order would be undefined")
+    ascending = np.argsort(ids, kind="stable")
+    place = np.empty(len(ids), dtype=np.int64)
+    place[ascending] = np.arange(len(ids) - 1, -1, -1)    # the largest id comes first
+    return place
+
+
 def relevant_ranks(queries: np.ndarray, candidates: np.ndarray, relevant: Sequence[Sequence[int]],
-                   chunk: int = 512) -> list[np.ndarray]:
+                   chunk: int = 512, *, candidate_ids: Optional[Sequence[str]] = None
+                   ) -> list[np.ndarray]:
     """1-based rank of each relevant candidate for each query under inner-product scoring.
 
-    rank = 1 + #{higher score} + #{equal score at a lower position}; exact, and memory is bounded
-    by [chunk, n_candidates] scores.
+    rank = 1 + #{higher score} + #{equal score ranked before it}; exact, and memory is bounded by
+    [chunk, n_candidates] scores. With ``candidate_ids`` equal scores are ordered as trec_eval
+    orders them (:func:`trec_tie_order`), so mAP equals pytrec_eval's on the full run; without
+    them, by candidate position.
     """
     import torch
 
     cand = torch.from_numpy(np.ascontiguousarray(candidates, dtype=np.float32))
-    positions = torch.arange(cand.shape[0])
+    if candidate_ids is not None:
+        if len(candidate_ids) != cand.shape[0]:
+            raise ValueError(f"{len(candidate_ids)} candidate ids for {cand.shape[0]} candidates")
+        positions = torch.from_numpy(trec_tie_order(candidate_ids))
+    else:
+        positions = torch.arange(cand.shape[0])
     out = []
     for start in range(0, len(queries), chunk):
         q = torch.from_numpy(np.ascontiguousarray(queries[start:start + chunk], dtype=np.float32))
@@ -62,7 +86,7 @@ def relevant_ranks(queries: np.ndarray, candidates: np.ndarray, relevant: Sequen
                 continue
             s = row[rel_t][:, None]                                             # [n_rel, 1]
             higher = (row[None, :] > s).sum(1)
-            ties = ((row[None, :] == s) & (positions[None, :] < rel_t[:, None])).sum(1)
+            ties = ((row[None, :] == s) & (positions[None, :] < positions[rel_t][:, None])).sum(1)
             out.append((1 + higher + ties).numpy())
     return out
 

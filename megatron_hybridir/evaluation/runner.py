@@ -145,10 +145,12 @@ def evaluate_lareqa(task: LAReQATask, encoder: Encoder, *, candidate_context: bo
         qids = [q for q in task.questions[a] if q in task.answer[b]]
         rows = [i for i, q in enumerate(task.questions[a]) if q in task.answer[b]]
         relevant = [[cand_index[b][task.answer[b][q]]] for q in qids]
-        ranks = metrics.relevant_ranks(q_emb[a][rows], c_emb[b], relevant)
+        ranks = metrics.relevant_ranks(q_emb[a][rows], c_emb[b], relevant,
+                                       candidate_ids=[cid for cid, _, _ in task.candidates[b]])
         settings[f"{a}->{b}"] = dict(metrics.rank_metrics(ranks), queries=len(qids))
         grid[langs.index(a), langs.index(b)] = settings[f"{a}->{b}"]["mAP"]
     pool = np.concatenate([c_emb[lang] for lang in langs])
+    pool_ids = [cid for lang in langs for cid, _, _ in task.candidates[lang]]
     pool_rows, pool_langs, query_langs = [], [], []
     per_language = {}
     for a in langs:
@@ -157,7 +159,7 @@ def evaluate_lareqa(task: LAReQATask, encoder: Encoder, *, candidate_context: bo
             present = [b for b in langs if q in task.answer[b]]
             relevant.append([c_offset[b] + cand_index[b][task.answer[b][q]] for b in present])
             rel_langs.append(present)
-        ranks = metrics.relevant_ranks(q_emb[a], pool, relevant)
+        ranks = metrics.relevant_ranks(q_emb[a], pool, relevant, candidate_ids=pool_ids)
         pool_rows.append(metrics.rank_metrics(ranks))
         pool_langs += rel_langs
         query_langs += [a] * len(ranks)

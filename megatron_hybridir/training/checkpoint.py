@@ -4,8 +4,11 @@ Why it exists: a 30B run is preempted and requeued; it must resume exactly where
 on another parallel layout. Model and optimizer go through ``dist_checkpointing`` (sharded, so they
 reshard on load); the scheduler, step and sampler state are common metadata; RNG states are saved
 per rank and restored only when the layout is unchanged. A checkpoint is written to
-``step_N.tmp``, renamed when complete, and only then is ``latest`` replaced (write + os.replace), so
-a crash mid-save never leaves ``latest`` pointing at a partial checkpoint.
+``step_N.tmp``; when every rank has written, the sha256 of every file goes into ``checksums.json``
+(written last, ``checksums.py``), the folder is renamed, and only then is ``latest`` replaced
+(write + os.replace), so a crash mid-save never leaves ``latest`` pointing at a partial checkpoint.
+Loading verifies the checksums first: a changed, truncated or missing file is named, with the last
+step that still verifies.
 
 What it does not do: decide when to save (the trainer does).
 """
@@ -23,6 +26,12 @@ import torch.distributed as dist
 from megatron.core import dist_checkpointing
 
 from megatron_hybridir.runtime.rng import rng_restore, rng_snapshot
+from megatron_hybridir.training.checksums import (
+    MANIFEST,
+    CheckpointCorruptError,
+    verify_checksums,
+    write_checksums,
+)
 from megatron_hybridir.training.forward_step import unwrap
 
 logger = logging.getLogger(__name__)
@@ -52,7 +61,36 @@ def _barrier() -> None:
 
 def latest_step(run_dir: str | Path) -> Optional[int]:
     pointer = Path(run_dir) / "checkpoints" / "latest"
-    return int(pointer.read_text().strip()) if pointer.exists() else None
+    if not pointer.exists():
+        return None
+    text = pointer.read_text().strip()
+    if not text.isdigit():
+        raise CheckpointCorruptError(f"{pointer}: expected a step number, found {text[:40]!r}")
+    return int(text)
+
+
+def last_good_step(root: Path, *, before: int) -> Optional[int]:
+    """The newest step folder under ``root`` older than ``before`` whose checksums verify
+    (collective: every rank takes part in each verification)."""
+    steps = sorted((int(p.name[5:]) for p in root.glob("step_????????")
+                    if p.is_dir() and p.name[5:].isdigit()), reverse=True)
+    for step in steps:
+        if step < before:
+            try:
+                verify_checksums(root / f"step_{step:08d}")
+                return step
+            except CheckpointCorruptError:
+                continue
+    return None
+
+
+def _offer(root: Path, bad: int) -> str:
+    good = last_good_step(root, before=bad)
+    if good is None:
+        return (f"no earlier checkpoint under {root} verifies; remove {root} to start over, or "
+                f"restore the file")
+    return (f"the last good checkpoint is step {good} ({root / f'step_{good:08d}'}): resume from "
+            f"it with `echo {good} > {root / 'latest'}`")
 
 
 def save_checkpoint(run_dir: str | Path, step: int, *, model, optimizer, scheduler,
@@ -73,13 +111,18 @@ def save_checkpoint(run_dir: str | Path, step: int, *, model, optimizer, schedul
     dist_checkpointing.save(state, str(tmp))
     torch.save(rng_snapshot(), tmp / f"rng_rank{rank}.pt")
     _barrier()
+    write_checksums(tmp)      # collective; checksums.json is the last file written
+    _barrier()
     if rank == 0:
-        shutil.rmtree(final, ignore_errors=True)
+        if final.exists():    # a step saved again after a relaunch: never rmtree what 'latest' names
+            stale = root / f"step_{step:08d}.old"
+            shutil.rmtree(stale, ignore_errors=True)
+            os.replace(final, stale)
         os.replace(tmp, final)
         pointer = root / "latest.tmp"
         pointer.write_text(f"{step}\n")
         os.replace(pointer, root / "latest")
-        for old in sorted(root.glob("step_????????"))[:-keep_last]:
+        for old in [*sorted(root.glob("step_????????"))[:-keep_last], *root.glob("step_*.old")]:
             shutil.rmtree(old, ignore_errors=True)
         logger.info("saved checkpoint %s", final)
     _barrier()
@@ -91,6 +134,8 @@ def load_model_weights(source: str | Path, *, model) -> Path:
     from megatron_hybridir.convert.io import resolve_checkpoint
 
     _, ckpt, _ = resolve_checkpoint(source)
+    if (Path(ckpt) / MANIFEST).exists():   # a run's checkpoint (converted folders carry none)
+        verify_checksums(ckpt)
     state = dist_checkpointing.load({"model": model_sharded_state(model)}, str(ckpt))
     if len(model) == 1:
         unwrap(model[0]).load_state_dict(state["model"])
@@ -146,9 +191,14 @@ def load_checkpoint(run_dir: str | Path, *, model, optimizer, scheduler) -> Opti
     step = latest_step(run_dir)
     if step is None:
         return None
-    path = Path(run_dir) / "checkpoints" / f"step_{step:08d}"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: named by 'latest' but missing")
+    root = Path(run_dir) / "checkpoints"
+    path = root / f"step_{step:08d}"
+    try:
+        if not path.is_dir():
+            raise CheckpointCorruptError(f"{path}: named by {root / 'latest'} but missing")
+        verify_checksums(path)
+    except CheckpointCorruptError as err:
+        raise CheckpointCorruptError(f"{err}\n{_offer(root, step)}") from None
     _own_adam_step_on_load()
     _allocate_distributed_optimizer_state(optimizer)
     model_state = model_sharded_state(model)

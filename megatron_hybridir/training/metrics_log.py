@@ -9,11 +9,31 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
 
 logger = logging.getLogger(__name__)
+
+
+def _drop_records_after(path: Path, step: int) -> None:
+    """A run killed after its last checkpoint logged steps it will train again on resume (and maybe
+    half a line): keep only the records up to the step it resumes from, so the log holds each
+    step once, as trained by the run that continued."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue   # torn last line of a killed run
+        if record.get("step", 0) <= step:
+            kept.append(line)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(k + "\n" for k in kept))
+    os.replace(tmp, path)
 
 
 class MetricsLog:
@@ -24,6 +44,7 @@ class MetricsLog:
         if not enabled:
             return
         if run_dir is not None:
+            _drop_records_after(run_dir / "metrics.jsonl", start_step)
             self.jsonl = (run_dir / "metrics.jsonl").open("a")
             try:
                 from torch.utils.tensorboard import SummaryWriter

@@ -25,10 +25,10 @@ from megatron.core import parallel_state
 from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
-from megatron_hybridir.config import RunConfig, save_config, validate
+from megatron_hybridir.config import RunConfig, save_config, validate, validate_paths
 from megatron_hybridir.data.sampler import MONO, SamplerConfig
 from megatron_hybridir.model.builder import build_model_chunks
-from megatron_hybridir.runtime.distributed import compute_device, initialize
+from megatron_hybridir.runtime.distributed import compute_device, initialize, launch_env
 from megatron_hybridir.training.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from megatron_hybridir.training.engine import forward_backward, wrap_ddp
 from megatron_hybridir.training.flops import peak_tflops, training_flops
@@ -158,8 +158,10 @@ def build_training(config: RunConfig):
 
 def train(config: RunConfig) -> TrainResult:
     """Run (or resume) training as configured; every rank calls this."""
+    # Before any process group or model exists: the launcher's world size and the inputs.
+    validate(config, world_size=launch_env().world_size)
+    validate_paths(config)
     info = initialize(config.parallel, seed=config.seed)
-    validate(config, world_size=info.world_size)
     model, optimizer, scheduler = build_training(config)
     source = BatchSource(config, dp_rank=info.dp_rank, dp_size=info.dp_size)
     run_dir = Path(config.checkpoint.dir) if config.checkpoint.dir else None

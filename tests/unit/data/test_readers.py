@@ -55,7 +55,9 @@ def test_skip_mode_counts_every_reason(tmp_path):
     assert report.skipped["missing 'positive'"] == 1
     assert report.skipped["empty text"] == 1
     assert report.skipped["fewer than 2 languages"] == 1
-    assert report.skipped["language 'fr' not in data.languages"] == 1
+    # An unknown language drops texts of a kept or skipped record; it is no skipped record itself.
+    assert report.dropped["language 'fr' not in data.languages"] == 1
+    assert report.read == report.kept + sum(report.skipped.values())
     summary = report.summary()
     assert "skipped 1 (malformed JSON; first at " + path + ":2)" in summary
 

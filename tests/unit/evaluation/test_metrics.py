@@ -79,3 +79,41 @@ def test_dpr_answer_matching(passage, answers, expected):
 def test_topk_accuracy():
     hits = np.array([[False, True, False], [False, False, False], [True, False, False]])
     assert metrics.topk_accuracy(hits, (1, 2)) == {"top1": pytest.approx(1 / 3), "top2": pytest.approx(2 / 3)}
+
+
+def test_ties_break_as_trec_eval_does_on_many_ties():
+    """issue 16 item 12: embeddings on a coarse grid tie constantly; mAP and recall from the exact
+    ranks equal pytrec_eval's on the full run (score descending, then docno descending)."""
+    import pytrec_eval
+
+    rng = np.random.default_rng(7)
+    n_q, n_c = 30, 60
+    queries = rng.integers(0, 2, size=(n_q, 3)).astype(np.float32)
+    cands = rng.integers(0, 2, size=(n_c, 3)).astype(np.float32)          # 8 distinct vectors
+    # Ids whose string order differs from their positions ("c:10" < "c:2"), as LAReQA's do.
+    ids = [f"{rng.choice(['en', 'de'])}:0:{i % 7}:{i}" for i in range(n_c)]
+    relevant = [sorted(rng.choice(n_c, size=rng.integers(1, 4), replace=False).tolist())
+                for _ in range(n_q)]
+    scores = queries @ cands.T
+    assert len(np.unique(scores)) <= 4          # nearly everything ties
+    ranks = metrics.relevant_ranks(queries, cands, relevant, chunk=11, candidate_ids=ids)
+    qrels = {str(q): {ids[d]: 1 for d in rel} for q, rel in enumerate(relevant)}
+    run = {str(q): {ids[d]: float(scores[q, d]) for d in range(n_c)} for q in range(n_q)}
+    ref = pytrec_eval.RelevanceEvaluator(qrels, {"map", "recall.1,10"}).evaluate(run)
+    got_ap = [metrics.rank_metrics([r])["mAP"] for r in ranks]
+    assert got_ap == pytest.approx([ref[str(q)]["map"] for q in range(n_q)], abs=1e-12)
+    got = metrics.rank_metrics(ranks)
+    assert got["mAP"] == pytest.approx(np.mean([ref[str(q)]["map"] for q in range(n_q)]), abs=1e-12)
+    assert got["R@10"] == pytest.approx(np.mean([ref[str(q)]["recall_10"] for q in range(n_q)]),
+                                        abs=1e-12)
+    # Position order would give other numbers on these ties: the ids decide.
+    by_position = metrics.rank_metrics(metrics.relevant_ranks(queries, cands, relevant))
+    assert abs(by_position["mAP"] - got["mAP"]) > 1e-3
+
+
+def test_tie_order_is_docno_descending():
+    ranks = metrics.relevant_ranks(np.ones((1, 2)), np.ones((4, 2)), [[0, 1, 2, 3]],
+                                   candidate_ids=["b", "d", "a", "c"])
+    assert sorted(zip(ranks[0].tolist(), "bdac")) == [(1, "d"), (2, "c"), (3, "b"), (4, "a")]
+    with pytest.raises(ValueError, match="candidate ids are not unique"):
+        metrics.relevant_ranks(np.ones((1, 2)), np.ones((2, 2)), [[0]], candidate_ids=["a", "a"])
