@@ -157,7 +157,7 @@ def peer(minilm: Path):
         torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
         opt.step()
         opt.zero_grad(set_to_none=True)
-    return step, model.preprocess(list(columns[1]))
+    return step, [model.preprocess(list(texts))["input_ids"].shape[1] for texts in columns]
 
 
 def peak_rss_gib() -> float:
@@ -204,10 +204,11 @@ def main() -> None:
     print(f"all-MiniLM-L6-v2, 32 (query, positive, hard negative) triples of real text in "
           f"{len(LANGS)} languages = 96 sequences, {real} real tokens; {args.threads} threads, "
           f"median of {args.steps} interleaved steps")
-    print(f"  ours (Megatron, imported checkpoint) {med['ours'] * 1000:8.0f} ms/step  padded "
-          f"[{our_batch['input_ids'].shape[1]}] per row  peak RSS {rss['ours']:.2f} GiB")
-    print(f"  sentence-transformers (MNRL)         {med['peer'] * 1000:8.0f} ms/step  padded "
-          f"[{peer_batch['input_ids'].shape[1]}] (positives)  peak RSS {rss['peer']:.2f} GiB")
+    widths = our_batch.get("segment_lengths") or [our_batch["input_ids"].shape[1]] * 3
+    print(f"  ours (Megatron, imported checkpoint) {med['ours'] * 1000:8.0f} ms/step  padded to "
+          f"q/p/n {widths}  peak RSS {rss['ours']:.2f} GiB")
+    print(f"  sentence-transformers (MNRL)         {med['peer'] * 1000:8.0f} ms/step  padded to "
+          f"q/p/n {peer_batch}  peak RSS {rss['peer']:.2f} GiB")
     ratio = med["peer"] / med["ours"]
     print(f"speed ratio (sentence-transformers time / ours) = {ratio:.2f}x "
           f"({'ours faster' if ratio > 1 else 'sentence-transformers faster'})")
