@@ -40,6 +40,10 @@ class ModelConfig:
     """``llama``: pre-RMSNorm, SwiGLU, RoPE, no biases (Llama / Mistral / Qwen). ``bert``: post-
     LayerNorm, GELU, biases, learned absolute positions and token types, embedding LayerNorm
     (BERT / RoBERTa / XLM-R / LaBSE; see ``model/encoder_layers.py``)."""
+    family: Optional[str] = None
+    """Model family in ``model/families.py`` (llama, llama3, mistral, qwen2, qwen3, xlm-roberta,
+    bert): recorded on import and by presets so export writes the family the weights came from.
+    None: a model built from scratch (exported as its layer kind's base family)."""
     num_layers: int = 2
     hidden_size: int = 64
     ffn_hidden_size: int = 128
@@ -357,6 +361,8 @@ def validate_model(model: ModelConfig, parallel: ParallelConfig, *, seq_length: 
              f"expected none, full or selective, got {model.recompute!r}")
     _require(model.architecture in ARCHITECTURES, "model.architecture",
              f"unknown architecture {model.architecture!r}; expected one of {list(ARCHITECTURES)}")
+    if model.family is not None:
+        _validate_family(model)
     longest = model.max_position_embeddings - model.position_offset
     _require(seq_length <= longest, "seq_length",
              f"{seq_length} is longer than model.max_position_embeddings="
@@ -379,6 +385,21 @@ def validate_model(model: ModelConfig, parallel: ParallelConfig, *, seq_length: 
                  f"hidden_size {model.hidden_size} is not divisible by {model.latent_num_heads}")
     if parallel.sequence_parallel:
         _require(tp > 1, "parallel.sequence_parallel", "needs tensor_model_parallel_size > 1")
+
+
+def _validate_family(model: ModelConfig) -> None:
+    """A recorded family fixes the layer kind and some flags (Qwen2's QKV bias, Qwen3's QK norm)."""
+    from megatron_hybridir.model.families import FAMILIES
+
+    fam = FAMILIES.get(model.family)
+    _require(fam is not None, "model.family",
+             f"unknown family {model.family!r}; expected one of {sorted(FAMILIES)}")
+    for name, value in fam.model_values().items():
+        _require(getattr(model, name) == value, f"model.{name}",
+                 f"{getattr(model, name)!r} contradicts model.family={model.family} ({name}={value!r})")
+    for flag in ("add_qkv_bias", "qk_layernorm"):
+        _require(getattr(model, flag) == bool(fam.fixed.get(flag)), f"model.{flag}",
+                 f"{getattr(model, flag)} contradicts model.family={model.family}")
 
 
 def validate(config: RunConfig, *, world_size: Optional[int] = None) -> None:

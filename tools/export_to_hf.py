@@ -2,7 +2,11 @@
 Hugging Face folder with sentence-transformers files.
 
     python tools/export_to_hf.py --checkpoint runs/retriever7b --output export/retriever7b \\
-        --tokenizer /models/Mistral-7B-v0.1 --dtype bf16 [--verify]
+        --dtype bf16 [--verify]
+
+Family, tokenizer, prompts and max_seq_length come from what the checkpoint records
+(``provenance.json``, written on import and by the trainer): the prompts the training data were
+tokenized with, else the source model's own (none if it had none). The flags override them.
 """
 
 import argparse
@@ -18,13 +22,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--output", required=True)
-    parser.add_argument("--tokenizer", help="folder with tokenizer.json (default: recorded at import)")
-    parser.add_argument("--query-prompt", default="Query: ")
-    parser.add_argument("--passage-prompt", default="Passage: ")
+    parser.add_argument("--tokenizer", help="folder with tokenizer.json (default: the recorded one)")
+    parser.add_argument("--query-prompt", default=None,
+                        help="default: the training data's query prompt, else the source model's")
+    parser.add_argument("--passage-prompt", default=None,
+                        help="default: the training data's passage prompt, else the source model's")
     parser.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default=None,
                         help="cast weights (default: as stored)")
-    parser.add_argument("--max-seq-length", type=int, default=None)
-    parser.add_argument("--architecture", default=None, help="llama | mistral | qwen2 | qwen3")
+    parser.add_argument("--max-seq-length", type=int, default=None,
+                        help="default: the source model's, else the run's seq_length")
+    parser.add_argument("--architecture", default=None,
+                        help="family to write (default: the recorded model.family)")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--verify", action="store_true",
                         help="compare SentenceTransformer(output) with the Megatron model")

@@ -48,12 +48,16 @@ def read_json(path: Path, what: str) -> dict:
 
 def resolve_checkpoint(path: str | Path) -> tuple[ModelConfig, Path, dict]:
     """(model config, dist-checkpoint folder, extra info) from a run directory, one of its
-    ``checkpoints/step_N`` folders, or a folder written by ``convert_hf_to_megatron``."""
+    ``checkpoints/step_N`` folders, or a folder written by ``convert_hf_to_megatron``.
+
+    ``info["provenance"]`` is the folder's ``provenance.json`` (None for folders written before it
+    existed) and ``info["folder"]`` the folder holding it (its ``tokenizer/`` is relative to it)."""
+    from megatron_hybridir.convert import provenance
+
     path = Path(path)
     if (path / "model.yaml").exists():                       # converted from HF
         model = from_dict(ModelConfig, yaml.safe_load((path / "model.yaml").read_text()))
-        info = json.loads((path / "source.json").read_text()) if (path / "source.json").exists() else {}
-        return model, path / "checkpoint", info
+        return model, path / "checkpoint", {"provenance": provenance.read(path), "folder": path}
     run_dir, ckpt = path, None
     if path.name.startswith("step_"):
         run_dir, ckpt = path.parent.parent, path
@@ -70,8 +74,6 @@ def resolve_checkpoint(path: str | Path) -> tuple[ModelConfig, Path, dict]:
         ckpt = run_dir / "checkpoints" / f"step_{int(pointer.read_text()):08d}"
     if not (ckpt / "metadata.json").exists():
         raise ConversionError(f"{ckpt}: not a complete distributed checkpoint (no metadata.json)")
-    info = {"seq_length": run.get("seq_length"), "data": run.get("data", {})}
-    source = run_dir / "source.json"
-    if source.exists():
-        info.update(json.loads(source.read_text()))
+    info = {"seq_length": run.get("seq_length"), "data": run.get("data", {}),
+            "provenance": provenance.read(run_dir), "folder": run_dir}
     return model, ckpt, info
