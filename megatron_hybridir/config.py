@@ -184,7 +184,9 @@ class CheckpointConfig:
     keep_last: int = 2
     init_from: Optional[str] = None
     """Start a new run from these model weights (a folder from tools/convert_hf_to_megatron.py, or
-    another run); ignored when the run directory already has a checkpoint to resume."""
+    another run); ignored when the run directory already has a checkpoint to resume. The whole
+    model section is taken from it; the config may change only the head and dropout fields
+    (``training/run_identity.INIT_OVERRIDABLE``)."""
 
 
 @dataclass
@@ -304,6 +306,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         from megatron_hybridir.model.presets import apply_preset
 
         config.model = apply_preset(config.model, data.get("model", {}))
+    if getattr(getattr(config, "checkpoint", None), "init_from", None):
+        from megatron_hybridir.training.run_identity import init_model
+
+        # The model section comes from the checkpoint; YAML may change only its head / dropout.
+        config.model = init_model(config.checkpoint.init_from, config.model, data.get("model", {}))
     validate(config)
     return config
 
