@@ -41,11 +41,8 @@ def main(argv=None) -> int:
         out = import_hf(args.hf, args.output, tensor_parallel=args.tensor_parallel,
                         pipeline_parallel=args.pipeline_parallel, dtype=args.dtype,
                         overwrite=args.overwrite, pooling=args.pooling, attention=args.attention,
-                        projection_dim=args.projection_dim, pooler=args.pooler, progress=True)
-        if args.verify:
-            from pathlib import Path
-            from megatron_hybridir.convert.verify import verify_import
-            verify_import(Path(args.hf), Path(out))
+                        projection_dim=args.projection_dim, pooler=args.pooler, progress=True,
+                        verify=args.verify)
     except ConversionError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -12,7 +12,6 @@ tokenized with, else the source model's own (none if it had none). The flags ove
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from megatron_hybridir.convert.hf_export import export_hf
 from megatron_hybridir.convert.mappings import ConversionError
@@ -42,10 +41,8 @@ def main(argv=None) -> int:
         out = export_hf(args.checkpoint, args.output, tokenizer=args.tokenizer,
                         query_prompt=args.query_prompt, passage_prompt=args.passage_prompt,
                         dtype=args.dtype, max_seq_length=args.max_seq_length,
-                        architecture=args.architecture, overwrite=args.overwrite)
-        if args.verify:
-            from megatron_hybridir.convert.verify import verify_export
-            verify_export(Path(args.checkpoint), out)
+                        architecture=args.architecture, overwrite=args.overwrite,
+                        verify=args.verify)
     except ConversionError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

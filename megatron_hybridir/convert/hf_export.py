@@ -247,7 +247,7 @@ def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional
               query_prompt: Optional[str] = None, passage_prompt: Optional[str] = None,
               dtype: Optional[str] = None, max_shard_bytes: int = 256 << 20,
               max_seq_length: Optional[int] = None, architecture: Optional[str] = None,
-              overwrite: bool = False) -> Path:
+              overwrite: bool = False, verify: bool = False) -> Path:
     """Export; prompts, ``max_seq_length``, tokenizer and family default to what the checkpoint
     records (``export_settings``, ``provenance.json``), so a run directory needs no flags."""
     from safetensors.torch import save_file
@@ -270,7 +270,7 @@ def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional
     heads = model.num_attention_heads
     groups = model.num_query_groups or heads
     rules = mappings.rules_for(arch, dataclasses.asdict(model))
-    with atomic_folder(Path(output), overwrite) as tmp:
+    with atomic_folder(Path(output), overwrite, kind="Hugging Face export") as tmp:
         shard, shard_bytes, weight_map, files, head = {}, 0, {}, [], {}
 
         def flush():
@@ -309,6 +309,9 @@ def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional
         # "document" is the name sentence-transformers' encode_document and mteb look up for passages.
         _sentence_transformers_files(tmp, model, head, prompts, seq_len,
                                      (record or {}).get("sentence_transformers"))
+        if verify:                   # before the rename: a failed check leaves no output
+            from megatron_hybridir.convert.verify import verify_export
+            verify_export(Path(checkpoint), tmp)
     log.info("exported %s -> %s (%s, %d layers)", ckpt, output, arch.model_type, model.num_layers)
     return Path(output)
 

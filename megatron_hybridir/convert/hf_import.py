@@ -164,7 +164,7 @@ def plan(model: ModelConfig, arch: mappings.Architecture, tensors: HFTensors
 
 def import_hf(hf_dir: str | Path, output: str | Path, *, tensor_parallel: int = 1,
               pipeline_parallel: int = 1, dtype: str = "bf16", overwrite: bool = False,
-              progress: bool = False, **head) -> Path:
+              progress: bool = False, verify: bool = False, **head) -> Path:
     """Convert; ``head`` takes ModelConfig head fields (pooling, attention, projection_dim, ...).
 
     Head fields left out (or None) come from the model's sentence-transformers pipeline when it has
@@ -212,14 +212,17 @@ def import_hf(hf_dir: str | Path, output: str | Path, *, tensor_parallel: int = 
             return fresh[name]
         raise ConversionError(f"{hf_dir}: nothing in the {arch.model_type} table fills {name}")
 
-    with atomic_folder(output, overwrite) as tmp:
+    with atomic_folder(output, overwrite, kind="converted checkpoint") as tmp:
         (tmp / "model.yaml").write_text(yaml.safe_dump(dataclasses.asdict(model_cfg), sort_keys=False))
         tokenizer = provenance.copy_tokenizer(hf_dir, tmp / "tokenizer")
         record = provenance.for_import(hf_dir, hf_config, arch.name, tokenizer)
         record.update(dtype=dtype, tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel)
         provenance.write(tmp, record)
         save_streamed(skeleton.sharded_state_dict(), tmp / "checkpoint", materialize)
-    bar.close()
+        bar.close()
+        if verify:                   # before the rename: a failed check leaves no output
+            from megatron_hybridir.convert.verify import verify_import
+            verify_import(hf_dir, tmp)
     log.info("wrote %s (%s, TP=%d vocabulary padding %d rows)", output, arch.model_type,
              tensor_parallel, rows)
     return output

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import yaml
 
@@ -19,11 +19,29 @@ from megatron_hybridir.config import ModelConfig, from_dict
 from megatron_hybridir.convert.mappings import ConversionError
 
 
+# What --overwrite may replace: a folder this package wrote (name -> files that identify it).
+OURS = {"converted checkpoint": ("model.yaml", "checkpoint"),
+        "Hugging Face export": ("config.json", "modules.json")}
+
+
+def check_replaceable(output: Path, kind: str) -> None:
+    """Refuse to delete ``output`` unless it holds a ``kind`` folder (``OURS``)."""
+    expected = OURS[kind]
+    if output.is_file() or not all((output / name).exists() for name in expected):
+        raise ConversionError(f"--overwrite: {output} does not hold a {kind} (expected "
+                              f"{' and '.join(expected)} in it); not deleting it. Choose another "
+                              f"output or remove it yourself")
+
+
 @contextlib.contextmanager
-def atomic_folder(output: Path, overwrite: bool = False) -> Iterator[Path]:
+def atomic_folder(output: Path, overwrite: bool = False, kind: Optional[str] = None) -> Iterator[Path]:
+    """A temporary folder renamed to ``output`` when the block completes (raises: removed).
+    Verification belongs inside the block, so a failed check leaves nothing at ``output``."""
     output = Path(output)
     if output.exists() and not overwrite:
         raise ConversionError(f"{output} exists; choose another output or pass --overwrite")
+    if output.exists() and kind is not None:
+        check_replaceable(output, kind)
     tmp = output.with_name(f"{output.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
