@@ -175,6 +175,15 @@ def build_training(config: RunConfig):
     return model, optimizer, scheduler
 
 
+def _honour_optim(config: RunConfig, optimizer, scheduler) -> None:
+    """This launch's lr / min_lr after a resume: the param groups restored from the checkpoint
+    carry the saved ``max_lr`` / ``min_lr``, which Megatron's scheduler prefers to its own (a
+    relaunch's changed optim values are honoured, see run_identity.RELAUNCH_HONOURED)."""
+    for group in optimizer.param_groups:
+        group["max_lr"], group["min_lr"] = config.optim.lr, config.optim.min_lr
+    scheduler.step(increment=0)        # recompute this step's lr from them
+
+
 def train(config: RunConfig) -> TrainResult:
     """Run (or resume) training as configured; every rank calls this."""
     info = initialize(config.parallel, seed=config.seed)
@@ -195,6 +204,7 @@ def train(config: RunConfig) -> TrainResult:
         if resumed:
             result.start_step = resumed["step"]
             kinds.update(resumed["extra"].get("kinds", {}))
+            _honour_optim(config, optimizer, scheduler)
     if result.start_step == 0 and config.checkpoint.init_from:
         load_model_weights(config.checkpoint.init_from, model=model)
         optimizer.reload_model_params()      # mixed precision keeps fp32 main copies of the params

@@ -5,6 +5,7 @@ a relaunch cannot change what its checkpoint was trained with (issues 15 and 16)
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -98,14 +99,17 @@ def test_relaunch_refuses_model_changes_and_records_honoured_ones(tmp_path, mist
 
     old_lr = yaml.safe_load(original)["optim"]["lr"]
     run_ranks(_train_rank, 1, _overrides(run_dir, mistral, f"optim.lr={old_lr * 10}",
-                                         "training.train_steps=3"))
+                                         "training.train_steps=4"))
     assert (run_dir / "config.yaml").read_bytes() == original
     launch = yaml.safe_load((run_dir / "launches" / "0002.yaml").read_text())
     assert launch["start_step"] == 2
     assert launch["changes"] == {"optim.lr": {"was": old_lr, "now": old_lr * 10},
-                                 "training.train_steps": {"was": 2, "now": 3}}
+                                 "training.train_steps": {"was": 2, "now": 4}}
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert rows[-1]["step"] == 3 and rows[-1]["lr"] > old_lr   # the new lr is used, not ignored
+    # The new lr and length are used, not the checkpoint's: cosine from 10x lr over 4 steps (the
+    # checkpoint's schedule had decayed to 0 at its step 2).
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert rows[2]["lr"] == pytest.approx(0.5 * old_lr * 10 * (1 + math.cos(math.pi * 3 / 4)))
 
 
 def test_init_from_owns_the_model_section(mistral):
@@ -122,7 +126,8 @@ def test_init_from_owns_the_model_section(mistral):
 def test_data_from_another_tokenizer_is_refused(tmp_path, mistral):
     other = write_hf_model(tmp_path / "other", "llama")
     tok = json.loads((other / "tokenizer.json").read_text())
-    tok["model"]["vocab"]["w_extra"] = len(tok["model"]["vocab"])     # a different vocabulary
+    vocab = tok["model"]["vocab"]                   # same size, two words swapped
+    vocab["w1"], vocab["w2"] = vocab["w2"], vocab["w1"]
     (other / "tokenizer.json").write_text(json.dumps(tok))
     data = _preprocess(tmp_path / "data", other, _records(8))
     config = load_config(None, [f"checkpoint.init_from={mistral['converted']}", f"data.path={data}",
@@ -131,8 +136,8 @@ def test_data_from_another_tokenizer_is_refused(tmp_path, mistral):
         check_data(config)
     from megatron_hybridir.data.tokenizer import Tokenizer
     theirs, ours = Tokenizer(str(other)).hash, Tokenizer(str(mistral["hf"])).hash
-    assert f"tokenized with tokenizer hash {theirs} (vocabulary 68" in str(err.value)
-    assert f"was trained with tokenizer hash {ours} (vocabulary 67" in str(err.value)
+    assert f"tokenized with tokenizer hash {theirs} (vocabulary 67, " in str(err.value)
+    assert f"was trained with tokenizer hash {ours} (vocabulary 67, " in str(err.value)
 
 
 def _big_vocab_data(tmp_path) -> Path:
