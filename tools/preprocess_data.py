@@ -1,5 +1,8 @@
 """Tokenize parallel-QA sources into Megatron indexed datasets (thin CLI over data.preprocess).
 
+Rows are the ids the exported sentence-transformers model computes at inference: the tokenizer's
+own special tokens, the field's prompt, truncation to the field's max length, no padding.
+
     python tools/preprocess_data.py --sources train.jsonl mono_en.jsonl --languages en de zh \
         --tokenizer /models/mistral-7b --output data/tok --workers 8 \
         --max-length query=64 positive=256 negative=256 --prompt query="Query: "
@@ -12,11 +15,17 @@ import argparse
 from megatron_hybridir.data.preprocess import PreprocessConfig, preprocess
 
 
-def _pairs(values: list[str], cast=str) -> dict:
+def _pairs(parser: argparse.ArgumentParser, flag: str, values: list[str], cast=str) -> dict:
     out = {}
     for value in values or []:
-        key, _, raw = value.partition("=")
-        out[key] = cast(raw)
+        key, sep, raw = value.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[key] = cast(raw)
+        except ValueError:
+            parser.error(f"{flag} {value!r}: expected field=value with field one of query, "
+                         f"positive, negative" + (" and an integer value" if cast is int else ""))
     return out
 
 
@@ -29,20 +38,24 @@ def main(argv: list[str] | None = None) -> None:
                         help="HF tokenizer folder / tokenizer.json, or a SentencePiece .model")
     parser.add_argument("--output", required=True)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--max-length", nargs="*", help="field=tokens (query, positive, negative)")
-    parser.add_argument("--prompt", nargs="*", help="field=prefix")
-    parser.add_argument("--no-eos", action="store_true", help="do not append EOS")
-    parser.add_argument("--special-tokens", action="store_true",
-                        help="wrap texts in the tokenizer's special tokens (<s> ... </s>, [CLS] ... "
-                             "[SEP]) instead of appending EOS: for XLM-R / BERT / LaBSE encoders")
+    parser.add_argument("--max-length", nargs="*",
+                        help="field=tokens (query, positive, negative), special tokens included")
+    parser.add_argument("--prompt", nargs="*",
+                        help='field=prefix, prepended as sentence-transformers does; field= for none')
+    # Both old switches are now the only behaviour (data/tokenizer.py): the tokenizer's own special
+    # tokens, no appended EOS. Accepted so existing scripts keep running.
+    parser.add_argument("--no-eos", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--special-tokens", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--on-error", choices=["raise", "skip"], default="raise")
     args = parser.parse_args(argv)
     config = PreprocessConfig(sources=args.sources, languages=args.languages,
                               tokenizer=args.tokenizer, output=args.output, workers=args.workers,
-                              append_eos=not (args.no_eos or args.special_tokens),
-                              special_tokens=args.special_tokens, on_error=args.on_error)
-    config.max_length.update(_pairs(args.max_length, int))
-    config.prompts.update(_pairs(args.prompt))
+                              on_error=args.on_error)
+    config.max_length.update(_pairs(parser, "--max-length", args.max_length, int))
+    prompts = _pairs(parser, "--prompt", args.prompt)
+    if "positive" in prompts:      # negatives are documents too: one document prompt at inference
+        prompts.setdefault("negative", prompts["positive"])
+    config.prompts.update(prompts)
     manifest = preprocess(config)
     print(f"wrote {manifest['num_items']} items to {args.output}")
 

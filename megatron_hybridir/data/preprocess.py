@@ -5,8 +5,15 @@ language) becomes one Megatron-Core ``IndexedDataset`` (one sequence per entry),
 Megatron's builder, and small numpy arrays map items to rows. Worker processes tokenize chunks in
 order; the main process appends to the builders, so memory stays flat in the corpus size.
 
+Each row holds exactly the ids the exported sentence-transformers model computes at inference for
+``prompt + text`` with ``max_seq_length`` = the field's max length: the tokenizer's own special
+tokens, truncation inside them, no padding (``data/tokenizer.py``; tested on real tokenizers in
+tests/real/test_tokenization_contract.py). The manifest records what export and training need to
+reproduce it: ``prompts`` and ``max_length`` per field, and ``tokenizer`` (content hash, files,
+special tokens added).
+
 Layout of the output folder:
-    manifest.json                   sources, tokenizer hash, prompts, lengths, counts per language
+    manifest.json                   sources, tokenizer, prompts, max lengths, counts per language
     {query,positive,negative}.{lang}.bin/.idx
     query.{lang}.row.npy, positive.{lang}.row.npy   [items] int64 row or -1 (absent)
     negative.{lang}.start.npy       [items + 1] int64 CSR offsets into negative.{lang}
@@ -45,15 +52,19 @@ class PreprocessConfig:
     output: str
     prompts: dict = field(default_factory=lambda: {"query": "Query: ", "positive": "Passage: ",
                                                    "negative": "Passage: "})
-    """Instruction prefixes per field (E5 style by default)."""
+    """Prompt per field (E5 style by default), prepended to the text before tokenization exactly as
+    sentence-transformers prepends a prompt at inference. Queries get the export's ``query`` prompt;
+    positives and negatives are both documents there, so their prompts must be equal. "" = none."""
     max_length: dict = field(default_factory=lambda: {"query": 64, "positive": 256,
                                                       "negative": 256})
-    append_eos: bool = True
-    """Append EOS (needed by last-token pooling of decoder LLMs)."""
-    special_tokens: bool = False
-    """Wrap each text in the tokenizer's own special tokens (``<s> ... </s>`` / ``[CLS] ... [SEP]``),
-    as sentence-transformers does at inference: what BERT-style encoders (XLM-R, LaBSE) need, CLS
-    pooling reading the first token. Use instead of ``append_eos``."""
+    """Tokens per field, special tokens included (sentence-transformers' ``max_seq_length``)."""
+    append_eos: bool = False
+    """Kept so old configs load; True is refused. An EOS appended here is one inference never sees
+    (last-token pooling would read another token): a model that needs EOS gets it from its tokenizer
+    (``add_eos_token`` in tokenizer_config.json, or its post-processor), which export copies."""
+    special_tokens: bool = True
+    """Kept so old configs load: the tokenizer's own special tokens (``[CLS] ... [SEP]``, ``<s> ...
+    </s>``, Llama 3's BOS) are always added, as at inference; False is refused."""
     workers: int = 2
     chunk_size: int = 512
     on_error: str = "raise"
@@ -62,24 +73,39 @@ class PreprocessConfig:
 _WORKER: dict = {}
 
 
-def _init_worker(config: dict) -> None:
+def _init_worker(config: dict, tokenizer_state: dict) -> None:
     _WORKER["cfg"] = config
-    _WORKER["tok"] = Tokenizer(config["tokenizer"])
+    _WORKER["tok"] = Tokenizer(config["tokenizer"], state=tokenizer_state)
 
 
 def _encode_field(texts: list[str], fieldname: str) -> list[list[int]]:
     cfg, tok = _WORKER["cfg"], _WORKER["tok"]
     prompt, limit = cfg["prompts"][fieldname], cfg["max_length"][fieldname]
-    if cfg["special_tokens"]:
-        return tok.encode_with_special_tokens([prompt + t for t in texts], limit)
-    room = limit - (1 if cfg["append_eos"] and tok.eos_id is not None else 0)
-    out = []
-    for ids in tok.encode([prompt + t for t in texts]):
-        ids = ids[:room]
-        if cfg["append_eos"] and tok.eos_id is not None:
-            ids = ids + [tok.eos_id]
-        out.append(ids)
-    return out
+    return tok.encode([prompt + t for t in texts], limit)
+
+
+def check_config(config: PreprocessConfig, tok: Tokenizer) -> None:
+    """Refuse settings under which training would see other ids than inference."""
+    if config.append_eos:
+        raise ValueError("preprocess: append_eos=True is refused: inference would not append that "
+                         "EOS, so training and the exported model would see different final tokens; "
+                         "a model that needs EOS must get it from its tokenizer (add_eos_token in "
+                         "tokenizer_config.json, or the tokenizer.json post-processor)")
+    if not config.special_tokens:
+        raise ValueError("preprocess: special_tokens=False is refused: the exported model's "
+                         "tokenizer adds its special tokens at inference, so training must too")
+    for name, table in (("prompts", config.prompts), ("max_length", config.max_length)):
+        if set(table) != set(FIELDS):
+            raise ValueError(f"preprocess: {name} has fields {sorted(table)}; expected exactly "
+                             f"{list(FIELDS)}")
+    if config.prompts["negative"] != config.prompts["positive"]:
+        raise ValueError(f"preprocess: prompts: negative {config.prompts['negative']!r} != positive "
+                         f"{config.prompts['positive']!r}; both are documents at inference, where "
+                         f"one document prompt applies")
+    for fieldname, limit in config.max_length.items():
+        if not isinstance(limit, int) or limit <= tok.num_special_tokens:
+            raise ValueError(f"preprocess: max_length {fieldname}={limit!r}: expected an integer "
+                             f"above the tokenizer's {tok.num_special_tokens} special tokens")
 
 
 def _tokenize_chunk(items: list[ParallelItem]) -> list[dict]:
@@ -111,12 +137,8 @@ def preprocess(config: PreprocessConfig, *, progress: bool = True) -> dict:
     """Write the tokenized dataset; return the manifest (also written to manifest.json)."""
     from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
-    if config.special_tokens and config.append_eos:
-        raise ValueError("preprocess: special_tokens and append_eos both set; the tokenizer's "
-                         "special tokens already end each text (set append_eos=False)")
     tok = Tokenizer(config.tokenizer)
-    if config.special_tokens:
-        tok.encode_with_special_tokens(["check"], 8)   # fail now, not in a worker
+    check_config(config, tok)
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     dtype = np.int32 if tok.vocab_size > 65500 else np.uint16
@@ -140,7 +162,7 @@ def preprocess(config: PreprocessConfig, *, progress: bool = True) -> dict:
 
     ctx = mp.get_context("spawn")
     with ctx.Pool(config.workers, initializer=_init_worker,
-                  initargs=(asdict(config),)) as pool, \
+                  initargs=(asdict(config), tok.state)) as pool, \
             tqdm(desc="tokenizing", unit=" items", disable=not progress) as bar:
         for chunk in pool.imap(_tokenize_chunk, _chunks(items(), config.chunk_size)):
             for tokens in chunk:
@@ -177,6 +199,8 @@ def preprocess(config: PreprocessConfig, *, progress: bool = True) -> dict:
     manifest = {"config": asdict(config), "tokenizer_hash": tok.hash,
                 "vocab_size": tok.vocab_size, "pad_id": tok.pad_id, "eos_id": tok.eos_id,
                 "num_items": len(masks), "counts": counts,
+                "prompts": dict(config.prompts), "max_length": dict(config.max_length),
+                "tokenizer": tokenizer_record(tok),
                 "sources": [{"source": r.source, "read": r.read, "kept": r.kept,
                              "skipped": dict(r.skipped)} for r in reports]}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -184,6 +208,13 @@ def preprocess(config: PreprocessConfig, *, progress: bool = True) -> dict:
         for report in reports:
             print(report.summary())
     return manifest
+
+
+def tokenizer_record(tok: Tokenizer) -> dict:
+    """The manifest's ``tokenizer`` entry: what produced the ids, for export and training checks."""
+    return {"path": tok.path, "hash": tok.hash, "files": tok.files, "add_special_tokens": True,
+            "special_tokens": tok.special_tokens, "truncation_side": tok.truncation_side,
+            "vocab_size": tok.vocab_size, "pad_id": tok.pad_id}
 
 
 def _tensor(ids: list[int]):

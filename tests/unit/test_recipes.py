@@ -76,7 +76,10 @@ def test_sbatch_script_launches_the_trainer_through_srun(tmp_path):
     (bin_dir / "scontrol").write_text('#!/usr/bin/env bash\necho "$@" >> "$SCONTROL_LOG"\n')
     for tool in ("srun", "scontrol"):
         (bin_dir / tool).chmod(0o755)
-    (bin_dir / "python").symlink_to(sys.executable)
+    # A wrapper, not a symlink: a venv interpreter started through a link in another folder
+    # finds no pyvenv.cfg beside it and loses the venv's site-packages (torch).
+    (bin_dir / "python").write_text(f'#!/usr/bin/env bash\nexec "{sys.executable}" "$@"\n')
+    (bin_dir / "python").chmod(0o755)
     run_dir = tmp_path / "run"
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_NTASKS="2",
                SLURM_JOB_ID="77", SLURM_JOB_NODELIST="localhost", SLURM_SUBMIT_DIR=str(ROOT),

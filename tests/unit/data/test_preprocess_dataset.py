@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from megatron_hybridir.data.dataset import Collator, TokenizedDataset
 from megatron_hybridir.data.preprocess import PreprocessConfig, preprocess
@@ -29,8 +30,10 @@ def test_manifest_and_token_rows(tmp_path, corpus, backend, request):
     assert manifest["counts"]["negative.de"] == 16
     assert len(ds.parallel_ids) == 24 and len(ds.mono_ids) == 6
     tok = Tokenizer(tokenizer)
-    expected = tok.encode(["Query: de question 5"])[0] + [tok.eos_id]
+    expected = tok.encode(["Query: de question 5"])[0]      # no post-processor: no specials, no EOS
     assert ds.tokens("query", 5, LANGS.index("de")).tolist() == expected
+    assert manifest["prompts"]["query"] == "Query: " and manifest["max_length"]["query"] == 64
+    assert manifest["tokenizer"]["hash"] == tok.hash and manifest["tokenizer"]["special_tokens"] == []
     with pytest.raises(KeyError, match="item 0 has no query in zh"):
         ds.tokens("query", 0, LANGS.index("zh"))
 
@@ -40,7 +43,7 @@ def test_truncation_and_prompts(tmp_path, corpus, hf_tokenizer):
                                                               "negative": 4})
     tok = Tokenizer(hf_tokenizer)
     row = ds.tokens("query", 1, 0).tolist()
-    assert len(row) == 3 and row[-1] == tok.eos_id and row[0] == tok.encode(["Query:"])[0][0]
+    assert row == tok.encode(["Query: en question 1"])[0][:3] and len(row) == 3
 
 
 def test_collated_batches_follow_the_sampler(tmp_path, corpus, hf_tokenizer):
@@ -58,9 +61,13 @@ def test_collated_batches_follow_the_sampler(tmp_path, corpus, hf_tokenizer):
             out = collate(micro)
             assert out["input_ids"].shape[0] == 2 * 3 and out["input_ids"].shape[1] % 8 == 0
             lengths = out["attention_mask"].sum(1)
+            # The mask covers exactly the real tokens: a prefix as long as the row, pads after it.
+            assert (out["attention_mask"] == (torch.arange(out["input_ids"].shape[1])
+                                              < lengths[:, None])).all()
+            assert (out["input_ids"][~out["attention_mask"]] == tok.pad_id).all()
             for row in range(6):
                 words = [vocab[int(t)] for t in out["input_ids"][row, : lengths[row]]]
-                assert words[-1] == "</s>"
+                assert words[-1] != "<pad>" and words[-1][-1].isalnum()
                 lang = words[2]  # "Query:"/"Passage:" then "Query" ":" split -> prompt is 2 tokens
                 if row < 2:
                     assert lang == LANGS[micro.query_lang[row]]
@@ -121,14 +128,42 @@ def test_special_tokens_wrap_and_truncate_like_the_encoders_tokenizer(tmp_path, 
     tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>",
                                                        special_tokens=[("<s>", bos), ("</s>", eos)])
     tok.save(str(path / "tokenizer.json"))
-    ds, manifest = _prep(tmp_path, corpus, str(path), special_tokens=True, append_eos=False,
+    ds, manifest = _prep(tmp_path, corpus, str(path),
                          max_length={"query": 4, "positive": 64, "negative": 64})
     full = tok.encode("Query: de question 5").ids           # what sentence-transformers feeds
     assert ds.tokens("positive", 5, LANGS.index("de")).tolist()[0] == bos
     row = ds.tokens("query", 5, LANGS.index("de")).tolist()
     assert row == full[:3] + [eos] and len(full) > 4
-    assert json.loads(json.dumps(manifest["config"]))["special_tokens"] is True
-    with pytest.raises(ValueError, match="special_tokens and append_eos both set"):
-        _prep(tmp_path, corpus, str(path), special_tokens=True)
-    with pytest.raises(ValueError, match="special tokens need a tokenizer.json whose post-processor"):
-        _prep(tmp_path, corpus, hf_tokenizer, special_tokens=True, append_eos=False)
+    assert manifest["tokenizer"]["special_tokens"] == ["<s>", "</s>"]
+    # Old configs that asked for exactly this still load.
+    _prep(tmp_path, corpus, str(path), special_tokens=True, append_eos=False)
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"append_eos": True}, "append_eos=True is refused: inference would not append that EOS"),
+    ({"special_tokens": False}, "special_tokens=False is refused"),
+    ({"prompts": {"query": "q: ", "positive": "p: ", "negative": "n: "}},
+     "prompts: negative 'n: ' != positive 'p: '; both are documents at inference"),
+    ({"max_length": {"query": 8, "positive": 8}},
+     r"max_length has fields \['positive', 'query'\]; expected exactly \['query', 'positive', "
+     r"'negative'\]"),
+    ({"max_length": {"query": 0, "positive": 8, "negative": 8}},
+     r"max_length query=0: expected an integer above the tokenizer's 0 special tokens"),
+])
+def test_settings_that_would_break_the_contract_are_refused(tmp_path, corpus, hf_tokenizer, kw,
+                                                            message):
+    with pytest.raises(ValueError, match=message):
+        _prep(tmp_path, corpus, hf_tokenizer, **kw)
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_cli_names_a_malformed_pair(tmp_path, corpus, hf_tokenizer, capsys):
+    import runpy
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[3] / "tools" / "preprocess_data.py"
+    main = runpy.run_path(str(tool))["main"]
+    with pytest.raises(SystemExit):
+        main(["--sources", str(corpus[0]), "--languages", *LANGS, "--tokenizer", hf_tokenizer,
+              "--output", str(tmp_path / "x"), "--max-length", "query64"])
+    assert "--max-length 'query64': expected field=value" in capsys.readouterr().err
