@@ -306,11 +306,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         from megatron_hybridir.model.presets import apply_preset
 
         config.model = apply_preset(config.model, data.get("model", {}))
-    if getattr(getattr(config, "checkpoint", None), "init_from", None):
+    init_from = getattr(getattr(config, "checkpoint", None), "init_from", None)
+    if init_from and Path(init_from).exists():
         from megatron_hybridir.training.run_identity import init_model
 
         # The model section comes from the checkpoint; YAML may change only its head / dropout.
-        config.model = init_model(config.checkpoint.init_from, config.model, data.get("model", {}))
+        # (A recipe whose checkpoint is not there yet still loads, for --dry-run; training then
+        # stops in training/run_identity naming the missing folder.)
+        config.model = init_model(init_from, config.model, data.get("model", {}))
     validate(config)
     return config
 
