@@ -10,19 +10,20 @@ from megatron_hybridir.data.dataset import TokenizedDataset
 from megatron_hybridir.demo.data import DemoSizes
 from megatron_hybridir.demo.finetune import finetune
 
-# Small enough for a couple of CPU minutes; large enough that the gain is far above noise.
+# The README example's training (40 steps of 16 pairs + 1 hard negative) on a smaller corpus and
+# test set. Training on CPU is deterministic; measured gains: mono / cross / multi mAP
+# 0.529 -> 0.555, 0.080 -> 0.124, 0.101 -> 0.126.
 SIZES = DemoSizes(train_entities=150, dev_entities=4, test_entities=30)
-OVERRIDES = ["data.global_batch_size=16", "data.micro_batch_size=16", "optim.warmup_steps=4"]
 
 
 def test_finetuned_minilm_beats_the_original(tmp_path):
     from sentence_transformers import SentenceTransformer
 
-    rows = finetune(tmp_path, steps=30, overrides=OVERRIDES, sizes=SIZES)
+    rows = finetune(tmp_path, sizes=SIZES)      # examples/finetune_minilm.yaml as it is
     original, tuned = rows.values()
     print("original", original, "\nfine-tuned", tuned)
     for metric in ("mono_mAP", "cross_mAP", "multi_mAP"):
-        assert tuned[metric] > original[metric] + 0.02, (metric, original, tuned)
+        assert tuned[metric] > original[metric] + 0.01, (metric, original, tuned)
 
     export = SentenceTransformer(str(tmp_path / "finetuned-hf"), device="cpu")
     assert export.max_seq_length == 256                       # the original's, recorded on import
