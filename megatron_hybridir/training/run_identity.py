@@ -116,18 +116,20 @@ def check_data(config: RunConfig) -> Optional[dict]:
                           f"embedding row. Preprocess with the model's tokenizer")
     if config.checkpoint.init_from:
         init = _init_tokenizer(config.checkpoint.init_from)
-        if init is not None and init[0] != manifest.get("tokenizer_hash"):
+        if init is not None and manifest.get("tokenizer_hash") not in init[0]:
             raise ConfigError(
                 f"{where}: tokenized with tokenizer hash {manifest.get('tokenizer_hash')} "
                 f"(vocabulary {vocab:,}, {manifest['config'].get('tokenizer')}), but "
                 f"checkpoint.init_from={config.checkpoint.init_from} was trained with tokenizer "
-                f"hash {init[0]} (vocabulary {init[1]:,}, {init[2]}). Preprocess the data with "
-                f"the checkpoint's tokenizer")
+                f"hash {' / '.join(sorted(init[0]))} (vocabulary {init[1]:,}, {init[2]}). "
+                f"Preprocess the data with the checkpoint's tokenizer")
     return manifest
 
 
-def _init_tokenizer(init_from: str) -> Optional[tuple[str, int, Path]]:
-    """(hash, vocabulary, folder) of the tokenizer an initial checkpoint records, if any."""
+def _init_tokenizer(init_from: str) -> Optional[tuple[set, int, Path]]:
+    """(hashes, vocabulary, folder) of the tokenizer an initial checkpoint records, if any. A run
+    directory also accepts the hash its own training data recorded (a SentencePiece ``.model``
+    hashes differently from the ``tokenizer.json`` copied beside the run)."""
     from megatron_hybridir.convert import provenance
     from megatron_hybridir.convert.io import resolve_checkpoint
     from megatron_hybridir.data.tokenizer import Tokenizer
@@ -137,7 +139,8 @@ def _init_tokenizer(init_from: str) -> Optional[tuple[str, int, Path]]:
     if folder is None or provenance.tokenizer_hash(folder) is None:
         return None
     tok = Tokenizer(str(folder))
-    return tok.hash, tok.vocab_size, folder
+    data = (info.get("provenance") or {}).get("data") or {}
+    return {tok.hash, data.get("tokenizer_hash")} - {None}, tok.vocab_size, folder
 
 
 # --- the run directory ----------------------------------------------------------------------

@@ -91,7 +91,6 @@ class BatchSource:
                      for _ in range(per_rank * self.dp_size)]
         return all_micro[self.dp_rank::self.dp_size], MONO
 
-
     def _check_ids(self, micro: list[dict], step: int) -> None:
         """Ids past the vocabulary would index nothing at TP=1 and read zero rows at TP > 1 (each
         rank masks ids outside its slice); the manifest is checked at start, this catches data
