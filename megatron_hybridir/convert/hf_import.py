@@ -178,7 +178,8 @@ def import_hf(hf_dir: str | Path, output: str | Path, *, tensor_parallel: int = 
     hf_config = read_json(hf_dir / "config.json", "the model's config")
     arch = mappings.architecture(hf_config, str(hf_dir / "config.json"))
     st_pipeline = provenance.read_sentence_transformers(hf_dir)
-    head = {**provenance.head_from_sentence_transformers(st_pipeline),
+    head = {**provenance.head_from_sentence_transformers(
+                st_pipeline, pooling_given=head.get("pooling") is not None),
             **{k: v for k, v in head.items() if v is not None}}
     model_cfg = model_config_from_hf(hf_config, str(hf_dir / "config.json"), **head)
     check_parallel(model_cfg, tensor_parallel, pipeline_parallel, str(hf_dir))

@@ -81,11 +81,14 @@ def read_sentence_transformers(folder: Path) -> Optional[dict]:
             "pooling": pooling}
 
 
-def head_from_sentence_transformers(st: Optional[dict]) -> dict:
-    """ModelConfig head fields implied by a sentence-transformers pipeline (pooling, normalize)."""
+def head_from_sentence_transformers(st: Optional[dict], *, pooling_given: bool = False) -> dict:
+    """ModelConfig head fields implied by a sentence-transformers pipeline (pooling, normalize);
+    the pooling mode is not read when the caller chose one."""
     if not st:
         return {}
     out = {"normalize": "Normalize" in st["modules"]}
+    if pooling_given:
+        return out
     modes = [name for key, name in ST_POOLING.items() if st["pooling"].get(key)]
     other = [k for k, v in st["pooling"].items()
              if k.startswith("pooling_mode_") and v and k not in ST_POOLING]
