@@ -41,6 +41,10 @@ class ModelConfig:
     """``llama``: pre-RMSNorm, SwiGLU, RoPE, no biases (Llama / Mistral / Qwen). ``bert``: post-
     LayerNorm, GELU, biases, learned absolute positions and token types, embedding LayerNorm
     (BERT / RoBERTa / XLM-R / LaBSE; see ``model/encoder_layers.py``)."""
+    family: Optional[str] = None
+    """Model family in ``model/families.py`` (llama, llama3, mistral, qwen2, qwen3, xlm-roberta,
+    bert): recorded on import and by presets so export writes the family the weights came from.
+    None: a model built from scratch (exported as its layer kind's base family)."""
     num_layers: int = 2
     hidden_size: int = 64
     ffn_hidden_size: int = 128
@@ -181,7 +185,9 @@ class CheckpointConfig:
     keep_last: int = 2
     init_from: Optional[str] = None
     """Start a new run from these model weights (a folder from tools/convert_hf_to_megatron.py, or
-    another run); ignored when the run directory already has a checkpoint to resume."""
+    another run); ignored when the run directory already has a checkpoint to resume. The whole
+    model section is taken from it; the config may change only the head and dropout fields
+    (``training/run_identity.INIT_OVERRIDABLE``)."""
 
 
 @dataclass
@@ -301,6 +307,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         from megatron_hybridir.model.presets import apply_preset
 
         config.model = apply_preset(config.model, data.get("model", {}))
+    init_from = getattr(getattr(config, "checkpoint", None), "init_from", None)
+    if init_from and Path(init_from).exists():
+        from megatron_hybridir.training.run_identity import init_model
+
+        # The model section comes from the checkpoint; YAML may change only its head / dropout.
+        # (A recipe whose checkpoint is not there yet still loads, for --dry-run; training then
+        # stops in training/run_identity naming the missing folder.)
+        config.model = init_model(init_from, config.model, data.get("model", {}))
     validate(config)
     return config
 
@@ -444,6 +458,8 @@ def validate_model(model: ModelConfig, parallel: ParallelConfig, *, seq_length: 
              f"expected none, full or selective, got {model.recompute!r}")
     _require(model.architecture in ARCHITECTURES, "model.architecture",
              f"unknown architecture {model.architecture!r}; expected one of {list(ARCHITECTURES)}")
+    if model.family is not None:
+        _validate_family(model)
     longest = model.max_position_embeddings - model.position_offset
     _require(seq_length <= longest, "seq_length",
              f"{seq_length} is longer than model.max_position_embeddings="
@@ -468,6 +484,21 @@ def validate_model(model: ModelConfig, parallel: ParallelConfig, *, seq_length: 
                  f"hidden_size {model.hidden_size} is not divisible by {model.latent_num_heads}")
     if parallel.sequence_parallel:
         _require(tp > 1, "parallel.sequence_parallel", "needs tensor_model_parallel_size > 1")
+
+
+def _validate_family(model: ModelConfig) -> None:
+    """A recorded family fixes the layer kind and some flags (Qwen2's QKV bias, Qwen3's QK norm)."""
+    from megatron_hybridir.model.families import FAMILIES
+
+    fam = FAMILIES.get(model.family)
+    _require(fam is not None, "model.family",
+             f"unknown family {model.family!r}; expected one of {sorted(FAMILIES)}")
+    for name, value in fam.model_values().items():
+        _require(getattr(model, name) == value, f"model.{name}",
+                 f"{getattr(model, name)!r} contradicts model.family={model.family} ({name}={value!r})")
+    for flag in ("add_qkv_bias", "qk_layernorm"):
+        _require(getattr(model, flag) == bool(fam.fixed.get(flag)), f"model.{flag}",
+                 f"{getattr(model, flag)} contradicts model.family={model.family}")
 
 
 def validate(config: RunConfig, *, world_size: Optional[int] = None) -> None:

@@ -6,8 +6,9 @@ Megatron-Core checkpoint.
     python tools/convert_hf_to_megatron.py --hf /models/LaBSE --output ckpt/labse \\
         --dtype fp32 --pooling first --pooler        # LaBSE: CLS + dense + tanh + normalisation
 
-Start training from it with ``checkpoint.init_from=ckpt/mistral7b`` (the model section of the run
-config must match ``ckpt/mistral7b/model.yaml``).
+Start training from it with ``checkpoint.init_from=ckpt/mistral7b``: the run takes its whole model
+section from ``ckpt/mistral7b/model.yaml`` (YAML may change only dropout and the pooling head), and
+``provenance.json`` records the family, tokenizer and sentence-transformers pipeline for export.
 """
 
 import argparse
@@ -25,7 +26,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tensor-parallel", type=int, default=1, help="TP the run will use")
     parser.add_argument("--pipeline-parallel", type=int, default=1, help="PP the run will use")
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
-    parser.add_argument("--pooling", default="mean", choices=["mean", "last", "first", "latent_attention"])
+    parser.add_argument("--pooling", default=None, choices=["mean", "last", "first", "latent_attention"],
+                        help="default: the model's sentence-transformers pooling, else mean")
     parser.add_argument("--attention", default="bidirectional", choices=["bidirectional", "causal"])
     parser.add_argument("--pooler", action="store_true",
                         help="keep a BERT model's pooler (dense + tanh) after pooling, as LaBSE does")
@@ -39,11 +41,8 @@ def main(argv=None) -> int:
         out = import_hf(args.hf, args.output, tensor_parallel=args.tensor_parallel,
                         pipeline_parallel=args.pipeline_parallel, dtype=args.dtype,
                         overwrite=args.overwrite, pooling=args.pooling, attention=args.attention,
-                        projection_dim=args.projection_dim, pooler=args.pooler, progress=True)
-        if args.verify:
-            from pathlib import Path
-            from megatron_hybridir.convert.verify import verify_import
-            verify_import(Path(args.hf), Path(out))
+                        projection_dim=args.projection_dim, pooler=args.pooler, progress=True,
+                        verify=args.verify)
     except ConversionError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -2,13 +2,16 @@
 Hugging Face folder with sentence-transformers files.
 
     python tools/export_to_hf.py --checkpoint runs/retriever7b --output export/retriever7b \\
-        --tokenizer /models/Mistral-7B-v0.1 --dtype bf16 [--verify]
+        --dtype bf16 [--verify]
+
+Family, tokenizer, prompts and max_seq_length come from what the checkpoint records
+(``provenance.json``, written on import and by the trainer): the prompts the training data were
+tokenized with, else the source model's own (none if it had none). The flags override them.
 """
 
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from megatron_hybridir.convert.hf_export import export_hf
 from megatron_hybridir.convert.mappings import ConversionError
@@ -18,13 +21,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--output", required=True)
-    parser.add_argument("--tokenizer", help="folder with tokenizer.json (default: recorded at import)")
-    parser.add_argument("--query-prompt", default="Query: ")
-    parser.add_argument("--passage-prompt", default="Passage: ")
+    parser.add_argument("--tokenizer", help="folder with tokenizer.json (default: the recorded one)")
+    parser.add_argument("--query-prompt", default=None,
+                        help="default: the training data's query prompt, else the source model's")
+    parser.add_argument("--passage-prompt", default=None,
+                        help="default: the training data's passage prompt, else the source model's")
     parser.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default=None,
                         help="cast weights (default: as stored)")
-    parser.add_argument("--max-seq-length", type=int, default=None)
-    parser.add_argument("--architecture", default=None, help="llama | mistral | qwen2 | qwen3")
+    parser.add_argument("--max-seq-length", type=int, default=None,
+                        help="default: the source model's, else the run's seq_length")
+    parser.add_argument("--architecture", default=None,
+                        help="family to write (default: the recorded model.family)")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--verify", action="store_true",
                         help="compare SentenceTransformer(output) with the Megatron model")
@@ -34,10 +41,8 @@ def main(argv=None) -> int:
         out = export_hf(args.checkpoint, args.output, tokenizer=args.tokenizer,
                         query_prompt=args.query_prompt, passage_prompt=args.passage_prompt,
                         dtype=args.dtype, max_seq_length=args.max_seq_length,
-                        architecture=args.architecture, overwrite=args.overwrite)
-        if args.verify:
-            from megatron_hybridir.convert.verify import verify_export
-            verify_export(Path(args.checkpoint), out)
+                        architecture=args.architecture, overwrite=args.overwrite,
+                        verify=args.verify)
     except ConversionError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

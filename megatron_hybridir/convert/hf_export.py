@@ -36,20 +36,21 @@ POOLING_MODES = {"mean": "pooling_mode_mean_tokens", "last": "pooling_mode_lastt
 
 
 def hf_architecture(model: ModelConfig, name: Optional[str] = None) -> mappings.Architecture:
+    """The family to export as: ``name`` when given, else the family the model records
+    (``model.family``, set on import and by presets); models built from scratch take their layer
+    kind's base family."""
+    from megatron_hybridir.model.families import family_of
+
     if name:
         arch = mappings.ARCHITECTURES.get(name)
         if arch is None:
             raise ConversionError(f"--architecture {name!r}: expected one of {sorted(mappings.ARCHITECTURES)}")
-    elif model.architecture == "bert":
-        # RoBERTa-style position numbering is what tells XLM-R from BERT apart.
-        arch = mappings.ARCHITECTURES["xlm-roberta" if model.position_offset else "bert"]
-    elif model.qk_layernorm:
-        arch = mappings.ARCHITECTURES["qwen3"]
-    elif model.add_qkv_bias:
-        arch = mappings.ARCHITECTURES["qwen2"]
+        if model.family and name != model.family:
+            raise ConversionError(f"--architecture {name!r}: the checkpoint records "
+                                  f"model.family={model.family!r}")
     else:
-        arch = mappings.ARCHITECTURES["llama"]
-    if model.architecture != arch.fixed.get("architecture", "llama"):
+        arch = family_of(model)
+    if model.architecture != arch.layers:
         raise ConversionError(f"model.architecture={model.architecture} cannot be expressed as "
                               f"{arch.model_type}")
     for flag in ("qk_layernorm", "add_qkv_bias"):
@@ -178,12 +179,17 @@ def _dense_module(out: Path, folder: str, weight: torch.Tensor, bias: Optional[t
 
 
 def _sentence_transformers_files(out: Path, model: ModelConfig, tensors_head: dict,
-                                 prompts: dict, max_seq_length: int) -> None:
+                                 prompts: dict, max_seq_length: int, recorded: Optional[dict]) -> None:
+    """modules.json and module configs; settings the source pipeline had (``recorded``, from
+    provenance) are kept unless the model changed them (pooling mode, normalisation)."""
+    recorded = recorded or {}
     modules = [("", "sentence_transformers.models.Transformer")]
     pooling = {"word_embedding_dimension": model.hidden_size, "pooling_mode_cls_token": False,
                "pooling_mode_mean_tokens": False, "pooling_mode_max_tokens": False,
                "pooling_mode_mean_sqrt_len_tokens": False, "pooling_mode_weightedmean_tokens": False,
                "pooling_mode_lasttoken": False, "include_prompt": True}
+    pooling.update({k: v for k, v in (recorded.get("pooling") or {}).items()
+                    if not k.startswith("pooling_mode_") and k != "word_embedding_dimension"})
     pooling[POOLING_MODES[model.pooling]] = True
     (out / "1_Pooling").mkdir()
     (out / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2))
@@ -207,33 +213,64 @@ def _sentence_transformers_files(out: Path, model: ModelConfig, tensors_head: di
         [{"idx": i, "name": str(i), "path": path, "type": kind} for i, (path, kind) in enumerate(modules)],
         indent=2))
     (out / "sentence_bert_config.json").write_text(json.dumps(
-        {"max_seq_length": max_seq_length, "do_lower_case": False}))
+        {"max_seq_length": max_seq_length, "do_lower_case": bool(recorded.get("do_lower_case"))}))
+    similarity = recorded.get("similarity_fn_name") or ("cosine" if model.normalize else "dot")
+    default_prompt = recorded.get("default_prompt_name")
     (out / "config_sentence_transformers.json").write_text(json.dumps(
-        {"prompts": prompts, "default_prompt_name": None, "similarity_fn_name":
-         "cosine" if model.normalize else "dot"}, indent=2))
+        {"prompts": prompts, "default_prompt_name": default_prompt if default_prompt in prompts
+         else None, "similarity_fn_name": similarity}, indent=2))
+
+
+def export_settings(model: ModelConfig, info: dict, *, query_prompt: Optional[str],
+                    passage_prompt: Optional[str], max_seq_length: Optional[int]) -> tuple[dict, int]:
+    """(prompts, max_seq_length) of the export. Explicit arguments win; then a run's training data
+    (the prompts its data were tokenized with); then the source model's sentence-transformers
+    pipeline (its prompts — none if it had none — and max_seq_length); then the run's seq_length."""
+    from megatron_hybridir.convert import provenance
+
+    record = info.get("provenance") or {}
+    st = record.get("sentence_transformers") or {}
+    prompts = provenance.data_prompts(record)
+    if prompts is None:
+        prompts = dict(st.get("prompts") or {})
+    if query_prompt is not None:
+        prompts["query"] = query_prompt
+    if passage_prompt is not None:
+        prompts["document"] = passage_prompt
+    prompts = {k: v for k, v in prompts.items() if v}
+    length = (max_seq_length or st.get("max_seq_length") or info.get("seq_length")
+              or model.max_position_embeddings - model.position_offset)
+    return prompts, int(length)
 
 
 def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional[str | Path] = None,
-              query_prompt: str = "Query: ", passage_prompt: str = "Passage: ",
+              query_prompt: Optional[str] = None, passage_prompt: Optional[str] = None,
               dtype: Optional[str] = None, max_shard_bytes: int = 256 << 20,
               max_seq_length: Optional[int] = None, architecture: Optional[str] = None,
-              overwrite: bool = False) -> Path:
+              overwrite: bool = False, verify: bool = False) -> Path:
+    """Export; prompts, ``max_seq_length``, tokenizer and family default to what the checkpoint
+    records (``export_settings``, ``provenance.json``), so a run directory needs no flags."""
     from safetensors.torch import save_file
+    from megatron_hybridir.convert import provenance
 
     model, ckpt, info = resolve_checkpoint(checkpoint)
     if model.pooling not in POOLING_MODES:
         raise ConversionError(f"model.pooling={model.pooling!r} has no sentence-transformers / HF "
                               f"equivalent; export supports {sorted(POOLING_MODES)}")
     arch = hf_architecture(model, architecture)
-    tokenizer = Path(tokenizer or info.get("tokenizer") or "")
+    record = info.get("provenance")
+    tokenizer = Path(tokenizer or provenance.tokenizer_folder(info["folder"], record) or "")
     if not (tokenizer / "tokenizer.json").exists() and not (tokenizer / "tokenizer_config.json").exists():
         raise ConversionError(f"tokenizer: {tokenizer or '(none)'} has no tokenizer.json / "
-                              f"tokenizer_config.json; pass --tokenizer")
+                              f"tokenizer_config.json, and {info['folder']} records none in "
+                              f"{provenance.FILE}; pass --tokenizer")
+    prompts, seq_len = export_settings(model, info, query_prompt=query_prompt,
+                                       passage_prompt=passage_prompt, max_seq_length=max_seq_length)
     cast = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, None: None}[dtype]
     heads = model.num_attention_heads
     groups = model.num_query_groups or heads
     rules = mappings.rules_for(arch, dataclasses.asdict(model))
-    with atomic_folder(Path(output), overwrite) as tmp:
+    with atomic_folder(Path(output), overwrite, kind="Hugging Face export") as tmp:
         shard, shard_bytes, weight_map, files, head = {}, 0, {}, [], {}
 
         def flush():
@@ -270,16 +307,20 @@ def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional
         hf_config(model, arch).save_pretrained(tmp)
         _copy_tokenizer(tokenizer, tmp)
         # "document" is the name sentence-transformers' encode_document and mteb look up for passages.
-        _sentence_transformers_files(tmp, model, head, {"query": query_prompt, "document": passage_prompt},
-                                     max_seq_length or info.get("seq_length")
-                                     or model.max_position_embeddings - model.position_offset)
+        _sentence_transformers_files(tmp, model, head, prompts, seq_len,
+                                     (record or {}).get("sentence_transformers"))
+        if verify:                   # before the rename: a failed check leaves no output
+            from megatron_hybridir.convert.verify import verify_export
+            verify_export(Path(checkpoint), tmp)
     log.info("exported %s -> %s (%s, %d layers)", ckpt, output, arch.model_type, model.num_layers)
     return Path(output)
 
 
 def _copy_tokenizer(source: Path, out: Path) -> None:
-    """Copy tokenizer files; a tokenizer with no pad token gets one (batched encoding needs it)."""
+    """Copy tokenizer files as they are (so the export tokenizes exactly as the source model); a
+    tokenizer with no pad token is re-saved with one (batched encoding needs it)."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    from megatron_hybridir.convert.provenance import TOKENIZER_FILES
 
     if (source / "tokenizer_config.json").exists():
         tok = AutoTokenizer.from_pretrained(str(source))
@@ -291,4 +332,10 @@ def _copy_tokenizer(source: Path, out: Path) -> None:
         if pad is None:
             raise ConversionError(f"tokenizer {source}: no pad token and none of <pad>/<unk>/</s> to use")
         tok.pad_token = pad
-    tok.save_pretrained(str(out))
+        tok.save_pretrained(str(out))
+        return
+    for name in TOKENIZER_FILES:
+        if (source / name).is_file():
+            shutil.copy(source / name, out / name)
+    if not any((source / n).is_file() for n in ("tokenizer_config.json", "tokenizer.json")):
+        tok.save_pretrained(str(out))

@@ -14,9 +14,7 @@ re-shard on load, so the result starts a run at the requested TP (its vocabulary
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -25,14 +23,12 @@ import yaml
 from tqdm import tqdm
 
 from megatron_hybridir.config import ModelConfig, ParallelConfig, PrecisionConfig
-from megatron_hybridir.convert import mappings
+from megatron_hybridir.convert import mappings, provenance
 from megatron_hybridir.convert.io import atomic_folder, read_json
 from megatron_hybridir.convert.mappings import ConversionError
 
 log = logging.getLogger(__name__)
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "tokenizer.model", "vocab.json", "merges.txt", "sentencepiece.bpe.model",
-                   "vocab.txt")
+TOKENIZER_FILES = provenance.TOKENIZER_FILES
 
 
 def ensure_runtime(seed: int = 1234) -> None:
@@ -57,7 +53,7 @@ def model_config_from_hf(hf: dict, source: str, **head) -> ModelConfig:
             raise ConversionError(f"{source}: config.json lacks {arch.config_keys[required][0]}")
     if values.get("kv_channels") == values["hidden_size"] // values["num_attention_heads"]:
         values.pop("kv_channels")
-    values.update(arch.fixed)
+    values.update(arch.model_values())
     if values.get("architecture") == "bert":
         values.update(_bert_settings(hf, arch, source))
     else:
@@ -168,8 +164,12 @@ def plan(model: ModelConfig, arch: mappings.Architecture, tensors: HFTensors
 
 def import_hf(hf_dir: str | Path, output: str | Path, *, tensor_parallel: int = 1,
               pipeline_parallel: int = 1, dtype: str = "bf16", overwrite: bool = False,
-              progress: bool = False, **head) -> Path:
-    """Convert; ``head`` takes ModelConfig head fields (pooling, attention, projection_dim, ...)."""
+              progress: bool = False, verify: bool = False, **head) -> Path:
+    """Convert; ``head`` takes ModelConfig head fields (pooling, attention, projection_dim, ...).
+
+    Head fields left out (or None) come from the model's sentence-transformers pipeline when it has
+    one (pooling mode, normalisation), else from the defaults. ``provenance.json`` records the
+    family, the HF classes, the tokenizer (copied into ``tokenizer/``) and that pipeline."""
     from megatron_hybridir.convert.streamed_save import save_streamed
     from megatron_hybridir.model.builder import build_head, build_model, padded_vocab_size
     ensure_runtime()
@@ -177,6 +177,10 @@ def import_hf(hf_dir: str | Path, output: str | Path, *, tensor_parallel: int = 
     hf_dir, output = Path(hf_dir), Path(output)
     hf_config = read_json(hf_dir / "config.json", "the model's config")
     arch = mappings.architecture(hf_config, str(hf_dir / "config.json"))
+    st_pipeline = provenance.read_sentence_transformers(hf_dir)
+    head = {**provenance.head_from_sentence_transformers(
+                st_pipeline, pooling_given=head.get("pooling") is not None),
+            **{k: v for k, v in head.items() if v is not None}}
     model_cfg = model_config_from_hf(hf_config, str(hf_dir / "config.json"), **head)
     check_parallel(model_cfg, tensor_parallel, pipeline_parallel, str(hf_dir))
     tensors = HFTensors(hf_dir, arch)
@@ -209,19 +213,17 @@ def import_hf(hf_dir: str | Path, output: str | Path, *, tensor_parallel: int = 
             return fresh[name]
         raise ConversionError(f"{hf_dir}: nothing in the {arch.model_type} table fills {name}")
 
-    with atomic_folder(output, overwrite) as tmp:
+    with atomic_folder(output, overwrite, kind="converted checkpoint") as tmp:
         (tmp / "model.yaml").write_text(yaml.safe_dump(dataclasses.asdict(model_cfg), sort_keys=False))
-        tokenizer_dir = tmp / "tokenizer"
-        tokenizer_dir.mkdir()
-        for name in TOKENIZER_FILES:
-            if (hf_dir / name).exists():
-                shutil.copy(hf_dir / name, tokenizer_dir / name)
-        (tmp / "source.json").write_text(json.dumps({
-            "hf_source": str(hf_dir.resolve()), "model_type": arch.model_type, "dtype": dtype,
-            "tensor_parallel": tensor_parallel, "pipeline_parallel": pipeline_parallel,
-            "tokenizer": str((output / "tokenizer").resolve())}, indent=2))
+        tokenizer = provenance.copy_tokenizer(hf_dir, tmp / "tokenizer")
+        record = provenance.for_import(hf_dir, hf_config, arch.name, tokenizer)
+        record.update(dtype=dtype, tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel)
+        provenance.write(tmp, record)
         save_streamed(skeleton.sharded_state_dict(), tmp / "checkpoint", materialize)
-    bar.close()
+        bar.close()
+        if verify:                   # before the rename: a failed check leaves no output
+            from megatron_hybridir.convert.verify import verify_import
+            verify_import(hf_dir, tmp)
     log.info("wrote %s (%s, TP=%d vocabulary padding %d rows)", output, arch.model_type,
              tensor_parallel, rows)
     return output

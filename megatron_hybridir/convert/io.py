@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import yaml
 
@@ -19,11 +19,29 @@ from megatron_hybridir.config import ModelConfig, from_dict
 from megatron_hybridir.convert.mappings import ConversionError
 
 
+# What --overwrite may replace: a folder this package wrote (name -> files that identify it).
+OURS = {"converted checkpoint": ("model.yaml", "checkpoint"),
+        "Hugging Face export": ("config.json", "modules.json")}
+
+
+def check_replaceable(output: Path, kind: str) -> None:
+    """Refuse to delete ``output`` unless it holds a ``kind`` folder (``OURS``)."""
+    expected = OURS[kind]
+    if output.is_file() or not all((output / name).exists() for name in expected):
+        raise ConversionError(f"--overwrite: {output} does not hold a {kind} (expected "
+                              f"{' and '.join(expected)} in it); not deleting it. Choose another "
+                              f"output or remove it yourself")
+
+
 @contextlib.contextmanager
-def atomic_folder(output: Path, overwrite: bool = False) -> Iterator[Path]:
+def atomic_folder(output: Path, overwrite: bool = False, kind: Optional[str] = None) -> Iterator[Path]:
+    """A temporary folder renamed to ``output`` when the block completes (raises: removed).
+    Verification belongs inside the block, so a failed check leaves nothing at ``output``."""
     output = Path(output)
     if output.exists() and not overwrite:
         raise ConversionError(f"{output} exists; choose another output or pass --overwrite")
+    if output.exists() and kind is not None:
+        check_replaceable(output, kind)
     tmp = output.with_name(f"{output.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -48,12 +66,16 @@ def read_json(path: Path, what: str) -> dict:
 
 def resolve_checkpoint(path: str | Path) -> tuple[ModelConfig, Path, dict]:
     """(model config, dist-checkpoint folder, extra info) from a run directory, one of its
-    ``checkpoints/step_N`` folders, or a folder written by ``convert_hf_to_megatron``."""
+    ``checkpoints/step_N`` folders, or a folder written by ``convert_hf_to_megatron``.
+
+    ``info["provenance"]`` is the folder's ``provenance.json`` (None for folders written before it
+    existed) and ``info["folder"]`` the folder holding it (its ``tokenizer/`` is relative to it)."""
+    from megatron_hybridir.convert import provenance
+
     path = Path(path)
     if (path / "model.yaml").exists():                       # converted from HF
         model = from_dict(ModelConfig, yaml.safe_load((path / "model.yaml").read_text()))
-        info = json.loads((path / "source.json").read_text()) if (path / "source.json").exists() else {}
-        return model, path / "checkpoint", info
+        return model, path / "checkpoint", {"provenance": provenance.read(path), "folder": path}
     run_dir, ckpt = path, None
     if path.name.startswith("step_"):
         run_dir, ckpt = path.parent.parent, path
@@ -70,8 +92,6 @@ def resolve_checkpoint(path: str | Path) -> tuple[ModelConfig, Path, dict]:
         ckpt = run_dir / "checkpoints" / f"step_{int(pointer.read_text()):08d}"
     if not (ckpt / "metadata.json").exists():
         raise ConversionError(f"{ckpt}: not a complete distributed checkpoint (no metadata.json)")
-    info = {"seq_length": run.get("seq_length"), "data": run.get("data", {})}
-    source = run_dir / "source.json"
-    if source.exists():
-        info.update(json.loads(source.read_text()))
+    info = {"seq_length": run.get("seq_length"), "data": run.get("data", {}),
+            "provenance": provenance.read(run_dir), "folder": run_dir}
     return model, ckpt, info

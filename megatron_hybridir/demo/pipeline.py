@@ -97,7 +97,11 @@ def export_and_evaluate(run_dir: Path, data: dict, *, progress: bool = False) ->
 
     export = run_dir / "hf"
     log(f"exporting {run_dir} to Hugging Face + sentence-transformers: {export}")
-    export_hf(run_dir, export, tokenizer=data["tokenizer"], overwrite=True, max_seq_length=96)
+    # The prompts the data were tokenized with (a trained run records them itself; the untrained
+    # baseline has no training data, and is evaluated with the same prompts).
+    prompts = json.loads((data["indexed"] / "manifest.json").read_text())["config"]["prompts"]
+    export_hf(run_dir, export, tokenizer=data["tokenizer"], overwrite=export.exists(),
+              max_seq_length=96, query_prompt=prompts["query"], passage_prompt=prompts["positive"])
     log("evaluating on the demo test set (LAReQA form: every X->X, X->Y and the multilingual pool)")
     config = load_eval_config(None, ["benchmark=lareqa", f"data={data['root'] / 'test' / 'lareqa'}",
                                      f"encoder.model={export}", f"output={run_dir / 'eval'}",

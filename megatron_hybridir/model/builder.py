@@ -11,13 +11,13 @@ import logging
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from megatron.core import parallel_state
 from megatron.core.transformer.transformer_config import TransformerConfig
 
 from megatron_hybridir.config import (
     ConfigError, LossConfig, ModelConfig, ParallelConfig, PrecisionConfig)
 from megatron_hybridir.model.embedding_model import EmbeddingModel
+from megatron_hybridir.model.families import LAYER_KINDS
 from megatron_hybridir.model.layer_specs import (
     embedding_block_spec, fused_softmax_kernels_available, mask_layout, resolve_use_te)
 from megatron_hybridir.model.pooling import EmbeddingHead
@@ -31,16 +31,6 @@ def padded_vocab_size(vocab_size: int, *, divisible_by: int, tp: int) -> int:
     """Embedding rows after Megatron's padding (rows are split evenly across TP ranks)."""
     multiple = divisible_by * tp
     return ((vocab_size + multiple - 1) // multiple) * multiple
-
-
-# What distinguishes the two layer families inside Megatron-Core's TransformerConfig.
-_FAMILY = {
-    "llama": dict(normalization="RMSNorm", gated_linear_unit=True, activation_func=F.silu,
-                  add_bias_linear=False),
-    # BERT / XLM-R / LaBSE: exact (erf) GELU as in their HF configs ("gelu"), bias everywhere.
-    "bert": dict(normalization="LayerNorm", gated_linear_unit=False, activation_func=F.gelu,
-                 add_bias_linear=True),
-}
 
 
 def builds_on_gpu() -> bool:
@@ -69,7 +59,7 @@ def transformer_config(model: ModelConfig, parallel: ParallelConfig,
         num_query_groups=model.num_query_groups,
         kv_channels=model.kv_channels,
         layernorm_epsilon=model.layernorm_epsilon,
-        **_FAMILY[model.architecture],
+        **LAYER_KINDS[model.architecture],
         add_qkv_bias=model.add_qkv_bias or bert,
         qk_layernorm=model.qk_layernorm,
         hidden_dropout=model.hidden_dropout,

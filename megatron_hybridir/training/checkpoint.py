@@ -136,14 +136,39 @@ def load_model_weights(source: str | Path, *, model) -> Path:
     _, ckpt, _ = resolve_checkpoint(source)
     if (Path(ckpt) / MANIFEST).exists():   # a run's checkpoint (converted folders carry none)
         verify_checksums(ckpt)
-    state = dist_checkpointing.load({"model": model_sharded_state(model)}, str(ckpt))
+    template = model_sharded_state(model)
+    fresh = _head_not_in(template, ckpt)
+    state = dist_checkpointing.load({"model": template}, str(ckpt))
     if len(model) == 1:
-        unwrap(model[0]).load_state_dict(state["model"])
+        unwrap(model[0]).load_state_dict(state["model"], strict=not fresh)
     else:
         for i, chunk in enumerate(model):
-            unwrap(chunk).load_state_dict(state["model"][f"model{i}"])
+            unwrap(chunk).load_state_dict(state["model"][f"model{i}"], strict=not fresh)
+    if fresh:
+        logger.info("head weights not in %s start from their initialisation: %s", ckpt, fresh)
     logger.info("initialised model weights from %s", ckpt)
     return ckpt
+
+
+def _head_not_in(template: dict, ckpt: Path) -> list[str]:
+    """Drop (in place) pooling-head entries the checkpoint lacks — a head changed at fine-tune
+    start (projection, pooler, latent attention) — and return their names; any other missing
+    tensor is an error naming it."""
+    from megatron.core.dist_checkpointing.mapping import ShardedTensor
+
+    saved = set(dist_checkpointing.load_tensors_metadata(str(ckpt)))
+    chunks = [template] if "model0" not in template else [template[k] for k in sorted(template)]
+    fresh, missing = [], []
+    for chunk in chunks:
+        for name in list(chunk):
+            value = chunk[name]
+            if isinstance(value, ShardedTensor) and value.key not in saved:
+                (fresh if name.startswith("head.") else missing).append(name)
+                if name.startswith("head."):
+                    del chunk[name]
+    if missing:
+        raise KeyError(f"{ckpt}: has no tensor for {missing[:5]} (a different architecture?)")
+    return fresh
 
 
 def _own_adam_step_on_load() -> None:

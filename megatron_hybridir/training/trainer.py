@@ -11,6 +11,7 @@ the loss (``loss``, via ``training/engine`` or ``training/gradcache``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import signal
@@ -25,15 +26,17 @@ from megatron.core import parallel_state
 from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
-from megatron_hybridir.config import RunConfig, save_config, validate, validate_paths
+from megatron_hybridir.config import RunConfig, validate, validate_paths
 from megatron_hybridir.data.sampler import MONO, SamplerConfig
 from megatron_hybridir.model.builder import build_model_chunks
 from megatron_hybridir.runtime.distributed import compute_device, initialize, launch_env
-from megatron_hybridir.training.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+from megatron_hybridir.training.checkpoint import (
+    latest_step, load_checkpoint, load_model_weights, save_checkpoint)
 from megatron_hybridir.training.engine import forward_backward, wrap_ddp
 from megatron_hybridir.training.flops import peak_tflops, training_flops
 from megatron_hybridir.training.gradcache import gradcache_forward_backward
 from megatron_hybridir.training.metrics_log import MetricsLog
+from megatron_hybridir.training.run_identity import check_data, init_model, prepare_run_dir
 from megatron_hybridir.data.synthetic import related_pairs
 
 logger = logging.getLogger(__name__)
@@ -76,7 +79,9 @@ class BatchSource:
         data = self.config.data
         if self.sampler is not None:
             batch = self.sampler.global_batch(step).rank_slice(self.dp_rank, self.dp_size)
-            return [self.collate(m) for m in batch.micro_batches(data.micro_batch_size)], batch.kind
+            micro = [self.collate(m) for m in batch.micro_batches(data.micro_batch_size)]
+            self._check_ids(micro, step)
+            return micro, batch.kind
         per_rank = data.global_batch_size // self.dp_size // data.micro_batch_size
         g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
         all_micro = [related_pairs(num_queries=data.micro_batch_size,
@@ -85,6 +90,16 @@ class BatchSource:
                                    vocab_size=self.config.model.vocab_size, generator=g)
                      for _ in range(per_rank * self.dp_size)]
         return all_micro[self.dp_rank::self.dp_size], MONO
+
+    def _check_ids(self, micro: list[dict], step: int) -> None:
+        """Ids past the vocabulary would index nothing at TP=1 and read zero rows at TP > 1 (each
+        rank masks ids outside its slice); the manifest is checked at start, this catches data
+        whose files disagree with it."""
+        vocab = self.config.model.vocab_size
+        top = max(int(mb["input_ids"].max()) for mb in micro)
+        if top >= vocab:
+            raise TrainingError(f"step {step + 1}: token id {top:,} in {self.config.data.path} is "
+                                f"outside model.vocab_size {vocab:,}")
 
 
 class _StopFlag:
@@ -152,8 +167,20 @@ def build_training(config: RunConfig):
         optimizer, init_lr=0.0 if o.warmup_steps else o.lr, max_lr=o.lr, min_lr=o.min_lr,
         lr_warmup_steps=o.warmup_steps, lr_decay_steps=max(steps, o.warmup_steps + 1),
         lr_decay_style="cosine", start_wd=o.weight_decay, end_wd=o.weight_decay,
-        wd_incr_steps=steps, wd_incr_style="constant")
+        wd_incr_steps=steps, wd_incr_style="constant",
+        # A relaunch's optim / train_steps values are honoured (run_identity.RELAUNCH_HONOURED);
+        # only the step count comes from the checkpoint.
+        override_opt_param_scheduler=True, use_checkpoint_opt_param_scheduler=False)
     return model, optimizer, scheduler
+
+
+def _honour_optim(config: RunConfig, optimizer, scheduler) -> None:
+    """This launch's lr / min_lr after a resume: the param groups restored from the checkpoint
+    carry the saved ``max_lr`` / ``min_lr``, which Megatron's scheduler prefers to its own (a
+    relaunch's changed optim values are honoured, see run_identity.RELAUNCH_HONOURED)."""
+    for group in optimizer.param_groups:
+        group["max_lr"], group["min_lr"] = config.optim.lr, config.optim.min_lr
+    scheduler.step(increment=0)        # recompute this step's lr from them
 
 
 def train(config: RunConfig) -> TrainResult:
@@ -162,19 +189,23 @@ def train(config: RunConfig) -> TrainResult:
     validate(config, world_size=launch_env().world_size)
     validate_paths(config)
     info = initialize(config.parallel, seed=config.seed)
+    if config.checkpoint.init_from:     # the model section is the checkpoint's (run_identity)
+        config = dataclasses.replace(config, model=init_model(config.checkpoint.init_from, config.model))
+    manifest = check_data(config)       # vocabulary and tokenizer, before any model exists
+    run_dir = Path(config.checkpoint.dir) if config.checkpoint.dir else None
+    if run_dir is not None:             # relaunch identity checked before anything is written
+        prepare_run_dir(run_dir, config, manifest, resuming=latest_step(run_dir) is not None,
+                        write=info.rank == 0, start_step=latest_step(run_dir) or 0)
     model, optimizer, scheduler = build_training(config)
     source = BatchSource(config, dp_rank=info.dp_rank, dp_size=info.dp_size)
-    run_dir = Path(config.checkpoint.dir) if config.checkpoint.dir else None
     result = TrainResult()
     kinds = {"monolingual": 0, "cross-lingual": 0}
     if run_dir is not None:
-        if info.rank == 0:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(config, run_dir / "config.yaml")
         resumed = load_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler)
         if resumed:
             result.start_step = resumed["step"]
             kinds.update(resumed["extra"].get("kinds", {}))
+            _honour_optim(config, optimizer, scheduler)
     if result.start_step == 0 and config.checkpoint.init_from:
         load_model_weights(config.checkpoint.init_from, model=model)
         optimizer.reload_model_params()      # mixed precision keeps fp32 main copies of the params

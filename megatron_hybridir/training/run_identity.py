@@ -1,0 +1,232 @@
+"""A run's identity: the model it starts from, the data it reads, and what a relaunch may change.
+
+Why it exists: three silent failures share one cause — nothing compared a run with what it came
+from. (1) ``checkpoint.init_from`` made users retype every size of the converted model, and a typo
+trained a different model; now the model section comes from the checkpoint and YAML may change only
+``INIT_OVERRIDABLE``. (2) Data tokenized with another tokenizer, or with ids past the model's
+vocabulary, trained silently (zero embeddings at TP=2); now the preprocessing manifest is checked
+against the initial checkpoint's tokenizer and the model's vocabulary before a model exists. (3) A
+relaunch with a different config rewrote ``config.yaml``; now ``config.yaml`` is written once, a
+relaunch is compared with it, fields that cannot change stop the launch (listed, before anything
+is written), and honoured changes go to ``launches/<n>.yaml``.
+
+It also writes the run's ``provenance.json`` (``convert/provenance``): the initial checkpoint's
+record, the tokenizer (copied into ``tokenizer/``) and the data's manifest identity, which export
+reads.
+
+What it does not do: load weights (``training/checkpoint``) or validate single values (``config``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from megatron_hybridir.config import ConfigError, ModelConfig, RunConfig, from_dict, to_dict
+
+logger = logging.getLogger(__name__)
+
+# ModelConfig fields a run started from a checkpoint may set differently: regularisation, the
+# pooling head (new head weights start fresh), the attention mask and memory/kernels choices.
+INIT_OVERRIDABLE = ("hidden_dropout", "attention_dropout", "pooling", "latent_num_latents",
+                    "latent_num_heads", "pooler", "projection_dim", "normalize", "attention",
+                    "init_method_std", "recompute", "use_transformer_engine", "preset")
+
+# Config fields a relaunch may change; all are honoured from the resumed step on (the LR schedule
+# is rebuilt from the new optim values, see trainer.build_training). Everything else is refused.
+RELAUNCH_HONOURED = ("training.", "parallel.", "checkpoint.save_interval", "checkpoint.keep_last",
+                     "optim.lr", "optim.min_lr", "optim.weight_decay", "optim.clip_grad",
+                     "optim.warmup_steps", "data.micro_batch_size", "data.pad_to_multiple",
+                     "model.recompute", "model.use_transformer_engine")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _differences(old: dict, new: dict) -> dict[str, tuple]:
+    a, b = _flatten(old), _flatten(new)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def _listing(diffs: dict[str, tuple]) -> str:
+    return "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in diffs.items())
+
+
+# --- checkpoint.init_from -------------------------------------------------------------------
+
+
+def init_model(init_from: str, model: ModelConfig, explicit: Optional[dict] = None) -> ModelConfig:
+    """The model section of a run started from ``init_from``: the checkpoint's, with the fields in
+    ``INIT_OVERRIDABLE`` taken from ``model`` where set. ``explicit`` holds the fields the user
+    wrote (YAML + overrides); None means every field of ``model`` counts as written (a RunConfig
+    built in code). Other written fields that differ from the checkpoint raise, listed."""
+    from megatron_hybridir.convert.io import resolve_checkpoint
+    from megatron_hybridir.convert.mappings import ConversionError
+
+    try:
+        source, _, _ = resolve_checkpoint(init_from)
+    except ConversionError as err:
+        raise ConfigError(f"checkpoint.init_from: {err}") from None
+    written = dataclasses.asdict(model) if explicit is None else dict(explicit)
+    mine = dataclasses.asdict(model)
+    theirs = dataclasses.asdict(source)
+    refused = {f"model.{k}": (theirs[k], mine[k]) for k in written
+               if k in theirs and k not in INIT_OVERRIDABLE and mine[k] != theirs[k]}
+    if refused:
+        raise ConfigError(
+            f"checkpoint.init_from={init_from}: the model section comes from the checkpoint; these "
+            f"fields differ from it (checkpoint -> config): {_listing(refused)}. Remove them from "
+            f"the config; only {', '.join(INIT_OVERRIDABLE[:-1])} may change")
+    return dataclasses.replace(source, **{k: mine[k] for k in written if k in INIT_OVERRIDABLE})
+
+
+# --- training data --------------------------------------------------------------------------
+
+
+def read_manifest(path: str) -> dict:
+    manifest = Path(path) / "manifest.json"
+    if not manifest.exists():
+        raise ConfigError(f"data.path: {path} has no manifest.json (run tools/preprocess_data.py)")
+    return json.loads(manifest.read_text())
+
+
+def check_data(config: RunConfig) -> Optional[dict]:
+    """The data's manifest, after checking its vocabulary against the model and its tokenizer
+    against the initial checkpoint's; None for synthetic data."""
+    if config.data.path is None:
+        return None
+    manifest = read_manifest(config.data.path)
+    where = f"data.path: {Path(config.data.path) / 'manifest.json'}"
+    vocab = int(manifest["vocab_size"])
+    if vocab > config.model.vocab_size:
+        raise ConfigError(f"{where}: tokenizer vocabulary {vocab:,} is larger than model.vocab_size "
+                          f"{config.model.vocab_size:,}; token ids up to {vocab - 1:,} have no "
+                          f"embedding row. Preprocess with the model's tokenizer")
+    if config.checkpoint.init_from:
+        init = _init_tokenizer(config.checkpoint.init_from)
+        if init is not None and manifest.get("tokenizer_hash") not in init[0]:
+            raise ConfigError(
+                f"{where}: tokenized with tokenizer hash {manifest.get('tokenizer_hash')} "
+                f"(vocabulary {vocab:,}, {manifest['config'].get('tokenizer')}), but "
+                f"checkpoint.init_from={config.checkpoint.init_from} was trained with tokenizer "
+                f"hash {' / '.join(sorted(init[0]))} (vocabulary {init[1]:,}, {init[2]}). "
+                f"Preprocess the data with the checkpoint's tokenizer")
+    return manifest
+
+
+def _init_tokenizer(init_from: str) -> Optional[tuple[set, int, Path]]:
+    """(hashes, vocabulary, folder) of the tokenizer an initial checkpoint records, if any. A run
+    directory also accepts the hash its own training data recorded (a SentencePiece ``.model``
+    hashes differently from the ``tokenizer.json`` copied beside the run)."""
+    from megatron_hybridir.convert import provenance
+    from megatron_hybridir.convert.io import resolve_checkpoint
+    from megatron_hybridir.data.tokenizer import Tokenizer
+
+    _, _, info = resolve_checkpoint(init_from)
+    folder = provenance.tokenizer_folder(info["folder"], info.get("provenance"))
+    if folder is None or provenance.tokenizer_hash(folder) is None:
+        return None
+    tok = Tokenizer(str(folder))
+    data = (info.get("provenance") or {}).get("data") or {}
+    return {tok.hash, data.get("tokenizer_hash")} - {None}, tok.vocab_size, folder
+
+
+# --- the run directory ----------------------------------------------------------------------
+
+
+def _honoured(key: str) -> bool:
+    return any(key == p or (p.endswith(".") and key.startswith(p)) for p in RELAUNCH_HONOURED)
+
+
+def check_relaunch(run_dir: Path, config: RunConfig, manifest: Optional[dict]) -> dict[str, tuple]:
+    """Compare a relaunch with the run's ``config.yaml`` and recorded data identity; raise listing
+    every field that cannot change; return the honoured changes."""
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    # Normalise through the dataclasses, so defaults added since the run started compare equal.
+    saved = to_dict(from_dict(RunConfig, saved))
+    diffs = _differences(saved, to_dict(config))
+    refused = {k: v for k, v in diffs.items() if not _honoured(k)}
+    recorded = ((_read_json(run_dir / "provenance.json") or {}).get("data") or {})
+    if manifest is not None and recorded.get("tokenizer_hash") not in (None, manifest.get("tokenizer_hash")):
+        refused["data tokenizer hash"] = (recorded["tokenizer_hash"], manifest.get("tokenizer_hash"))
+    if refused:
+        raise ConfigError(
+            f"{run_dir}: this launch differs from the run's config.yaml (which its checkpoints were "
+            f"trained with) in fields that cannot change on a relaunch: {_listing(refused)}. "
+            f"Nothing was written; restore them, or start a new checkpoint.dir")
+    return {k: v for k, v in diffs.items() if _honoured(k)}
+
+
+def _read_json(path: Path) -> Optional[dict]:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def prepare_run_dir(run_dir: Path, config: RunConfig, manifest: Optional[dict], *,
+                    resuming: bool, write: bool, start_step: int) -> None:
+    """Check a relaunch (every rank), then on the writing rank: ``config.yaml`` and
+    ``provenance.json`` for a new run, or ``launches/<n>.yaml`` for a relaunch."""
+    from megatron_hybridir.config import save_config
+
+    changes = check_relaunch(run_dir, config, manifest) if resuming else None
+    if not write:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if changes is None:
+        save_config(config, run_dir / "config.yaml")
+        write_run_provenance(run_dir, config, manifest)
+    launches = run_dir / "launches"
+    launches.mkdir(exist_ok=True)
+    number = len(list(launches.glob("*.yaml"))) + 1
+    record = {"launch": number, "start_step": start_step,
+              "changes": {k: {"was": a, "now": b} for k, (a, b) in (changes or {}).items()},
+              "config": to_dict(config)}
+    (launches / f"{number:04d}.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+    if changes:
+        logger.warning("relaunch %d honours changed settings: %s", number, _listing(changes))
+
+
+def write_run_provenance(run_dir: Path, config: RunConfig, manifest: Optional[dict]) -> dict:
+    """``provenance.json`` of a run: the initial checkpoint's record (family, HF classes,
+    sentence-transformers pipeline), its tokenizer copied into ``tokenizer/`` (else the data's
+    tokenizer), and the identity of the training data (prompts, tokenizer hash, vocabulary)."""
+    from megatron_hybridir.convert import provenance
+    from megatron_hybridir.convert.io import resolve_checkpoint
+    from megatron_hybridir.model.families import family_of
+
+    record = {"format": provenance.FORMAT, "family": family_of(config.model).name,
+              "init_from": None, "hf": None, "sentence_transformers": None, "tokenizer": None,
+              "data": None}
+    tokenizer_source = None
+    if config.checkpoint.init_from:
+        _, _, info = resolve_checkpoint(config.checkpoint.init_from)
+        source = info.get("provenance") or {}
+        record.update(init_from=str(Path(config.checkpoint.init_from).resolve()),
+                      hf=source.get("hf"), sentence_transformers=source.get("sentence_transformers"),
+                      data=source.get("data"))
+        tokenizer_source = provenance.tokenizer_folder(info["folder"], source)
+    if manifest is not None:
+        settings = manifest.get("config", {})
+        record["data"] = {"path": str(Path(config.data.path).resolve()),
+                          "tokenizer_hash": manifest.get("tokenizer_hash"),
+                          "vocab_size": manifest.get("vocab_size"),
+                          "tokenizer": settings.get("tokenizer"),
+                          "prompts": manifest.get("prompts", settings.get("prompts")),
+                          "max_length": manifest.get("max_length", settings.get("max_length"))}
+        if tokenizer_source is None and settings.get("tokenizer"):
+            tokenizer_source = Path(settings["tokenizer"])
+    if tokenizer_source is not None and Path(tokenizer_source).exists():
+        record["tokenizer"] = provenance.copy_tokenizer(Path(tokenizer_source), run_dir / "tokenizer")
+    provenance.write(run_dir, record)
+    return record
