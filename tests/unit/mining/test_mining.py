@@ -138,3 +138,48 @@ def test_bad_settings_name_the_field(tmp_path, planted):
         mine(_config(tmp_path, planted, num_negatives=9), encoder=TrigramEncoder())
     with pytest.raises(DataError, match="mining.relative_margin: must lie in"):
         mine(_config(tmp_path, planted, relative_margin=1.5), encoder=TrigramEncoder())
+
+
+def _word_tokenizer(tmp_path, texts) -> str:
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(texts + ["Query: Passage:"], trainers.WordLevelTrainer(
+        special_tokens=["<pad>", "<unk>", "</s>"]))
+    (tmp_path / "tok").mkdir()
+    tok.save(str(tmp_path / "tok" / "tokenizer.json"))
+    return str(tmp_path / "tok")
+
+
+def test_mined_file_round_trips_through_preprocessing(tmp_path, planted):
+    from megatron_hybridir.data.dataset import Collator, TokenizedDataset
+    from megatron_hybridir.data.preprocess import PreprocessConfig, preprocess
+    from megatron_hybridir.data.sampler import SamplerConfig
+    from megatron_hybridir.data.tokenizer import Tokenizer
+
+    mine(_config(tmp_path, planted), encoder=TrigramEncoder())
+    mined = tmp_path / "mined.jsonl"
+    records = [json.loads(line) for line in mined.read_text().splitlines()]
+    texts = [line for line in mined.read_text().splitlines()]
+    tokenizer = _word_tokenizer(tmp_path, texts)
+    out = tmp_path / "indexed"
+    manifest = preprocess(PreprocessConfig(sources=[str(mined)], languages=LANGS,
+                                           tokenizer=tokenizer, output=str(out), workers=1),
+                          progress=False)
+    assert manifest["counts"]["negative.en"] == 3 * 13 and manifest["counts"]["negative.de"] == 3 * 12
+    ds = TokenizedDataset(str(out))
+    tok = Tokenizer(tokenizer)
+    for n, record in enumerate(records):
+        for li, lang in enumerate(LANGS):
+            negs = record["negatives"] if "lang" not in record else [
+                {record["lang"]: t} for t in record["negatives"]]
+            mined_texts = [neg[lang] for neg in negs if lang in neg]
+            rows = [r.tolist() for r in ds.negatives(n, li)]
+            assert rows == [tok.encode(["Passage: " + t])[0] + [tok.eos_id] for t in mined_texts]
+            assert ds.negative_content_ids(n, li) == [content_id(t) for t in mined_texts]
+    en = LANGS.index("en")
+    assert ds.content_id(0, en) == ds.content_id(1, en) == ds.content_id(2, en)   # planted copies
+    batch = Collator(ds, num_negatives=2)(ds.sampler(SamplerConfig(global_batch_size=4,
+                                                                   seed=0)).global_batch(0))
+    assert batch["positive_ids"].shape == (4,) and batch["negative_ids"].shape == (8,)
