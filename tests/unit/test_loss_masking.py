@@ -99,3 +99,14 @@ def test_unknown_ids_never_match_and_negative_ids_are_required():
     assert torch.equal(zeros.loss, plain.loss)
     with pytest.raises(ValueError, match="negative_ids must be"):
         info_nce(q, p, n, scale=20.0, positive_ids=torch.arange(5))
+
+
+def test_config_fields_parse_and_validate():
+    from megatron_hybridir.config import ConfigError, load_config
+
+    config = load_config(None, ["loss.false_negative_margin=0.1", "loss.mask_false_negatives=false"])
+    assert config.loss.false_negative_margin == 0.1 and config.loss.mask_false_negatives is False
+    with pytest.raises(ConfigError, match=r"loss.false_negative_margin: must be a finite"):
+        load_config(None, ["loss.false_negative_margin=inf"])
+    with pytest.raises(ConfigError, match=r"loss.mask_false_negatives: expected true or false"):
+        load_config(None, ["loss.mask_false_negatives=maybe"])
