@@ -11,7 +11,8 @@ the window's first k (``sampling=top`` / ``sampling_strategy="top"``), cosine sc
 
 Printed: identical negatives (per query, as sets and in order), the reason for any difference
 (score gap at the boundary: near-ties that batch composition can flip), wall-time ratio
-(theirs / ours, > 1 = we are faster) and peak RSS of each, plus our pool-shard size.
+(theirs / ours, > 1 = we are faster), the same ratio of CPU seconds (steadier on a shared
+machine) and peak RSS of each, plus our pool-shard size.
 
     nice -n 10 python tools/bench/bench_mining.py [--queries 10000] [--extra 90000] [--repeats 1]
 """
@@ -81,6 +82,14 @@ def make_corpus(folder: Path, queries: int, extra: int, seed: int = 0) -> None:
             corpus.write(json.dumps({"lang": "en", "text": passage()}) + "\n")
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process (less sensitive than wall time to a shared machine)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def peak_rss_gib() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -93,7 +102,7 @@ def run_ours(folder: Path, args) -> dict:
 
     from megatron_hybridir.mining.miner import MiningConfig, mine
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     out = folder / "ours.jsonl"
     mine(MiningConfig(input=str(folder / "items.jsonl"), output=str(out), languages=["en"],
                       model=minilm_folder(), corpus=[str(folder / "corpus.jsonl")],
@@ -101,12 +110,12 @@ def run_ours(folder: Path, args) -> dict:
                       relative_margin=1.0 - args.st_relative_margin, sampling="top",
                       batch_size=args.batch_size, shard_size=args.shard_size,
                       work_dir=str(folder / f"ours.work.{time.time_ns()}"), progress=False))
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     negatives = {}
     for line in out.read_text().splitlines():
         record = json.loads(line)
         negatives[record["query"]] = record["negatives"]
-    return {"wall_s": wall, "peak_rss_gib": peak_rss_gib(), "negatives": negatives}
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_gib": peak_rss_gib(), "negatives": negatives}
 
 
 def run_theirs(folder: Path, args) -> dict:
@@ -114,7 +123,7 @@ def run_theirs(folder: Path, args) -> dict:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.util import mine_hard_negatives
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     records = [json.loads(line) for line in (folder / "items.jsonl").read_text().splitlines()]
     corpus = [json.loads(line)["text"] for line in (folder / "corpus.jsonl").read_text().splitlines()]
     model = SentenceTransformer(minilm_folder(), device="cpu", local_files_only=True)
@@ -125,10 +134,10 @@ def run_theirs(folder: Path, args) -> dict:
                                 num_negatives=args.k, sampling_strategy="top",
                                 output_format="n-tuple", batch_size=args.batch_size,
                                 use_faiss=True, verbose=False)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     cols = [f"negative_{j + 1}" for j in range(args.k)]
     negatives = {row["query"]: [row[c] for c in cols] for row in mined}
-    return {"wall_s": wall, "peak_rss_gib": peak_rss_gib(), "negatives": negatives}
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_gib": peak_rss_gib(), "negatives": negatives}
 
 
 def child(role: str, folder: Path, args) -> dict:
@@ -198,7 +207,8 @@ def main() -> None:
         for r in range(args.repeats):
             for role in (("theirs", "ours") if r % 2 == 0 else ("ours", "theirs")):
                 runs[role].append(child(role, folder, args))
-                print(f"[{role}] {runs[role][-1]['wall_s']:.1f} s, peak RSS "
+                print(f"[{role}] {runs[role][-1]['wall_s']:.1f} s wall, "
+                      f"{runs[role][-1]['cpu_s']:.1f} s CPU, peak RSS "
                       f"{runs[role][-1]['peak_rss_gib']:.2f} GiB", flush=True)
         same = compare(runs["ours"][-1]["negatives"], runs["theirs"][-1]["negatives"], args.k)
         same["boundary"] = boundary_gaps(folder, same.pop("examples"), args)
@@ -212,6 +222,10 @@ def main() -> None:
                      "relative_margin_theirs": args.st_relative_margin, "sampling": "top"},
         "wall_s": {"ours": ours_t, "sentence_transformers": theirs_t},
         "speed_ratio_theirs_over_ours": theirs_t / ours_t,
+        "cpu_s": {"ours": float(np.median([r["cpu_s"] for r in runs["ours"]])),
+                  "sentence_transformers": float(np.median([r["cpu_s"] for r in runs["theirs"]]))},
+        "cpu_ratio_theirs_over_ours": float(np.median([r["cpu_s"] for r in runs["theirs"]])
+                                            / np.median([r["cpu_s"] for r in runs["ours"]])),
         "peak_rss_gib": {"ours": max(r["peak_rss_gib"] for r in runs["ours"]),
                          "sentence_transformers": max(r["peak_rss_gib"] for r in runs["theirs"])},
         "our_shard_gib": shard_gib, "identical": same}, indent=2))
