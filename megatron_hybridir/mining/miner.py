@@ -160,7 +160,7 @@ def spool(config: MiningConfig, folder: Path) -> dict:
         for j, lang in enumerate(langs):
             if lang in item.positive:
                 row_pos[j] = pools[lang].add(item.positive[lang], n)
-                row_cid[j] = int(pools[lang]._ids[-1])
+                row_cid[j] = pools[lang].last_id
                 if lang in item.query:
                     queries[lang].add(item.query[lang], n)
         own.append(row_pos)

@@ -34,6 +34,11 @@ class TextStoreWriter:
         self._items.append(item)
         return len(self._ids) - 1
 
+    @property
+    def last_id(self) -> int:
+        """Content id of the text added last."""
+        return self._ids[-1]
+
     def close(self) -> None:
         self._data.close()
         base = self.folder / self.name

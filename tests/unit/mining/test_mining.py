@@ -183,3 +183,12 @@ def test_mined_file_round_trips_through_preprocessing(tmp_path, planted):
     batch = Collator(ds, num_negatives=2)(ds.sampler(SamplerConfig(global_batch_size=4,
                                                                    seed=0)).global_batch(0))
     assert batch["positive_ids"].shape == (4,) and batch["negative_ids"].shape == (8,)
+
+
+def test_hnsw_index_option_matches_exact_on_a_small_pool(tmp_path, planted):
+    exact = _config(tmp_path, planted, sampling="top")
+    mine(exact, encoder=TrigramEncoder())
+    hnsw = _config(tmp_path, planted, sampling="top", index="hnsw",
+                   output=str(tmp_path / "hnsw.jsonl"))
+    mine(hnsw, encoder=TrigramEncoder())
+    assert (tmp_path / "hnsw.jsonl").read_text() == (tmp_path / "mined.jsonl").read_text()
