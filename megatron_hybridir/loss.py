@@ -78,7 +78,7 @@ def false_negative_mask(logits: Tensor, labels: Tensor, *, query_ids: Optional[T
     if query_ids is not None:
         mask |= (candidate_ids[None, :] == query_ids[:, None]) & (candidate_ids[None, :] != 0)
     if margin is not None:
-        scores = logits.detach() / scale                # back to cosine scores
+        scores = logits.detach() / (scale.detach() if isinstance(scale, Tensor) else scale)
         mask |= scores > scores.gather(1, labels[:, None]) + margin
     mask[torch.arange(logits.size(0), device=logits.device), labels] = False
     return mask
