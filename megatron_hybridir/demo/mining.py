@@ -8,8 +8,8 @@ synthetic words as unknown sub-words and matches only shared entity names). ``mi
 ``train.jsonl`` with it (``megatron_hybridir.mining``: per language, positives and copies never
 mined, relative margin 0.95, a rank window) and preprocesses the result; ``random_negative_data``
 builds the comparison arm (each negative a random other item's passage in the same language);
-``negative_quality`` measures what the negatives are: the share naming the query's entity (hard)
-and the share containing the asked fact itself (false negatives: another item's passage may state
+``negative_quality`` measures what the negatives are: the shares naming the query's entity or its
+relation (hard: they match half the question) and the share containing the asked fact itself (false negatives: another item's passage may state
 it among its distractor facts).
 
 What it does not do: train (``pipeline.train``) or evaluate.
@@ -25,7 +25,10 @@ import numpy as np
 
 from megatron_hybridir.demo.pipeline import log
 
-MINING = dict(num_negatives=1, range_min=2, range_max=30, relative_margin=0.95, sampling="random")
+# No score margin here: after a short first pass the tiny model's cosine scores are compressed (its
+# kept negatives score about as high as the positives), so a 0.95 relative margin removed 90% of the
+# candidates and left most items without a negative. The rank window skips the two nearest.
+MINING = dict(num_negatives=1, range_min=2, range_max=30, sampling="random")
 FIRST_PASS = ["loss.num_hard_negatives=0"]      # a first pass as if the data had no negatives
 
 
@@ -107,12 +110,13 @@ def negative_quality(path: Path, *, seed: int = 0, languages: Optional[list[str]
                 name, stop = lang.name(entity), lang.lexicon["stop"]
                 answer = next((s for s in _sentences(record["positive"][code], stop)
                                if name in s.split() and lang.lexicon[relation] in s.split()), None)
-                entry = counts.setdefault(code, [0, 0, 0])
+                entry = counts.setdefault(code, [0, 0, 0, 0])
                 entry[0] += 1
                 entry[1] += name in text.split()
-                entry[2] += answer in _sentences(text, stop)
-    return {code: {"negatives": n, "names_entity": e / n, "contains_answer": a / n}
-            for code, (n, e, a) in sorted(counts.items())}
+                entry[2] += lang.lexicon[relation] in text.split()
+                entry[3] += answer in _sentences(text, stop)
+    return {code: {"negatives": n, "names_entity": e / n, "names_relation": r / n,
+                   "contains_answer": a / n} for code, (n, e, r, a) in sorted(counts.items())}
 
 
 def _sentences(text: str, stop: str) -> list[str]:
