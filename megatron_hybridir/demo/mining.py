@@ -6,11 +6,11 @@ synthetic languages is the demo model itself after a short first pass with in-ba
 only (a few seconds to encode the pool, versus minutes for all-MiniLM-L6-v2, which sees the
 synthetic words as unknown sub-words and matches only shared entity names). ``mined_data`` mines
 ``train.jsonl`` with it (``megatron_hybridir.mining``: per language, positives and copies never
-mined, relative margin 0.95, a rank window) and preprocesses the result; ``random_negative_data``
+mined, a rank window) and preprocesses the result; ``random_negative_data``
 builds the comparison arm (each negative a random other item's passage in the same language);
 ``negative_quality`` measures what the negatives are: the shares naming the query's entity or its
-relation (hard: they match half the question) and the share containing the asked fact itself (false negatives: another item's passage may state
-it among its distractor facts).
+relation (hard: they match half the question) and the share containing the asked fact itself
+(false negatives: another item's passage may state it among its distractor facts).
 
 What it does not do: train (``pipeline.train``) or evaluate.
 """
