@@ -97,12 +97,14 @@ def run_negatives_experiment(out: Path, *, seeds: Sequence[int] = (1, 2, 3), ste
             quality[arm].append(mining.negative_quality(source, languages=data["languages"]))
     summary, table = summarize(results, "hybrid batches (alpha=0.5)")
     hard = {arm: {k: float(np.mean([v[k] for q in qs for v in q.values()]))
-                  for k in ("names_entity", "contains_answer")} for arm, qs in quality.items()}
+                  for k in ("names_entity", "names_relation", "contains_answer")}
+            for arm, qs in quality.items()}
     text = (f"{len(seeds)} seeds x {steps} steps each (mined: {first_steps}-step first pass with "
             f"in-batch negatives, then {steps - first_steps} steps on its mined negatives); "
             f"mean ± std over seeds (population std)\n\n" + "\n".join(table) + "\n\n"
-            + "negatives naming the query's entity / containing its answer: " + ", ".join(
-                f"{arm} {h['names_entity']:.2f} / {h['contains_answer']:.3f}"
+            + "negatives naming the query's entity / its relation / containing its answer: "
+            + ", ".join(f"{arm} {h['names_entity']:.2f} / {h['names_relation']:.2f} / "
+                        f"{h['contains_answer']:.3f}"
                 for arm, h in hard.items()) + "\n")
     (out / "experiment_negatives.md").write_text(text)
     (out / "experiment_negatives.json").write_text(json.dumps(

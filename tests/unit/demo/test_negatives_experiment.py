@@ -41,7 +41,8 @@ def test_arms_budget_seeds_and_summary(tmp_path, monkeypatch):
     monkeypatch.setattr(mining, "random_negative_data",
                         lambda d, seed: dict(d, indexed=tmp_path / "data" / f"random{seed}" / "x"))
     monkeypatch.setattr(mining, "negative_quality", lambda path, languages: {
-        "xa": {"names_entity": 1.0 if "mined" in str(path) else 0.0, "contains_answer": 0.0}})
+        "xa": {"names_entity": 0.0, "names_relation": 0.9 if "mined" in str(path) else 0.2,
+               "contains_answer": 0.0}})
     summary = experiment.run_negatives_experiment(tmp_path, seeds=(1, 2, 3), steps=300,
                                                   first_steps=100)
     random_runs = [c for c in calls if c[0].startswith("random")]
@@ -57,23 +58,20 @@ def test_arms_budget_seeds_and_summary(tmp_path, monkeypatch):
     assert mean == pytest.approx(0.52) and std == pytest.approx(np.std([0.51, 0.52, 0.53]))
     text = (tmp_path / "experiment_negatives.md").read_text()
     assert "| mined negatives | 0.520 ± 0.008 |" in text
-    assert "mined negatives 1.00 / 0.000" in text
+    assert "mined negatives 0.00 / 0.90 / 0.000" in text
     with pytest.raises(ValueError, match="first_steps must lie in"):
         experiment.run_negatives_experiment(tmp_path, steps=100, first_steps=100)
 
 
-def test_negative_quality_on_planted_and_random_negatives(tmp_path):
+def test_negative_quality_on_planted_and_random_negatives(tmp_path, monkeypatch):
     make_demo_data(tmp_path, seed=0)
     planted = mining.negative_quality(tmp_path / "train.jsonl")
     assert set(planted) == {"xa", "xb", "xc", "ya", "yb", "za"}
-    assert all(v["names_entity"] == 1.0 and v["contains_answer"] == 0.0 for v in planted.values())
+    assert all(v["names_entity"] == 1.0 and v["names_relation"] == 0.0 and
+               v["contains_answer"] == 0.0 for v in planted.values())
     data = {"root": tmp_path, "languages": list(planted)}
-    monkey_pre = mining._preprocess
-    mining._preprocess = lambda d, source, output: dict(d, indexed=output)
-    try:
-        mining.random_negative_data(data, seed=0)
-    finally:
-        mining._preprocess = monkey_pre
+    monkeypatch.setattr(mining, "_preprocess", lambda d, source, output: dict(d, indexed=output))
+    mining.random_negative_data(data, seed=0)
     rand = mining.negative_quality(tmp_path / "train.random0.jsonl")
     # A random passage names the entity only when it happens to carry one of its facts.
-    assert all(v["names_entity"] < 0.1 for v in rand.values())
+    assert all(v["names_entity"] < 0.1 and 0.1 < v["names_relation"] < 0.4 for v in rand.values())
