@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from array import array
 import logging
 import os
 from dataclasses import asdict, dataclass, field
@@ -70,7 +71,8 @@ class MiningConfig:
     corpus: list[str] = field(default_factory=list)
     """Extra passage files (JSONL {"lang", "text"}) added to the pools."""
     index: str = "exact"
-    """exact (sharded flat search), ivf, hnsw or a FAISS factory string."""
+    """exact (sharded flat search: memory one shard), ivf, hnsw or a FAISS factory string (these
+    hold the language's whole index in memory; a PQ factory string compresses it)."""
     nprobe: int = 64
     ef_search: int = 256
     shard_size: int = 100_000
@@ -150,7 +152,7 @@ def spool(config: MiningConfig, folder: Path) -> dict:
     langs = config.languages
     pools = {l: TextStoreWriter(folder, f"pool.{l}") for l in langs}
     queries = {l: TextStoreWriter(folder, f"query.{l}") for l in langs}
-    own, cids = [], []
+    own, cids = array("q"), array("q")          # [items, L], flat: 8 bytes per entry
     report = ReadReport(config.input)
     for n, (_, item) in enumerate(tqdm(parsed_records(config.input, langs, split=config.split,
                                                       report=report),
@@ -163,15 +165,15 @@ def spool(config: MiningConfig, folder: Path) -> dict:
                 row_cid[j] = pools[lang].last_id
                 if lang in item.query:
                     queries[lang].add(item.query[lang], n)
-        own.append(row_pos)
-        cids.append(row_cid)
+        own.extend(row_pos)
+        cids.extend(row_cid)
     for lang, text in _corpus_passages(config.corpus, langs):
         pools[lang].add(text, -1)
     for writer in (*pools.values(), *queries.values()):
         writer.close()
     np.save(folder / "own_position.npy", np.asarray(own, dtype=np.int64).reshape(-1, len(langs)))
     np.save(folder / "positive_ids.npy", np.asarray(cids, dtype=np.int64).reshape(-1, len(langs)))
-    meta = {"num_items": len(own), "languages": langs, "read": report.summary()}
+    meta = {"num_items": len(own) // len(langs), "languages": langs, "read": report.summary()}
     meta_path.write_text(json.dumps(meta))
     return meta
 
@@ -219,9 +221,7 @@ class _AnnIndex:
         inner = faiss.index_factory(pool.dim, spec, faiss.METRIC_INNER_PRODUCT)
         self.index = faiss.IndexIDMap(inner)
         if not self.index.is_trained:
-            sample = np.concatenate([np.asarray(e, np.float32) for e, _ in
-                                     [next(iter(pool.shards()))]])
-            self.index.train(sample)
+            self.index.train(np.asarray(next(iter(pool.shards()))[0], dtype=np.float32))
         for emb, positions in pool.shards():
             self.index.add_with_ids(np.ascontiguousarray(emb, dtype=np.float32), positions)
         if "IVF" in spec:
@@ -235,7 +235,7 @@ class _AnnIndex:
 
 def _save_part(path: Path, items: np.ndarray, selection: Selection, positive_scores: np.ndarray,
                searched: int) -> None:
-    tmp = path.with_name(path.stem + ".tmp.npz")
+    tmp = path.with_name("tmp-" + path.name)     # never matches the "<lang>.*.npz" parts
     np.savez(tmp, items=items, positions=selection.positions, scores=selection.scores,
              positive_scores=positive_scores, searched=searched, short=selection.short,
              removed=json.dumps(selection.removed))
