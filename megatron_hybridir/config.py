@@ -117,6 +117,12 @@ class LossConfig:
     """Add the passage-to-query InfoNCE term."""
     num_hard_negatives: int = 1
     """Hard negatives per query taken from each training item (0 disables them)."""
+    mask_false_negatives: bool = True
+    """Mask (logit -inf) in-batch and hard-negative candidates whose content id (hash of the
+    normalised text, from preprocessing) equals the query's positive's; data without content ids
+    (older preprocessed folders, synthetic batches) train unmasked. Counted as masked_negatives."""
+    false_negative_margin: Optional[float] = None
+    """Also mask candidates whose cosine score exceeds the positive's score + this margin."""
 
 
 @dataclass
@@ -524,6 +530,10 @@ def validate(config: RunConfig, *, world_size: Optional[int] = None) -> None:
                  f"({data.micro_batch_size}) x data-parallel size ({dp})")
     _require(config.loss.temperature > 0, "loss.temperature", "must be > 0")
     _require(config.loss.num_hard_negatives >= 0, "loss.num_hard_negatives", "must be >= 0")
+    margin = config.loss.false_negative_margin
+    if margin is not None:
+        _require(math.isfinite(margin) and -2.0 <= margin <= 2.0, "loss.false_negative_margin",
+                 f"must be a finite cosine-score margin in [-2, 2], got {margin}")
     _require(config.precision.dtype in ("fp32", "bf16", "fp16"), "precision.dtype",
              f"expected fp32, bf16 or fp16, got {config.precision.dtype!r}")
     if config.precision.fp8 is not None:

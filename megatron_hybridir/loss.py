@@ -10,6 +10,12 @@ Loss of rank r (local queries q_i, global candidates C = [P_all ; N_all]):
 DDP averages gradients over ranks, so the trained objective is the mean of L_r over ranks, which
 equals the loss of the concatenated global batch in one process (tested).
 
+False negatives: with ``positive_ids`` (content ids of each query's positive, ``data/content_id``)
+a candidate column whose passage has the query's positive id is masked (logit -inf): a copy of
+the positive that another item or source brought into the batch is not a negative. An optional
+``margin`` also masks candidates scoring above the positive's score + margin. The query's own
+positive column is never masked; with nothing to mask the loss is the unmasked loss, bit for bit.
+
 What it does not do: know about models or Megatron's parallel state; the caller passes the
 data-parallel group (never the world group: under TP that would duplicate rows, under PP it would
 hang on ranks that hold no embeddings).
@@ -54,6 +60,30 @@ def gather_with_grad(x: Tensor, group=None) -> Tensor:
     return _GatherWithGrad.apply(x, group)
 
 
+def gather_ids(x: Tensor, group=None) -> Tensor:
+    """Concatenate an id tensor from every rank of ``group`` (no gradient); identity if alone."""
+    if group is None or not dist.is_initialized() or dist.get_world_size(group) == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(parts, x.contiguous(), group=group)
+    return torch.cat(parts)
+
+
+def false_negative_mask(logits: Tensor, labels: Tensor, *, query_ids: Optional[Tensor],
+                        candidate_ids: Optional[Tensor], scale, margin: Optional[float] = None
+                        ) -> Tensor:
+    """[b, C] bool: candidates sharing the query's positive content id (id 0 = unknown, never
+    matched), or (``margin``) scoring above the positive + margin; never the label column."""
+    mask = torch.zeros_like(logits, dtype=torch.bool)
+    if query_ids is not None:
+        mask |= (candidate_ids[None, :] == query_ids[:, None]) & (candidate_ids[None, :] != 0)
+    if margin is not None:
+        scores = logits.detach() / (scale.detach() if isinstance(scale, Tensor) else scale)
+        mask |= scores > scores.gather(1, labels[:, None]) + margin
+    mask[torch.arange(logits.size(0), device=logits.device), labels] = False
+    return mask
+
+
 def _rank_in(group) -> int:
     if group is None or not dist.is_initialized():
         return 0
@@ -66,15 +96,20 @@ class ContrastiveOutput:
     """Scalar loss of this rank's queries (what backward is called on)."""
     accuracy: Tensor
     """Fraction of this rank's queries whose best candidate is their positive (in-batch acc@1)."""
+    masked: Optional[Tensor] = None
+    """Candidates masked as false negatives for this rank's queries (None: masking off)."""
 
 
 def info_nce(query: Tensor, positive: Tensor, negatives: Optional[Tensor] = None, *,
-             scale: Union[float, Tensor], group=None, symmetric: bool = False) -> ContrastiveOutput:
+             scale: Union[float, Tensor], group=None, symmetric: bool = False,
+             positive_ids: Optional[Tensor] = None, negative_ids: Optional[Tensor] = None,
+             margin: Optional[float] = None) -> ContrastiveOutput:
     """InfoNCE with global in-batch negatives and optional hard negatives.
 
     query [b, d], positive [b, d], negatives [b, k, d] (hard negatives of each query) or None.
     ``scale`` is 1 / temperature (a tensor when learnable). Every rank of ``group`` must pass the
-    same b and k.
+    same b and k. ``positive_ids`` [b] / ``negative_ids`` [b, k] (int64 content ids) and ``margin``
+    switch on false-negative masking (module docstring).
     """
     b = query.size(0)
     if positive.shape != query.shape:
@@ -87,9 +122,29 @@ def info_nce(query: Tensor, positive: Tensor, negatives: Optional[Tensor] = None
     candidates = torch.cat(candidates, dim=0)  # [B + B*k, d]
     labels = _rank_in(group) * b + torch.arange(b, device=query.device)
     logits = scale * query @ candidates.T  # [b, B + B*k]
+    masked = None
+    if positive_ids is not None or margin is not None:
+        all_ids = None
+        if positive_ids is not None:
+            all_ids = [gather_ids(positive_ids, group)]
+            if negatives is not None and negatives.numel() > 0:
+                if negative_ids is None or negative_ids.numel() != negatives.size(0) * negatives.size(1):
+                    raise ValueError("negative_ids must be [b, k] like the negatives when "
+                                     "positive_ids are given")
+                all_ids.append(gather_ids(negative_ids.reshape(-1), group))
+            all_ids = torch.cat(all_ids)
+        mask = false_negative_mask(logits, labels, query_ids=positive_ids, candidate_ids=all_ids,
+                                   scale=scale, margin=margin)
+        logits = logits.masked_fill(mask, float("-inf"))
+        masked = mask.sum()
     loss = F.cross_entropy(logits, labels)
     if symmetric:
         all_queries = gather_with_grad(query, group)  # [B, d]
-        loss = 0.5 * (loss + F.cross_entropy(scale * positive @ all_queries.T, labels))
+        back = scale * positive @ all_queries.T
+        if positive_ids is not None:    # queries whose positive is a copy of this one's
+            back = back.masked_fill(false_negative_mask(
+                back, labels, query_ids=positive_ids, candidate_ids=all_ids[:all_queries.size(0)],
+                scale=scale), float("-inf"))
+        loss = 0.5 * (loss + F.cross_entropy(back, labels))
     accuracy = (logits.detach().argmax(dim=-1) == labels).float().mean()
-    return ContrastiveOutput(loss=loss, accuracy=accuracy)
+    return ContrastiveOutput(loss=loss, accuracy=accuracy, masked=masked)

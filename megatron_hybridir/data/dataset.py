@@ -57,6 +57,11 @@ class TokenizedDataset:
         self.mono_langs = np.log2(langs[self.mono_ids].astype(np.float64)).astype(np.int16)
         self.sources = np.load(self.path / "items.source.npy")
         self._check_counts(langs)
+        # Content ids per passage row (false-negative masking); absent in folders written before.
+        cid_files = {(f, l): self.path / f"{f}.{l}.cid.npy"
+                     for f in ("positive", "negative") for l in self.languages}
+        self._cids = ({key: np.load(p, mmap_mode="r") for key, p in cid_files.items()}
+                      if all(p.exists() for p in cid_files.values()) else None)
 
     def _check_counts(self, langs: np.ndarray) -> None:
         """Every array and token file agrees with the manifest's item and row counts."""
@@ -102,6 +107,20 @@ class TokenizedDataset:
             raise KeyError(f"item {item} has no {fieldname} in {code}")
         return self._data[(fieldname, code)][row]
 
+    @property
+    def has_content_ids(self) -> bool:
+        return self._cids is not None
+
+    def content_id(self, item: int, lang: int) -> int:
+        """Content id of the item's positive in ``lang``."""
+        code = self.languages[lang]
+        return int(self._cids[("positive", code)][int(self._rows[("positive", code)][item])])
+
+    def negative_content_ids(self, item: int, lang: int) -> list[int]:
+        code = self.languages[lang]
+        start, end = self._neg_start[code][item], self._neg_start[code][item + 1]
+        return [int(c) for c in self._cids[("negative", code)][int(start):int(end)]]
+
     def negatives(self, item: int, lang: int) -> list[np.ndarray]:
         code = self.languages[lang]
         start, end = self._neg_start[code][item], self._neg_start[code][item + 1]
@@ -113,7 +132,8 @@ class Collator:
 
     Hard negatives are taken in the passage's language; an item with fewer than k negatives in
     that language is filled with positives of other items of the batch in that language
-    (deterministic), counted in ``filled_negatives``.
+    (deterministic), counted in ``filled_negatives``. With content ids in the folder the batch
+    carries ``positive_ids`` [b] and ``negative_ids`` [b*k] for false-negative masking.
     """
 
     def __init__(self, dataset: TokenizedDataset, *, num_negatives: int,
@@ -129,15 +149,23 @@ class Collator:
         ids = [ds.disk_id(int(i)) for i in micro.items]
         queries = [ds.tokens("query", i, int(q)) for i, q in zip(ids, micro.query_lang)]
         positives = [ds.tokens("positive", i, int(p)) for i, p in zip(ids, micro.passage_lang)]
-        negatives = []
+        negatives, negative_ids = [], []
         for n, (i, p) in enumerate(zip(ids, micro.passage_lang)):
             own = ds.negatives(i, int(p))[: self.k]
+            if ds.has_content_ids:
+                negative_ids += ds.negative_content_ids(i, int(p))[: self.k]
             if len(own) < self.k:
-                own += self._fillers(ids, n, int(p), self.k - len(own))
+                own += self._fillers(ids, n, int(p), self.k - len(own), negative_ids)
             negatives.extend(own)
-        return self.pad(queries + positives + negatives, num_queries=len(ids))
+        batch = self.pad(queries + positives + negatives, num_queries=len(ids))
+        if ds.has_content_ids:
+            batch["positive_ids"] = torch.tensor(
+                [ds.content_id(i, int(p)) for i, p in zip(ids, micro.passage_lang)], dtype=torch.long)
+            batch["negative_ids"] = torch.tensor(negative_ids, dtype=torch.long)
+        return batch
 
-    def _fillers(self, ids: list[int], n: int, lang: int, count: int) -> list[np.ndarray]:
+    def _fillers(self, ids: list[int], n: int, lang: int, count: int,
+                 filler_ids: Optional[list] = None) -> list[np.ndarray]:
         """Positives of other items in ``lang``, searched from the next pair of the batch on.
 
         NOTE: another item's positive is a valid negative because each item appears once per
@@ -151,6 +179,8 @@ class Collator:
                 break
             if item != ids[n] and ds.has("positive", item, code):
                 out.append(ds.tokens("positive", item, lang))
+                if ds.has_content_ids and filler_ids is not None:
+                    filler_ids.append(ds.content_id(item, lang))
         if len(out) < count:
             raise ValueError(f"no passages in language {code} to use as negatives")
         self.filled_negatives += count

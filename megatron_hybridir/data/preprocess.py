@@ -22,6 +22,8 @@ Layout of the output folder:
                                     an empty file; plain pairs have no negatives)
     query.{lang}.row.npy, positive.{lang}.row.npy   [items] int64 row or -1 (absent)
     negative.{lang}.start.npy       [items + 1] int64 CSR offsets into negative.{lang}
+    {positive,negative}.{lang}.cid.npy  [rows] int64 content id of each row's text
+                                    (data/content_id.py), for false-negative masking in the loss
     items.langs.npy                 [items] uint64 bitmask of languages with query and positive
     items.source.npy                [items] int32 index into ``sources`` (for mixture weights)
 """
@@ -38,6 +40,7 @@ from typing import Iterator, Optional
 import numpy as np
 from tqdm import tqdm
 
+from megatron_hybridir.data.content_id import content_id
 from megatron_hybridir.data.readers import (
     ParallelItem,
     ReadReport,
@@ -134,6 +137,18 @@ def _tokenize_chunk(items: list[ParallelItem]) -> list[dict]:
     return out
 
 
+def _tokenize_chunk_with_ids(items: list[ParallelItem]) -> list[dict]:
+    """``_tokenize_chunk`` plus ``"cid"``: {field: {lang: [content ids]}} for the passage fields."""
+    out = _tokenize_chunk(items)
+    for item, tokens in zip(items, out):
+        tokens["cid"] = {"positive": {l: [content_id(item.positive[l])] for l in item.languages},
+                         "negative": {}}
+        for neg in item.negatives:
+            for lang, text in neg.items():
+                tokens["cid"]["negative"].setdefault(lang, []).append(content_id(text))
+    return out
+
+
 def _chunks(iterator: Iterator, size: int) -> Iterator[list]:
     while chunk := list(islice(iterator, size)):
         yield chunk
@@ -172,6 +187,7 @@ def _preprocess_into(config: PreprocessConfig, out: Path, *, progress: bool) -> 
     item_rows = {(f, l): [] for f in ("query", "positive") for l in config.languages}
     neg_start = {l: [0] for l in config.languages}
     masks: list[int] = []
+    cids = {(f, l): [] for f in ("positive", "negative") for l in config.languages}
     reports = [ReadReport(s) for s in config.sources]
     lang_bit = {l: i for i, l in enumerate(config.languages)}
 
@@ -188,7 +204,7 @@ def _preprocess_into(config: PreprocessConfig, out: Path, *, progress: bool) -> 
     with ctx.Pool(config.workers, initializer=_init_worker,
                   initargs=(asdict(config), tok.state)) as pool, \
             tqdm(desc="tokenizing", unit=" items", disable=not progress) as bar:
-        for chunk in pool.imap(_tokenize_chunk, _chunks(items(), config.chunk_size)):
+        for chunk in pool.imap(_tokenize_chunk_with_ids, _chunks(items(), config.chunk_size)):
             for tokens in chunk:
                 mask = 0
                 for lang in config.languages:
@@ -202,6 +218,8 @@ def _preprocess_into(config: PreprocessConfig, out: Path, *, progress: bool) -> 
                             item_rows[(fieldname, lang)].append(-1)
                     if lang in tokens["query"]:
                         mask |= 1 << lang_bit[lang]
+                    cids[("positive", lang)] += tokens["cid"]["positive"].get(lang, [])
+                    cids[("negative", lang)] += tokens["cid"]["negative"].get(lang, [])
                     negs = tokens["negative"].get(lang, [])
                     for seq in negs:
                         builders[("negative", lang)].add_item(_tensor(seq))
@@ -216,6 +234,8 @@ def _preprocess_into(config: PreprocessConfig, out: Path, *, progress: bool) -> 
         np.save(out / f"{fieldname}.{lang}.row.npy", np.asarray(values, dtype=np.int64))
     for lang, starts in neg_start.items():
         np.save(out / f"negative.{lang}.start.npy", np.asarray(starts, dtype=np.int64))
+    for (fieldname, lang), values in cids.items():
+        np.save(out / f"{fieldname}.{lang}.cid.npy", np.asarray(values, dtype=np.int64))
     np.save(out / "items.langs.npy", np.asarray(masks, dtype=np.uint64))
     np.save(out / "items.source.npy", np.asarray(item_sources, dtype=np.int32))
     check_language_coverage(config.languages, reports)

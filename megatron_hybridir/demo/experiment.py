@@ -4,6 +4,10 @@
 seeds each, the same step budget, every run evaluated on the demo test set; writes a table with
 mean ± std over seeds and a trade-off plot (monolingual vs cross-lingual mAP, language-bias bars).
 
+``run_negatives_experiment``: random vs mined hard negatives under hybrid batches (alpha 0.5),
+several seeds, the same total step budget (the mined arm spends its first steps on the first pass
+that mines); writes experiment_negatives.md / .json with mean ± std and the negatives' quality.
+
 ``scaling_report``: gathers ``results.json`` files of evaluations (each carrying ``run_info`` with
 parameters and training FLOPs) into a table and plots of each metric against parameters and FLOPs —
 the 7B -> 30B study on a cluster, three tiny sizes in the demo.
@@ -37,21 +41,74 @@ def run_experiment(out: Path, *, alphas: Sequence[float] = (1.0, 0.0, 0.5), seed
                                       f"training.train_steps={steps}", *overrides])
                 export_and_evaluate(run_dir, data)
             results.setdefault(alpha, []).append(json.loads(done.read_text())["metrics"])
-    summary = {ALPHA_NAMES.get(a, f"alpha={a:g}"): {m: (float(np.mean([r[m] for r in rs])),
-                                                        float(np.std([r[m] for r in rs])))
-                                                    for m in METRICS}
-               for a, rs in results.items()}
-    table = ["| batches | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
-    for name, values in summary.items():
-        table.append(f"| {name} | " + " | ".join(
-            f"{mean:.1f} ± {std:.1f}" if m == "rank_distance" else f"{mean:.3f} ± {std:.3f}"
-            for m, (mean, std) in values.items()) + " |")
+    summary, table = summarize({ALPHA_NAMES.get(a, f"alpha={a:g}"): rs for a, rs in results.items()},
+                               "batches")
     text = (f"{len(seeds)} seeds x {steps} steps each; mean ± std over seeds (population std)\n\n"
             + "\n".join(table) + "\n")
     (out / "experiment.md").write_text(text)
     (out / "experiment.json").write_text(json.dumps({"summary": summary, "runs": {str(a): r for a, r in results.items()}},
                                                     indent=2))
     _tradeoff_plot(results, out / "tradeoff.png")
+    print(text)
+    return summary
+
+
+def summarize(runs: dict[str, list[dict]], label: str) -> tuple[dict, list[str]]:
+    """{name: {metric: (mean, population std)}} over seeds, and its markdown table."""
+    summary = {name: {m: (float(np.mean([r[m] for r in rs])), float(np.std([r[m] for r in rs])))
+                      for m in METRICS} for name, rs in runs.items()}
+    table = [f"| {label} | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+    for name, values in summary.items():
+        table.append(f"| {name} | " + " | ".join(
+            f"{mean:.1f} ± {std:.1f}" if m == "rank_distance" else f"{mean:.3f} ± {std:.3f}"
+            for m, (mean, std) in values.items()) + " |")
+    return summary, table
+
+
+def run_negatives_experiment(out: Path, *, seeds: Sequence[int] = (1, 2, 3), steps: int = 300,
+                             first_steps: int = 100, overrides: Sequence[str] = ()) -> dict:
+    """Random vs mined hard negatives, hybrid batches, ``steps`` training steps per run in all."""
+    from megatron_hybridir.demo import mining
+
+    if not 0 < first_steps < steps:
+        raise ValueError(f"first_steps must lie in (0, steps={steps}), got {first_steps}")
+    data = prepare_data(out / "data")
+    results: dict[str, list[dict]] = {"random negatives": [], "mined negatives": []}
+    quality: dict[str, list[dict]] = {"random negatives": [], "mined negatives": []}
+    for seed in seeds:
+        base = ["data.alpha=0.5", f"seed={seed}", *overrides]
+        for arm in results:
+            run_dir = out / f"{arm.split()[0]}_seed{seed}"
+            done = run_dir / "eval" / "results.json"
+            if arm == "random negatives":
+                arm_data = mining.random_negative_data(data, seed=seed)
+                source, extra = Path(arm_data["indexed"]).parent / f"train.random{seed}.jsonl", []
+            else:
+                arm_data = mining.first_pass_and_mine(out / f"first_pass_seed{seed}", data, base,
+                                                      steps=first_steps, seed=seed)
+                source = out / f"first_pass_seed{seed}" / "mined" / "train.mined.jsonl"
+                extra = [f"checkpoint.init_from={arm_data['init_from']}"]
+            if not done.exists():
+                log(f"run {arm} seed={seed}")
+                run_steps = steps if arm == "random negatives" else steps - first_steps
+                train(run_dir, arm_data, [*base, f"training.train_steps={run_steps}", *extra])
+                export_and_evaluate(run_dir, arm_data)
+            results[arm].append(json.loads(done.read_text())["metrics"])
+            quality[arm].append(mining.negative_quality(source, languages=data["languages"]))
+    summary, table = summarize(results, "hybrid batches (alpha=0.5)")
+    hard = {arm: {k: float(np.mean([v[k] for q in qs for v in q.values()]))
+                  for k in ("names_entity", "names_relation", "contains_answer")}
+            for arm, qs in quality.items()}
+    text = (f"{len(seeds)} seeds x {steps} steps each (mined: {first_steps}-step first pass with "
+            f"in-batch negatives, then {steps - first_steps} steps on its mined negatives); "
+            f"mean ± std over seeds (population std)\n\n" + "\n".join(table) + "\n\n"
+            + "negatives naming the query's entity / its relation / containing its answer: "
+            + ", ".join(f"{arm} {h['names_entity']:.2f} / {h['names_relation']:.2f} / "
+                        f"{h['contains_answer']:.3f}"
+                for arm, h in hard.items()) + "\n")
+    (out / "experiment_negatives.md").write_text(text)
+    (out / "experiment_negatives.json").write_text(json.dumps(
+        {"summary": summary, "negatives": hard, "runs": results}, indent=2))
     print(text)
     return summary
 

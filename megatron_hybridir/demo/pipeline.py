@@ -142,14 +142,25 @@ def summary_table(rows: dict[str, dict]) -> str:
 
 
 def quickstart(out: Path, *, steps: Optional[int] = None, overrides: Optional[list[str]] = None,
-               baseline: bool = True) -> dict:
-    """The README's main command."""
+               baseline: bool = True, negatives: str = "mined") -> dict:
+    """The README's main command. ``negatives="mined"``: a 100-step first pass with in-batch
+    negatives only mines the training negatives (``demo/mining.py``), and the main run starts from
+    its weights; ``"data"``: the generator's planted negatives, no first pass."""
     start = time.perf_counter()
     overrides = list(overrides or []) + ([f"training.train_steps={steps}"] if steps else [])
     data = prepare_data(out / "data")
     run_dir = out / "hybrid"
-    if (run_dir / "checkpoints").exists():      # a rerun starts over instead of resuming
-        shutil.rmtree(run_dir)
+    for stale in (run_dir, out / "first_pass"):
+        if (stale / "checkpoints").exists():    # a rerun starts over instead of resuming
+            shutil.rmtree(stale)
+    if negatives == "mined":
+        from megatron_hybridir.demo.mining import first_pass_and_mine
+
+        log("first pass (in-batch negatives only), then mining hard negatives with its model")
+        data = first_pass_and_mine(out / "first_pass", data, overrides)
+        overrides = [*overrides, f"checkpoint.init_from={data['init_from']}"]
+    elif negatives != "data":
+        raise ValueError(f"negatives: expected mined or data, got {negatives!r}")
     train(run_dir, data, overrides)
     rows = {"hybrid alpha=0.5 (trained)": export_and_evaluate(run_dir, data)["metrics"]}
     if baseline:
@@ -168,9 +179,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="CPU quickstart on the synthetic demo corpus")
     parser.add_argument("--out", default="runs/quickstart")
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--negatives", choices=["mined", "data"], default="mined",
+                        help="mined: first pass + hard-negative mining (default); data: the "
+                             "generator's planted negatives")
     parser.add_argument("overrides", nargs="*", help="training config overrides, key=value")
     args = parser.parse_args(argv)
-    quickstart(Path(args.out), steps=args.steps, overrides=args.overrides)
+    quickstart(Path(args.out), steps=args.steps, overrides=args.overrides, negatives=args.negatives)
     return 0
 
 

@@ -52,7 +52,25 @@ def contrastive_loss(embeddings: Sequence[Tensor], batches: Sequence[dict], *, m
     scale = unwrap(model).logit_scale()
     return info_nce(query, positive, negatives,
                     scale=scale if scale is not None else 1.0 / loss.temperature,
-                    group=dp_group, symmetric=loss.symmetric)
+                    group=dp_group, symmetric=loss.symmetric, **false_negative_args(batches, loss))
+
+
+def false_negative_args(batches: Sequence[dict], loss: LossConfig) -> dict:
+    """Content ids of the micro-batches (concatenated like their embeddings) and the margin.
+
+    Masking needs the ids on every DP rank alike (they are all-gathered with the embeddings), so a
+    batch without ids (synthetic data, folders preprocessed before content ids) turns it off.
+    """
+    if not loss.mask_false_negatives:
+        return {}
+    out = {"margin": loss.false_negative_margin}
+    if all(b.get("positive_ids") is not None for b in batches):
+        out["positive_ids"] = torch.cat([b["positive_ids"] for b in batches])
+        out["negative_ids"] = torch.cat([b["negative_ids"].view(b["num_queries"], -1)
+                                         for b in batches])
+    elif loss.false_negative_margin is None:
+        return {}
+    return out
 
 
 def embed(model, batch: dict) -> Tensor:
@@ -82,7 +100,10 @@ def make_forward_step(loss: LossConfig, *, dp_group) -> Callable:
 
         def loss_func(embeddings: Tensor):
             out = contrastive_loss([embeddings], [batch], model=model, loss=loss, dp_group=dp_group)
-            return out.loss, {"loss": out.loss.detach().clone(), "accuracy": out.accuracy}
+            stats = {"loss": out.loss.detach().clone(), "accuracy": out.accuracy}
+            if out.masked is not None:
+                stats["masked"] = out.masked
+            return out.loss, stats
 
         return output, loss_func
 

@@ -44,6 +44,8 @@ def _cached_loss(embeddings: list[torch.Tensor], micro_batches: Sequence[dict], 
                            dp_group=parallel_state.get_data_parallel_group())
     out.loss.backward()
     stats = {"loss": out.loss.detach(), "accuracy": out.accuracy}
+    if out.masked is not None:
+        stats["masked"] = out.masked
     return [leaf.grad for leaf in leaves], stats
 
 

@@ -134,6 +134,19 @@ def _step_stats(outputs: list[dict]) -> torch.Tensor:
     return stats
 
 
+def _masked_negatives(outputs: list[dict]) -> int:
+    """False-negative candidates masked this step, summed over micro-batches and DP ranks, sent
+    from the last pipeline stage to every rank (rank 0 logs it)."""
+    count = torch.zeros(1, dtype=torch.float64, device=compute_device())
+    if outputs:
+        count[0] = sum(float(o.get("masked", 0)) for o in outputs)
+        dist.all_reduce(count, group=parallel_state.get_data_parallel_group())
+    if parallel_state.get_pipeline_model_parallel_world_size() > 1:
+        dist.broadcast(count, src=parallel_state.get_pipeline_model_parallel_last_rank(),
+                       group=parallel_state.get_pipeline_model_parallel_group())
+    return int(count.item())
+
+
 def _throughput(config: RunConfig, micro: list[dict], elapsed: float, *, dp_size: int,
                 gpus: int) -> dict:
     """Pairs/s, tokens/s (padded, whole job), model TFLOP/s per GPU and MFU on known GPUs."""
@@ -219,6 +232,7 @@ def train(config: RunConfig) -> TrainResult:
         micro, kind = source.micro_batches(step)
         outputs = step_fn(model, micro, loss=config.loss)
         loss, acc = _step_stats(outputs).tolist()
+        masked = _masked_negatives(outputs) if config.loss.mask_false_negatives else 0
         if not math.isfinite(loss):
             skipped += 1
             logger.warning("step %d: non-finite loss (%s), update skipped (%d in a row)", step + 1,
@@ -237,7 +251,7 @@ def train(config: RunConfig) -> TrainResult:
         step += 1
         kinds["monolingual" if kind == MONO else "cross-lingual"] += 1
         result.losses.append(loss)
-        record = {"step": step, "loss": loss, "accuracy": acc,
+        record = {"step": step, "loss": loss, "accuracy": acc, "masked_negatives": masked,
                   "lr": scheduler.get_lr(optimizer.param_groups[0]), "grad_norm": grad_norm,
                   "step_time": elapsed, **{f"{k}_batches": v for k, v in kinds.items()},
                   **_throughput(config, micro, elapsed, dp_size=info.dp_size,

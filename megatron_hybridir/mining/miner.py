@@ -1,0 +1,358 @@
+"""Mine hard negatives per language with any HF / sentence-transformers model, resumably.
+
+Why it exists: the training formats accept hard negatives but users had no way to make them. For
+every item and every language l in which it has a query and a positive, the query in l searches the
+pool of language-l passages (every item's positive in l, plus optional extra corpus passages), so
+monolingual batches get same-language negatives and cross-lingual batches negatives in the
+passage's language (the collator takes negatives in the passage language). ``select.py`` removes
+the item's positive in every language, its copies and (optionally) candidates within a margin of
+the positive's score, then draws k from a rank window.
+
+Scale and resumption, in the work folder:
+  spool-<key>/   the pools and queries as disk text stores (texts never all in RAM)
+  cache/         pool embeddings through ``evaluation.encoder.encode_corpus`` (token-count-sorted
+                 batches, disk shards, the encoder's cache); one cache entry per ``shard_size``
+                 passages, so an interruption loses at most one shard of encoding
+  parts-<key>/   one file per (language, block of ``query_block`` queries), written atomically
+Memory is one embedding shard (plus a block of queries and its [block, depth] candidates); a rerun
+with the same settings skips everything already done.
+
+What it does not do: train, or re-score with a cross-encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from array import array
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+from tqdm import tqdm
+
+from megatron_hybridir.data.content_id import NO_ID
+from megatron_hybridir.data.readers import DataError, ReadReport, validate_languages
+from megatron_hybridir.evaluation.encoder import EncoderConfig, encode_corpus
+from megatron_hybridir.evaluation.search import exact_search, factory_string
+from megatron_hybridir.mining.pool import TextStore, TextStoreWriter
+from megatron_hybridir.mining.records import RecordWriter, parsed_records, raw_records, \
+    with_negatives
+from megatron_hybridir.mining.select import Selection, WindowSpec, select_negatives
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MiningConfig:
+    input: str
+    """Training records: JSONL, Parquet file/folder or a ``datasets`` name."""
+    output: str
+    """Where the records with mined negatives go (.jsonl or .parquet)."""
+    languages: list[str]
+    model: str
+    """HF / sentence-transformers folder (our exports included)."""
+    num_negatives: int = 4
+    range_min: int = 0
+    """Survivor ranks [range_min, range_max) form the window (0-based, after filtering)."""
+    range_max: int = 100
+    relative_margin: Optional[float] = None
+    """Keep a candidate only if score < m * score(q, positive) (sign-safe); NV-Retriever: 0.95."""
+    absolute_margin: Optional[float] = None
+    """Keep a candidate only if score < score(q, positive) - delta."""
+    sampling: str = "random"
+    """random (seeded draw from the window) or top (the window's first k)."""
+    seed: int = 0
+    search_depth: Optional[int] = None
+    """Candidates retrieved per query; default range_max + 1 (room for the positive itself)."""
+    corpus: list[str] = field(default_factory=list)
+    """Extra passage files (JSONL {"lang", "text"}) added to the pools."""
+    index: str = "exact"
+    """exact (sharded flat search: memory one shard), ivf, hnsw or a FAISS factory string (these
+    hold the language's whole index in memory; a PQ factory string compresses it)."""
+    nprobe: int = 64
+    ef_search: int = 256
+    shard_size: int = 100_000
+    query_block: int = 16_384
+    float16: bool = False
+    batch_size: int = 64
+    query_prompt: Optional[str] = None
+    passage_prompt: Optional[str] = None
+    max_length: Optional[int] = None
+    normalize: bool = True
+    """Cosine scores (as sentence-transformers' miner); harmless for normalised models."""
+    split: str = "train"
+    work_dir: Optional[str] = None
+    """Default: ``<output>.work``."""
+    progress: bool = True
+
+
+def validate_mining(config: MiningConfig) -> None:
+    def require(cond, name, message):
+        if not cond:
+            raise DataError(f"mining.{name}: {message}")
+
+    validate_languages(config.languages)
+    require(config.num_negatives >= 1, "num_negatives", f"must be >= 1, got {config.num_negatives}")
+    require(0 <= config.range_min < config.range_max, "range_min",
+            f"need 0 <= range_min < range_max, got {config.range_min}, {config.range_max}")
+    require(config.num_negatives <= config.range_max - config.range_min, "num_negatives",
+            f"{config.num_negatives} does not fit the window [{config.range_min}, "
+            f"{config.range_max})")
+    if config.relative_margin is not None:
+        require(0.0 < config.relative_margin <= 1.0, "relative_margin",
+                f"must lie in (0, 1] (e.g. 0.95), got {config.relative_margin}")
+    if config.absolute_margin is not None:
+        require(np.isfinite(config.absolute_margin), "absolute_margin", "must be finite")
+    require(config.sampling in ("random", "top"), "sampling",
+            f"expected random or top, got {config.sampling!r}")
+    require(config.search_depth is None or config.search_depth >= config.range_max,
+            "search_depth", f"must be >= range_max ({config.range_max})")
+    require(config.shard_size >= 1 and config.query_block >= 1, "shard_size",
+            "shard_size and query_block must be >= 1")
+    require(Path(config.output).suffix in (".jsonl", ".json", ".parquet"), "output",
+            f"must end in .jsonl or .parquet, got {config.output}")
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _source_key(config: MiningConfig) -> str:
+    stamp = []
+    for source in [config.input, *config.corpus]:
+        path = Path(source)
+        stamp.append([source, path.stat().st_size, path.stat().st_mtime_ns] if path.is_file()
+                     else [source, sorted((p.name, p.stat().st_size) for p in path.glob("*"))
+                           if path.is_dir() else None])
+    return _digest(stamp, config.languages, config.split)
+
+
+def _corpus_passages(files: list[str], languages: list[str]) -> Iterator[tuple[str, str]]:
+    for source in files:
+        for where, record in raw_records(source):
+            if isinstance(record, DataError):
+                raise record
+            lang, text = (record.get("lang"), record.get("text")) if isinstance(record, dict) \
+                else (None, None)
+            if lang not in languages or not isinstance(text, str) or not text.strip():
+                raise DataError(f"{where}: corpus records need 'lang' (one of {languages}) and a "
+                                f"non-empty 'text', got lang={lang!r}")
+            yield lang, text
+
+
+def spool(config: MiningConfig, folder: Path) -> dict:
+    """Write pools, queries and item tables to disk once; return the spool's meta."""
+    meta_path = folder / "meta.json"
+    if meta_path.exists():
+        return json.loads(meta_path.read_text())
+    langs = config.languages
+    pools = {l: TextStoreWriter(folder, f"pool.{l}") for l in langs}
+    queries = {l: TextStoreWriter(folder, f"query.{l}") for l in langs}
+    own, cids = array("q"), array("q")          # [items, L], flat: 8 bytes per entry
+    report = ReadReport(config.input)
+    for n, (_, item) in enumerate(tqdm(parsed_records(config.input, langs, split=config.split,
+                                                      report=report),
+                                       desc="reading records", unit=" items",
+                                       disable=not config.progress)):
+        row_pos, row_cid = [-1] * len(langs), [NO_ID] * len(langs)
+        for j, lang in enumerate(langs):
+            if lang in item.positive:
+                row_pos[j] = pools[lang].add(item.positive[lang], n)
+                row_cid[j] = pools[lang].last_id
+                if lang in item.query:
+                    queries[lang].add(item.query[lang], n)
+        own.extend(row_pos)
+        cids.extend(row_cid)
+    for lang, text in _corpus_passages(config.corpus, langs):
+        pools[lang].add(text, -1)
+    for writer in (*pools.values(), *queries.values()):
+        writer.close()
+    np.save(folder / "own_position.npy", np.asarray(own, dtype=np.int64).reshape(-1, len(langs)))
+    np.save(folder / "positive_ids.npy", np.asarray(cids, dtype=np.int64).reshape(-1, len(langs)))
+    meta = {"num_items": len(own) // len(langs), "languages": langs, "read": report.summary()}
+    meta_path.write_text(json.dumps(meta))
+    return meta
+
+
+class PoolEmbeddings:
+    """One language's pool encoded in segments of ``shard_size`` (each its own cache entry)."""
+
+    def __init__(self, encoder, pool: TextStore, cache: Path, config: MiningConfig, lang: str):
+        self.segments = []
+        self.dim = encoder.dim
+        for start in range(0, len(pool), config.shard_size):
+            size = min(config.shard_size, len(pool) - start)
+            shards = encode_corpus(encoder, lambda i, s=start: pool[s + i], size, cache,
+                                   shard_size=size, float16=config.float16,
+                                   progress=config.progress)
+            self.segments.append((start, shards))
+        self.size = len(pool)
+
+    def shards(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(embeddings, pool positions) one shard at a time (mmap)."""
+        for start, shards in self.segments:
+            for emb, positions in shards.shards():
+                yield emb, positions + start
+
+    def scores_of(self, queries: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """score(query_i, pool[positions_i]) for every row, one shard in memory at a time."""
+        out = np.full(len(positions), np.nan, dtype=np.float32)
+        for emb, shard_pos in self.shards():
+            sorter = np.argsort(shard_pos)
+            slot = np.clip(np.searchsorted(shard_pos[sorter], positions), 0, len(sorter) - 1)
+            hit = np.flatnonzero(shard_pos[sorter[slot]] == positions)
+            if len(hit):
+                rows = np.asarray(emb[sorter[slot[hit]]], dtype=np.float32)
+                out[hit] = np.einsum("ij,ij->i", queries[hit], rows)
+        return out
+
+
+class _AnnIndex:
+    """An IVF / HNSW index over one language's pool, built once and searched per block."""
+
+    def __init__(self, pool: PoolEmbeddings, config: MiningConfig):
+        import faiss
+
+        spec = factory_string(config.index, pool.dim, pool.size)
+        inner = faiss.index_factory(pool.dim, spec, faiss.METRIC_INNER_PRODUCT)
+        self.index = faiss.IndexIDMap(inner)
+        if not self.index.is_trained:
+            self.index.train(np.asarray(next(iter(pool.shards()))[0], dtype=np.float32))
+        for emb, positions in pool.shards():
+            self.index.add_with_ids(np.ascontiguousarray(emb, dtype=np.float32), positions)
+        if "IVF" in spec:
+            faiss.extract_index_ivf(inner).nprobe = config.nprobe
+        if "HNSW" in spec:
+            faiss.downcast_index(inner).hnsw.efSearch = config.ef_search
+
+    def search(self, queries: np.ndarray, depth: int):
+        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), depth)
+
+
+def _save_part(path: Path, items: np.ndarray, selection: Selection, positive_scores: np.ndarray,
+               searched: int) -> None:
+    tmp = path.with_name("tmp-" + path.name)     # never matches the "<lang>.*.npz" parts
+    np.savez(tmp, items=items, positions=selection.positions, scores=selection.scores,
+             positive_scores=positive_scores, searched=searched, short=selection.short,
+             removed=json.dumps(selection.removed))
+    os.replace(tmp, path)
+
+
+def mine_language(encoder, config: MiningConfig, spool_dir: Path, parts: Path, cache: Path,
+                  lang_index: int) -> None:
+    """Every query block of one language not yet in ``parts``."""
+    lang = config.languages[lang_index]
+    queries = TextStore(spool_dir, f"query.{lang}")
+    blocks = range(0, len(queries), config.query_block)
+    todo = [b for b in blocks if not (parts / f"{lang}.{b:010d}.npz").exists()]
+    if not todo:
+        return
+    pool = TextStore(spool_dir, f"pool.{lang}")
+    embeddings = PoolEmbeddings(encoder, pool, cache, config, lang)
+    ann = _AnnIndex(embeddings, config) if config.index != "exact" else None
+    own = np.load(spool_dir / "own_position.npy", mmap_mode="r")
+    positive_ids = np.load(spool_dir / "positive_ids.npy", mmap_mode="r")
+    depth = min(config.search_depth or config.range_max + 1, len(pool))
+    spec = WindowSpec(**{k: getattr(config, k) for k in ("num_negatives", "range_min", "range_max",
+                                                          "relative_margin", "absolute_margin",
+                                                          "sampling", "seed")})
+    for start in tqdm(todo, desc=f"mining {lang}", unit=" blocks", disable=not config.progress):
+        stop = min(start + config.query_block, len(queries))
+        items = np.asarray(queries.items[start:stop])
+        vectors = encoder.encode_queries([queries[i] for i in range(start, stop)])
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        own_pos = np.asarray(own[items, lang_index])
+        if ann is None:
+            scores, positions = exact_search(vectors, embeddings.shards(), depth)
+        else:
+            scores, positions = ann.search(vectors, depth)
+        positive_scores = embeddings.scores_of(vectors, own_pos)
+        selection = select_negatives(positions, scores, pool.ids, own_pos,
+                                     np.asarray(positive_ids[items]), lang_index,
+                                     positive_scores, items, spec)
+        _save_part(parts / f"{lang}.{start:010d}.npz", items, selection, positive_scores,
+                   int((positions >= 0).sum()))
+
+
+def _assemble(config: MiningConfig, parts: Path, num_items: int) -> tuple[dict, dict]:
+    """Per language: [items, k] pool positions (a disk memmap) and the report's raw numbers."""
+    negatives, stats = {}, {}
+    k = config.num_negatives
+    for lang in config.languages:
+        table = np.lib.format.open_memmap(parts / f"negatives.{lang}.npy", mode="w+",
+                                          dtype=np.int64, shape=(num_items, k))
+        table[:] = -1
+        entry = {"queries": 0, "searched": 0, "short": 0, "removed": {}, "positive_scores": [],
+                 "negative_scores": []}
+        for path in sorted(parts.glob(f"{lang}.*.npz")):
+            with np.load(path) as part:
+                table[part["items"]] = part["positions"]
+                entry["queries"] += len(part["items"])
+                entry["searched"] += int(part["searched"])
+                entry["short"] += int(part["short"])
+                for name, count in json.loads(str(part["removed"])).items():
+                    entry["removed"][name] = entry["removed"].get(name, 0) + count
+                entry["positive_scores"].append(part["positive_scores"])
+                kept = part["scores"]
+                entry["negative_scores"].append(kept[np.isfinite(kept)])
+        table.flush()
+        negatives[lang] = table
+        stats[lang] = entry
+    return negatives, stats
+
+
+def write_output(config: MiningConfig, spool_dir: Path, negatives: dict) -> int:
+    pools = {l: TextStore(spool_dir, f"pool.{l}") for l in config.languages}
+    writer = RecordWriter(config.output, config.languages)
+    count = 0
+    for n, (record, item) in enumerate(tqdm(parsed_records(config.input, config.languages,
+                                                           split=config.split),
+                                            desc="writing", unit=" items",
+                                            disable=not config.progress)):
+        mined = {l: [pools[l][int(p)] for p in negatives[l][n] if p >= 0]
+                 for l in config.languages if l in item.languages}
+        writer.write(with_negatives(record, item, mined))
+        count += 1
+    writer.close()
+    return count
+
+
+def make_encoder(config: MiningConfig):
+    from megatron_hybridir.evaluation.encoder import Encoder
+
+    return Encoder(EncoderConfig(model=config.model, batch_size=config.batch_size,
+                                 query_prompt=config.query_prompt,
+                                 passage_prompt=config.passage_prompt,
+                                 max_length=config.max_length, normalize=config.normalize))
+
+
+def mine(config: MiningConfig, encoder=None) -> dict:
+    """Mine, write ``config.output`` and ``<output>.report.json`` (+ a plot); return the report.
+
+    ``encoder``: anything with ``encode_queries``, ``encode_passages_in_order``, ``token_lengths``,
+    ``fingerprint``, ``dim`` and ``passage_prompt`` (default: the evaluation encoder on
+    ``config.model``).
+    """
+    from megatron_hybridir.mining.report import build_report
+
+    validate_mining(config)
+    work = Path(config.work_dir or config.output + ".work")
+    work.mkdir(parents=True, exist_ok=True)
+    source_key = _source_key(config)
+    spool_dir = work / f"spool-{source_key}"
+    meta = spool(config, spool_dir)
+    encoder = encoder if encoder is not None else make_encoder(config)
+    selection = {k: v for k, v in asdict(config).items()
+                 if k not in ("output", "work_dir", "progress", "shard_size")}
+    parts = work / f"parts-{_digest(source_key, encoder.fingerprint(), selection)}"
+    parts.mkdir(exist_ok=True)
+    for lang_index in range(len(config.languages)):
+        mine_language(encoder, config, spool_dir, parts, work / "cache", lang_index)
+    negatives, stats = _assemble(config, parts, meta["num_items"])
+    written = write_output(config, spool_dir, negatives)
+    report = build_report(config, stats, written, Path(config.output))
+    return report
