@@ -23,6 +23,7 @@ import torch.distributed as dist
 from megatron.core import dist_checkpointing
 
 from megatron_hybridir.runtime.rng import rng_restore, rng_snapshot
+from megatron_hybridir.training.adapter_checkpoint import checkpoint_model_state, load_chunk_state
 from megatron_hybridir.training.forward_step import unwrap
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,8 @@ def save_checkpoint(run_dir: str | Path, step: int, *, model, optimizer, schedul
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     _barrier()
-    model_state = model_sharded_state(model)
+    # LoRA: only the trainable tensors (adapter-only checkpoints, training/adapter_checkpoint).
+    model_state = checkpoint_model_state(model, model_sharded_state(model))
     state = {"model": model_state,
              "optimizer": optimizer.sharded_state_dict(model_state, metadata=_optimizer_metadata()),
              "scheduler": scheduler.state_dict(), "step": step, "extra": extra,
@@ -151,16 +153,16 @@ def load_checkpoint(run_dir: str | Path, *, model, optimizer, scheduler) -> Opti
         raise FileNotFoundError(f"{path}: named by 'latest' but missing")
     _own_adam_step_on_load()
     _allocate_distributed_optimizer_state(optimizer)
-    model_state = model_sharded_state(model)
+    model_state = checkpoint_model_state(model, model_sharded_state(model))
     template = {"model": model_state,
                 "optimizer": optimizer.sharded_state_dict(model_state, is_loading=True,
                                                        metadata=_optimizer_metadata())}
     state = dist_checkpointing.load(template, str(path))
     if len(model) == 1:
-        unwrap(model[0]).load_state_dict(state["model"])
+        load_chunk_state(model[0], state["model"])
     else:
         for i, chunk in enumerate(model):
-            unwrap(chunk).load_state_dict(state["model"][f"model{i}"])
+            load_chunk_state(chunk, state["model"][f"model{i}"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     world = dist.get_world_size() if dist.is_initialized() else 1
