@@ -26,6 +26,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-seq-length", type=int, default=None)
     parser.add_argument("--architecture", default=None, help="llama | mistral | qwen2 | qwen3")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--peft-adapter", action="store_true",
+                        help="LoRA runs: also write the unmerged adapter (PEFT format) to lora_adapter/")
     parser.add_argument("--verify", action="store_true",
                         help="compare SentenceTransformer(output) with the Megatron model")
     args = parser.parse_args(argv)
@@ -34,7 +36,8 @@ def main(argv=None) -> int:
         out = export_hf(args.checkpoint, args.output, tokenizer=args.tokenizer,
                         query_prompt=args.query_prompt, passage_prompt=args.passage_prompt,
                         dtype=args.dtype, max_seq_length=args.max_seq_length,
-                        architecture=args.architecture, overwrite=args.overwrite)
+                        architecture=args.architecture, overwrite=args.overwrite,
+                        peft_adapter=args.peft_adapter)
         if args.verify:
             from megatron_hybridir.convert.verify import verify_export
             verify_export(Path(args.checkpoint), out)

@@ -217,7 +217,10 @@ def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional
               query_prompt: str = "Query: ", passage_prompt: str = "Passage: ",
               dtype: Optional[str] = None, max_shard_bytes: int = 256 << 20,
               max_seq_length: Optional[int] = None, architecture: Optional[str] = None,
-              overwrite: bool = False) -> Path:
+              overwrite: bool = False, peft_adapter: bool = False) -> Path:
+    """Write the HF + sentence-transformers folder; LoRA adapters are merged into the base, and
+    with ``peft_adapter`` also written unmerged (PEFT format) to ``lora_adapter/``."""
+    from megatron_hybridir.convert import export_extras
     from safetensors.torch import save_file
 
     model, ckpt, info = resolve_checkpoint(checkpoint)
@@ -245,7 +248,7 @@ def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional
                 files.append(name)
                 shard, shard_bytes = {}, 0
 
-        for group in iter_megatron_tensors(model, ckpt):
+        for group in export_extras.tensor_groups(model, ckpt):    # LoRA: merged
             head.update({k: v for k, v in group.items() if k.startswith("head.")})
             for rule in rules:
                 layer_rule = "{i}" in rule.megatron
@@ -273,6 +276,8 @@ def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional
         _sentence_transformers_files(tmp, model, head, {"query": query_prompt, "document": passage_prompt},
                                      max_seq_length or info.get("seq_length")
                                      or model.max_position_embeddings - model.position_offset)
+        export_extras.write_extras(tmp, model=model, ckpt=ckpt, checkpoint=Path(checkpoint),
+                                   peft_adapter=peft_adapter)
     log.info("exported %s -> %s (%s, %d layers)", ckpt, output, arch.model_type, model.num_layers)
     return Path(output)
 
