@@ -242,11 +242,17 @@ def merge_into(weight: Tensor, lora_a: Tensor, lora_b: Tensor, scale: float) -> 
 
 
 def adapter_parameter_count(*, hidden: int, ffn: int, qkv_out: int, attn_in: int, gated: bool,
-                            rank: int, targets: list[str], layers: int) -> int:
-    """Adapter parameters of the whole model: r * (in + out) per targeted linear and layer."""
+                            rank: int, targets: list[str], layers: int, tp: int = 1) -> int:
+    """Adapter parameters of ``layers`` layers held by one TP rank (the whole model at tp=1):
+    r * (in + out) per targeted linear, the split factor divided by TP (column: B, row: A)."""
     shapes = {"qkv": (hidden, qkv_out), "proj": (attn_in, hidden),
               "fc1": (hidden, ffn * (2 if gated else 1)), "fc2": (ffn, hidden)}
-    return layers * sum(rank * sum(shapes[t]) for t in targets)
+    per_layer = 0
+    for t in targets:
+        n_in, n_out = shapes[t]
+        column = TARGETS[t][2] == "column"
+        per_layer += rank * (n_in + n_out // tp if column else n_in // tp + n_out)
+    return layers * per_layer
 
 
 def lora_settings_of(module: torch.nn.Module) -> Optional[LoRASettings]:
