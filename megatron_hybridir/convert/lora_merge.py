@@ -97,7 +97,7 @@ def write_peft_adapter(model: ModelConfig, ckpt: Path, out: Path, *, base_name: 
             parts = mappings.split(rule.kind, b, heads=heads, groups=groups)
             for name, b_part in zip(rule.hf, parts):
                 stem = "base_model.model." + name.format(i=i).removesuffix(".weight")
-                tensors[f"{stem}.lora_A.weight"] = a.contiguous()
+                tensors[f"{stem}.lora_A.weight"] = a.clone()   # one copy per HF projection
                 tensors[f"{stem}.lora_B.weight"] = b_part.contiguous()
                 modules.add(name.format(i=0).removesuffix(".weight").rsplit(".", 1)[-1])
     out.mkdir(parents=True, exist_ok=True)
@@ -130,6 +130,7 @@ def load_lora_model(model: ModelConfig, ckpt: Path, rows: int):
     ref = adapter_base(ckpt)
     chunk = build_model(dataclasses.replace(model, make_vocab_size_divisible_by=rows), ParallelConfig())
     load_base_weights(ref["path"], model=[chunk])
-    state = dist_checkpointing.load(trainable_sharded_state(chunk.sharded_state_dict()), str(ckpt))
-    load_chunk_state(chunk, state)
+    state = dist_checkpointing.load({"model": trainable_sharded_state(chunk.sharded_state_dict())},
+                                    str(ckpt))
+    load_chunk_state(chunk, state["model"])
     return chunk.eval()
