@@ -111,13 +111,6 @@ def write_peft_adapter(model: ModelConfig, ckpt: Path, out: Path, *, base_name: 
     return out
 
 
-def base_model_config(model: ModelConfig) -> ModelConfig:
-    """The same architecture without adapters (what the merged export is)."""
-    if model.lora is None:
-        raise ConversionError("not a LoRA model")
-    return dataclasses.replace(model, lora=None)
-
-
 def load_lora_model(model: ModelConfig, ckpt: Path, rows: int):
     """The Megatron model with adapters at TP=1 (fp32): the base an adapter checkpoint names, then
     its adapters and head (what ``--verify`` compares the merged export with)."""

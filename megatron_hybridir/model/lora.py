@@ -35,8 +35,6 @@ import copy
 import functools
 import math
 from dataclasses import dataclass
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from megatron.core import parallel_state, tensor_parallel
@@ -253,7 +251,3 @@ def adapter_parameter_count(*, hidden: int, ffn: int, qkv_out: int, attn_in: int
         column = TARGETS[t][2] == "column"
         per_layer += rank * (n_in + n_out // tp if column else n_in // tp + n_out)
     return layers * per_layer
-
-
-def lora_settings_of(module: torch.nn.Module) -> Optional[LoRASettings]:
-    return getattr(module, "lora_settings", None)

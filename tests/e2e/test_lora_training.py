@@ -2,6 +2,7 @@
 
 - 3 steps + resume + 3 steps == 6 steps, bit for bit, with adapter-only checkpoints (adapters,
   the head's projection and their optimizer state; no base tensor);
+- a TP=1 adapter checkpoint resumes at TP=2 (the next step's loss within 1e-5);
 - resuming on another base is refused, naming both hashes;
 - the merged export equals the Megatron model with adapters (1e-5), ``--verify`` agrees, and the
   PEFT-format adapter on the exported base gives the same hidden states as the merged weights.
@@ -87,6 +88,21 @@ def test_lora_resume_is_exact_and_checkpoints_hold_only_adapters(lora_runs):
     assert "head.projection.weight" in model_keys
     assert any(k.endswith("linear_fc1.lora_b") for k in model_keys)
     assert {k for k in keys if k.startswith("optimizer.")}     # Adam moments of the adapters
+
+
+def test_adapter_checkpoint_resumes_at_another_tp_layout(lora_runs):
+    """The TP=1 adapter checkpoint (adapters + Adam state) resharded to TP=2: step 7 gives the
+    same loss as continuing at TP=1."""
+    import shutil
+
+    tmp = lora_runs["tmp"]
+    for name, world, layout in (("tp1", 1, []), ("tp2", 2, ["parallel.tensor_model_parallel_size=2"])):
+        shutil.copytree(lora_runs["straight"], tmp / name)
+        (tmp / name / "metrics.jsonl").unlink()
+        run_ranks(_train_rank, world, lora_runs["config"],
+                  [f"checkpoint.dir={tmp / name}", "training.train_steps=7", *layout])
+    tp1, tp2 = _losses(tmp / "tp1"), _losses(tmp / "tp2")
+    assert len(tp1) == len(tp2) == 1 and abs(tp1[0] - tp2[0]) < 1e-5
 
 
 def test_resume_on_another_base_is_refused_naming_both_hashes(lora_runs, bases):
