@@ -30,6 +30,25 @@ ATTENTION_TYPES = ("bidirectional", "causal")
 ARCHITECTURES = ("llama", "bert")
 
 
+LORA_TARGETS = ("qkv", "proj", "fc1", "fc2")
+
+
+@dataclass
+class LoraConfig:
+    """LoRA adapters on the transformer's parallel linears (``model/lora.py``); the base is frozen."""
+
+    rank: int = 16
+    alpha: float = 32.0
+    """The update is scaled by alpha / rank."""
+    dropout: float = 0.0
+    """Dropout on the adapter's input (PEFT's lora_dropout)."""
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    """Any of qkv (attention input projection), proj (attention output), fc1, fc2."""
+    train_head: bool = True
+    """Also train the pooling head's parameters (projection, pooler, latent attention, learnable
+    temperature), which a base checkpoint may not have; nothing else of the base trains."""
+
+
 @dataclass
 class ModelConfig:
     """Architecture of the embedding model: an LLM turned encoder (Llama / Mistral / Qwen family)
@@ -93,6 +112,8 @@ class ModelConfig:
     recompute: str = "none"
     """Activation recomputation: none, full (every layer re-run in backward) or selective (attention
     core only; needs Transformer Engine)."""
+    lora: Optional[LoraConfig] = None
+    """Train LoRA adapters on a frozen base (``checkpoint.init_from``) instead of every weight."""
 
 
 @dataclass
@@ -123,6 +144,12 @@ class LossConfig:
     (older preprocessed folders, synthetic batches) train unmasked. Counted as masked_negatives."""
     false_negative_margin: Optional[float] = None
     """Also mask candidates whose cosine score exceeds the positive's score + this margin."""
+    matryoshka_dims: Optional[list[Any]] = None
+    """Matryoshka: embedding prefixes trained together, increasing, e.g. [64, 128, 256, full]
+    (``full`` = the whole embedding); the loss is the weighted sum of InfoNCE over each prefix,
+    renormalised (``matryoshka.py``). None trains the full embedding only."""
+    matryoshka_weights: Optional[list[float]] = None
+    """One weight per entry of matryoshka_dims (default: all 1)."""
 
 
 @dataclass
@@ -490,6 +517,49 @@ def validate_model(model: ModelConfig, parallel: ParallelConfig, *, seq_length: 
                  f"hidden_size {model.hidden_size} is not divisible by {model.latent_num_heads}")
     if parallel.sequence_parallel:
         _require(tp > 1, "parallel.sequence_parallel", "needs tensor_model_parallel_size > 1")
+    if model.lora is not None:
+        validate_lora(model.lora)
+
+
+def validate_lora(lora: LoraConfig) -> None:
+    _require(lora.rank >= 1, "model.lora.rank", f"must be >= 1, got {lora.rank}")
+    _require(lora.alpha > 0, "model.lora.alpha", f"must be > 0, got {lora.alpha}")
+    _require(0.0 <= lora.dropout < 1.0, "model.lora.dropout", f"must lie in [0, 1), got {lora.dropout}")
+    _require(len(lora.target_modules) > 0, "model.lora.target_modules", "name at least one target")
+    for i, target in enumerate(lora.target_modules):
+        _require(target in LORA_TARGETS, f"model.lora.target_modules[{i}]",
+                 f"unknown target {target!r}; expected one of {list(LORA_TARGETS)}")
+    _require(len(set(lora.target_modules)) == len(lora.target_modules), "model.lora.target_modules",
+             f"duplicate targets in {lora.target_modules}")
+
+
+def embedding_dim(model: ModelConfig) -> int:
+    """Size of the model's output embedding."""
+    return model.projection_dim or model.hidden_size
+
+
+def validate_matryoshka(loss: LossConfig, model: ModelConfig) -> None:
+    dims = loss.matryoshka_dims
+    if dims is None:
+        _require(loss.matryoshka_weights is None, "loss.matryoshka_weights",
+                 "needs loss.matryoshka_dims")
+        return
+    full = embedding_dim(model)
+    _require(len(dims) > 0, "loss.matryoshka_dims", "name at least one dimension")
+    resolved = []
+    for i, d in enumerate(dims):
+        ok = d == "full" or (isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= full)
+        _require(ok, f"loss.matryoshka_dims[{i}]",
+                 f"expected an integer in [1, {full}] (the embedding size) or 'full', got {d!r}")
+        resolved.append(full if d == "full" else d)
+    _require(all(a < b for a, b in zip(resolved, resolved[1:])), "loss.matryoshka_dims",
+             f"must be strictly increasing, got {dims}")
+    weights = loss.matryoshka_weights
+    if weights is not None:
+        _require(len(weights) == len(dims), "loss.matryoshka_weights",
+                 f"{len(weights)} weights for {len(dims)} dimensions")
+        for i, w in enumerate(weights):
+            _require(w >= 0, f"loss.matryoshka_weights[{i}]", f"must be >= 0, got {w}")
 
 
 def _validate_family(model: ModelConfig) -> None:
@@ -534,6 +604,10 @@ def validate(config: RunConfig, *, world_size: Optional[int] = None) -> None:
     if margin is not None:
         _require(math.isfinite(margin) and -2.0 <= margin <= 2.0, "loss.false_negative_margin",
                  f"must be a finite cosine-score margin in [-2, 2], got {margin}")
+    validate_matryoshka(config.loss, config.model)
+    if config.model.lora is not None:
+        _require(bool(config.checkpoint.init_from), "checkpoint.init_from",
+                 "model.lora trains adapters on a frozen base: name the base checkpoint")
     _require(config.precision.dtype in ("fp32", "bf16", "fp16"), "precision.dtype",
              f"expected fp32, bf16 or fp16, got {config.precision.dtype!r}")
     if config.precision.fp8 is not None:

@@ -33,6 +33,8 @@ def main(argv=None) -> int:
     parser.add_argument("--architecture", default=None,
                         help="family to write (default: the recorded model.family)")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--peft-adapter", action="store_true",
+                        help="LoRA runs: also write the unmerged adapter (PEFT format) to lora_adapter/")
     parser.add_argument("--verify", action="store_true",
                         help="compare SentenceTransformer(output) with the Megatron model")
     args = parser.parse_args(argv)
@@ -42,7 +44,7 @@ def main(argv=None) -> int:
                         query_prompt=args.query_prompt, passage_prompt=args.passage_prompt,
                         dtype=args.dtype, max_seq_length=args.max_seq_length,
                         architecture=args.architecture, overwrite=args.overwrite,
-                        verify=args.verify)
+                        verify=args.verify, peft_adapter=args.peft_adapter)
     except ConversionError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -247,9 +247,12 @@ def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional
               query_prompt: Optional[str] = None, passage_prompt: Optional[str] = None,
               dtype: Optional[str] = None, max_shard_bytes: int = 256 << 20,
               max_seq_length: Optional[int] = None, architecture: Optional[str] = None,
-              overwrite: bool = False, verify: bool = False) -> Path:
+              overwrite: bool = False, verify: bool = False, peft_adapter: bool = False) -> Path:
     """Export; prompts, ``max_seq_length``, tokenizer and family default to what the checkpoint
-    records (``export_settings``, ``provenance.json``), so a run directory needs no flags."""
+    records (``export_settings``, ``provenance.json``), so a run directory needs no flags. LoRA
+    adapters are merged into the base, and with ``peft_adapter`` also written unmerged (PEFT
+    format) to ``lora_adapter/``."""
+    from megatron_hybridir.convert import export_extras
     from safetensors.torch import save_file
     from megatron_hybridir.convert import provenance
 
@@ -282,7 +285,7 @@ def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional
                 files.append(name)
                 shard, shard_bytes = {}, 0
 
-        for group in iter_megatron_tensors(model, ckpt):
+        for group in export_extras.tensor_groups(model, ckpt):    # LoRA: merged
             head.update({k: v for k, v in group.items() if k.startswith("head.")})
             for rule in rules:
                 layer_rule = "{i}" in rule.megatron
@@ -309,6 +312,8 @@ def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional
         # "document" is the name sentence-transformers' encode_document and mteb look up for passages.
         _sentence_transformers_files(tmp, model, head, prompts, seq_len,
                                      (record or {}).get("sentence_transformers"))
+        export_extras.write_extras(tmp, model=model, ckpt=ckpt, checkpoint=Path(checkpoint),
+                                   peft_adapter=peft_adapter)
         if verify:                   # before the rename: a failed check leaves no output
             from megatron_hybridir.convert.verify import verify_export
             verify_export(Path(checkpoint), tmp)

@@ -29,6 +29,12 @@ def load_full_model(model_cfg: ModelConfig, ckpt: Path):
     from megatron_hybridir.model.builder import build_model
 
     ensure_runtime()
+    if model_cfg.lora is not None:       # base + adapters (the export has them merged)
+        from megatron_hybridir.convert.lora_merge import adapter_base, load_lora_model
+
+        base = CheckpointReader(Path(adapter_base(ckpt)["checkpoint"]))
+        rows = base.shape("embedding.word_embeddings.weight")[0]
+        return load_lora_model(model_cfg, ckpt, rows)
     rows = CheckpointReader(ckpt).shape("embedding.word_embeddings.weight")[0]
     model = build_model(dataclasses.replace(model_cfg, make_vocab_size_divisible_by=rows), ParallelConfig())
     state = dist_checkpointing.load({"model": model.sharded_state_dict()}, str(ckpt))

@@ -42,6 +42,8 @@ class EncoderConfig:
     passage_prompt: Optional[str] = None
     max_length: Optional[int] = None
     normalize: bool = False             # our exports normalise inside the model already
+    truncate_dim: Optional[list[int]] = None  # Matryoshka: also report metrics for these prefixes
+                                              # (the corpus is encoded once; evaluation/matryoshka.py)
 
 
 class Encoder:

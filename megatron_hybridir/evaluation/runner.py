@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from megatron_hybridir.evaluation import loaders, metrics, report, search
+from megatron_hybridir.evaluation import loaders, matryoshka, metrics, report, search
 from megatron_hybridir.evaluation.encoder import Encoder, EncoderConfig, encode_corpus
 from megatron_hybridir.evaluation.tasks import EvalDataError, LAReQATask, RetrievalTask, lareqa_settings
 
@@ -64,8 +64,9 @@ def check_config(config: EvalConfig) -> None:
         raise ConfigError("k and shard_size must be positive")
 
 
-def _retrieve(config: EvalConfig, encoder: Encoder, task: RetrievalTask, timings: dict
-              ) -> tuple[np.ndarray, np.ndarray]:
+def _retrieve(config: EvalConfig, encoder: Encoder, task: RetrievalTask, timings: dict,
+              keep: Optional[dict] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Encode and search; ``keep`` receives the full query embeddings and corpus shards."""
     tick = time.perf_counter()
     queries = encoder.encode_queries(task.query_texts, progress=config.progress)
     timings["encode_queries"] = timings.get("encode_queries", 0) + time.perf_counter() - tick
@@ -75,6 +76,8 @@ def _retrieve(config: EvalConfig, encoder: Encoder, task: RetrievalTask, timings
                            shard_size=config.shard_size, float16=config.float16_shards,
                            progress=config.progress)
     timings["encode_corpus"] = timings.get("encode_corpus", 0) + time.perf_counter() - tick
+    if keep is not None:
+        keep.update(queries=queries, shards=shards)
     tick = time.perf_counter()
     k = min(config.k, shards.size)
     if config.index == "flat":
@@ -104,22 +107,34 @@ def _evaluate_retrieval(config: EvalConfig, encoder: Encoder, timings: dict) -> 
             p.name.removeprefix("miracl-v1.0-") for p in Path(config.data).glob("miracl-v1.0-*"))
         if not langs:
             raise EvalDataError(f"{config.data}: no miracl-v1.0-<lang> folders")
-        per_language = {}
+        per_language, per_dim = {}, {}
         for lang in langs:
             task = (loaders.load_miracl_hub(lang, split) if config.hub
                     else loaders.load_miracl(config.data, lang, split))
-            per_language[lang] = _score_retrieval(config, task, *_retrieve(config, encoder, task, timings))
+            keep: dict = {}
+            per_language[lang] = _score_retrieval(config, task, *_retrieve(config, encoder, task,
+                                                                           timings, keep))
+            if config.encoder.truncate_dim:
+                per_dim[lang] = matryoshka.score_per_dimension(config, task, keep, _score_retrieval)
         keys = next(iter(per_language.values())).keys()
         summary = {key: float(np.mean([v[key] for v in per_language.values()])) for key in keys}
-        return {"dataset": f"miracl ({split})", "metrics": summary, "per_language": per_language}
+        body = {"dataset": f"miracl ({split})", "metrics": summary, "per_language": per_language}
+        if per_dim:
+            body["per_dimension"] = {d: {key: float(np.mean([per_dim[lang][d][key] for lang in langs]))
+                                         for key in keys} for d in per_dim[langs[0]]}
+        return body
     if config.benchmark == "nq":
         task = loaders.load_nq_hub() if config.hub else loaders.load_nq(config.data)
     else:
         task = (loaders.load_beir_hub(config.data, config.split) if config.hub
                 else loaders.load_beir(config.data, config.split))
-    scored = _score_retrieval(config, task, *_retrieve(config, encoder, task, timings))
-    return {"dataset": task.name, "metrics": scored,
+    keep: dict = {}
+    scored = _score_retrieval(config, task, *_retrieve(config, encoder, task, timings, keep))
+    body = {"dataset": task.name, "metrics": scored,
             "sizes": {"queries": len(task.query_ids), "corpus": len(task.corpus_ids)}}
+    if config.encoder.truncate_dim:
+        body["per_dimension"] = matryoshka.score_per_dimension(config, task, keep, _score_retrieval)
+    return body
 
 
 def evaluate_lareqa(task: LAReQATask, encoder: Encoder, *, candidate_context: bool = False,
@@ -208,8 +223,15 @@ def evaluate(config: EvalConfig) -> dict:
             else:
                 task = loaders.load_lareqa(config.data, config.languages, name=config.benchmark)
             timings["load_data"] = time.perf_counter() - tick
-            body = evaluate_lareqa(task, encoder, candidate_context=config.candidate_context,
+            memo = matryoshka.MemoEncoder(encoder)      # encoded once for every dimension
+            body = evaluate_lareqa(task, memo, candidate_context=config.candidate_context,
                                    progress=config.progress, timings=timings)
+            if config.encoder.truncate_dim:
+                body["per_dimension"] = {
+                    str(d): evaluate_lareqa(task, matryoshka.TruncatedEncoder(memo, d),
+                                            candidate_context=config.candidate_context,
+                                            progress=False)["metrics"]
+                    for d in matryoshka.check_dims(config.encoder.truncate_dim, encoder.dim)}
         else:
             body = _evaluate_retrieval(config, encoder, timings)
     finally:

@@ -16,6 +16,7 @@ from megatron.core.transformer.transformer_config import TransformerConfig
 
 from megatron_hybridir.config import (
     ConfigError, LossConfig, ModelConfig, ParallelConfig, PrecisionConfig)
+from megatron_hybridir.model import lora
 from megatron_hybridir.model.embedding_model import EmbeddingModel
 from megatron_hybridir.model.families import LAYER_KINDS
 from megatron_hybridir.model.layer_specs import (
@@ -121,10 +122,15 @@ def build_model(model: ModelConfig, parallel: ParallelConfig, *,
         post_process = parallel_state.is_pipeline_last_stage(ignore_virtual=False, vp_stage=vp_stage)
     head = build_head(model, loss) if post_process else None
     bert = model.architecture == "bert"
+    block_spec = embedding_block_spec(config, causal=causal, qk_layernorm=model.qk_layernorm,
+                                      use_te=use_te, vp_stage=vp_stage, post_norm=bert)
+    if model.lora is not None:
+        block_spec = lora.lora_block_spec(block_spec, rank=model.lora.rank, alpha=model.lora.alpha,
+                                          dropout=model.lora.dropout,
+                                          targets=model.lora.target_modules)
     embedder = EmbeddingModel(
         config,
-        block_spec=embedding_block_spec(config, causal=causal, qk_layernorm=model.qk_layernorm,
-                                        use_te=use_te, vp_stage=vp_stage, post_norm=bert),
+        block_spec=block_spec,
         vocab_size=padded_vocab_size(model.vocab_size,
                                      divisible_by=model.make_vocab_size_divisible_by,
                                      tp=parallel.tensor_model_parallel_size),
@@ -140,6 +146,8 @@ def build_model(model: ModelConfig, parallel: ParallelConfig, *,
         post_process=post_process,
         vp_stage=vp_stage,
     )
+    if model.lora is not None:
+        lora.freeze_base(embedder, train_head=model.lora.train_head)
     if config.params_dtype != torch.float32:
         embedder.to(config.params_dtype)
     if builds_on_gpu():

@@ -32,6 +32,7 @@ from megatron_hybridir.training.checksums import (
     verify_checksums,
     write_checksums,
 )
+from megatron_hybridir.training.adapter_checkpoint import checkpoint_model_state, load_chunk_state
 from megatron_hybridir.training.forward_step import unwrap
 
 logger = logging.getLogger(__name__)
@@ -103,7 +104,8 @@ def save_checkpoint(run_dir: str | Path, step: int, *, model, optimizer, schedul
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     _barrier()
-    model_state = model_sharded_state(model)
+    # LoRA: only the trainable tensors (adapter-only checkpoints, training/adapter_checkpoint).
+    model_state = checkpoint_model_state(model, model_sharded_state(model))
     state = {"model": model_state,
              "optimizer": optimizer.sharded_state_dict(model_state, metadata=_optimizer_metadata()),
              "scheduler": scheduler.state_dict(), "step": step, "extra": extra,
@@ -226,16 +228,16 @@ def load_checkpoint(run_dir: str | Path, *, model, optimizer, scheduler) -> Opti
         raise CheckpointCorruptError(f"{err}\n{_offer(root, step)}") from None
     _own_adam_step_on_load()
     _allocate_distributed_optimizer_state(optimizer)
-    model_state = model_sharded_state(model)
+    model_state = checkpoint_model_state(model, model_sharded_state(model))
     template = {"model": model_state,
                 "optimizer": optimizer.sharded_state_dict(model_state, is_loading=True,
                                                        metadata=_optimizer_metadata())}
     state = dist_checkpointing.load(template, str(path))
     if len(model) == 1:
-        unwrap(model[0]).load_state_dict(state["model"])
+        load_chunk_state(model[0], state["model"])
     else:
         for i, chunk in enumerate(model):
-            unwrap(chunk).load_state_dict(state["model"][f"model{i}"])
+            load_chunk_state(chunk, state["model"][f"model{i}"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     world = dist.get_world_size() if dist.is_initialized() else 1

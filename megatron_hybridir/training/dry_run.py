@@ -8,7 +8,10 @@ touches CUDA or process groups; the numbers are estimates with their formulas st
   weights and two moments (12 B, divided by DP with the distributed optimizer), + activations
   ~ s·b·h·(34 + 5·a·s/h) bytes per layer and micro-batch (Korthikanti et al., 2022), divided by TP
   with sequence parallelism, times the layers of one stage and the micro-batches in flight (PP);
-- FLOPs per step from ``training.flops``.
+- FLOPs per step from ``training.flops``;
+- LoRA (``model.lora``): the frozen base costs its weights only; adapters (and the head, if it
+  trains) add weights, fp32 gradients and Adam state, the only tensors in the optimizer. Activations
+  are as for full training (backward still runs through every layer to reach the adapters).
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ def estimate(config: RunConfig, *, world_size: int) -> dict:
     weight_bytes = 2 if config.precision.dtype in ("bf16", "fp16") else 4
     optim = 12 / (dp if config.optim.use_distributed_optimizer else 1)
     static = per_gpu * (weight_bytes + 4 + optim)
+    lora = None
+    if m.lora is not None:
+        lora = lora_memory(config, tp=tp, pp=pp, weight_bytes=weight_bytes, optim=optim)
+        static = lora["static_bytes"]
     rows = data.micro_batch_size * (2 + config.loss.num_hard_negatives)
     s, h, a = config.seq_length, m.hidden_size, m.num_attention_heads
     act_layer = s * rows * h * (34 + 5 * a * s / h) / (tp if par.sequence_parallel else 1)
@@ -41,7 +48,33 @@ def estimate(config: RunConfig, *, world_size: int) -> dict:
             "memory_activations_gib": activations / 2**30,
             "memory_total_gib": (static + activations) / 2**30,
             "micro_batches_per_step": data.global_batch_size // (data.micro_batch_size * dp),
-            "flops_per_step": flops}
+            "flops_per_step": flops, "lora": lora}
+
+
+def lora_memory(config: RunConfig, *, tp: int, pp: int, weight_bytes: int, optim: float) -> dict:
+    """LoRA: frozen base weights only (no gradient, no optimizer state); adapters (and the head,
+    if it trains) with weights, fp32 gradients and Adam state. Per GPU, bytes."""
+    from megatron_hybridir.model.lora import adapter_parameter_count
+
+    m = config.model
+    heads, groups = m.num_attention_heads, m.num_query_groups or m.num_attention_heads
+    d = m.kv_channels or m.hidden_size // heads
+    sizes = dict(hidden=m.hidden_size, ffn=m.ffn_hidden_size, qkv_out=d * (heads + 2 * groups),
+                 attn_in=heads * d, gated=m.architecture == "llama", rank=m.lora.rank,
+                 targets=m.lora.target_modules)
+    adapters_total = adapter_parameter_count(**sizes, layers=m.num_layers)
+    adapters_gpu = adapter_parameter_count(**sizes, layers=m.num_layers // pp, tp=tp)
+    head = count_parameters(m) - count_parameters(m, include_head=False)
+    head = head if m.lora.train_head else 0        # on the last stage, replicated over TP
+    base_gpu = count_parameters(m, include_head=not m.lora.train_head) / (tp * pp)
+    trainable_gpu = adapters_gpu + head
+    return {"adapter_parameters": adapters_total, "head_parameters": head,
+            "trainable_parameters_per_gpu": trainable_gpu,
+            "frozen_weights_gib": base_gpu * weight_bytes / 2**30,
+            "adapter_weights_gib": trainable_gpu * weight_bytes / 2**30,
+            "adapter_grads_gib": trainable_gpu * 4 / 2**30,
+            "adapter_optimizer_gib": trainable_gpu * optim / 2**30,
+            "static_bytes": base_gpu * weight_bytes + trainable_gpu * (weight_bytes + 4 + optim)}
 
 
 def format_estimate(e: dict) -> str:
@@ -52,6 +85,18 @@ def format_estimate(e: dict) -> str:
         f"memory per GPU (estimate): {e['memory_total_gib']:.1f} GiB = "
         f"{e['memory_static_gib']:.1f} weights+grads+optimizer + "
         f"{e['memory_activations_gib']:.1f} activations",
+        *(_format_lora(e["lora"]) if e.get("lora") else []),
         f"micro-batches per step per DP rank: {e['micro_batches_per_step']}",
         f"FLOPs per step: {e['flops_per_step']:.3e}",
     ])
+
+
+def _format_lora(lora: dict) -> list[str]:
+    return [
+        f"LoRA: {lora['adapter_parameters'] / 1e6:.1f} M adapter parameters"
+        + (f" + {lora['head_parameters'] / 1e6:.2f} M head" if lora["head_parameters"] else "")
+        + f"; only these are in the optimizer ({lora['trainable_parameters_per_gpu'] / 1e6:.1f} M per GPU)",
+        f"  frozen base weights {lora['frozen_weights_gib']:.2f} GiB (no gradients, no optimizer state)",
+        f"  adapters: weights {lora['adapter_weights_gib']:.3f} GiB, fp32 gradients "
+        f"{lora['adapter_grads_gib']:.3f} GiB, Adam state {lora['adapter_optimizer_gib']:.3f} GiB",
+    ]

@@ -10,6 +10,7 @@ What it does not do: sampling or collation (the data pipeline builds the batch d
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -18,6 +19,7 @@ from torch import Tensor
 
 from megatron_hybridir.config import LossConfig
 from megatron_hybridir.loss import ContrastiveOutput, info_nce
+from megatron_hybridir.matryoshka import matryoshka_info_nce
 
 
 def unwrap(model):
@@ -43,6 +45,7 @@ def contrastive_loss(embeddings: Sequence[Tensor], batches: Sequence[dict], *, m
     """InfoNCE over the pairs of one or several micro-batches (their embeddings in batch layout).
 
     The scale is the model's learnable inverse temperature when it has one, else 1 / temperature.
+    With ``loss.matryoshka_dims`` the objective is the Matryoshka sum over prefixes.
     """
     parts = [split_embeddings(e, num_queries=b["num_queries"], num_negatives=b["num_negatives"])
              for e, b in zip(embeddings, batches)]
@@ -50,9 +53,13 @@ def contrastive_loss(embeddings: Sequence[Tensor], batches: Sequence[dict], *, m
     positive = torch.cat([p[1] for p in parts])
     negatives = torch.cat([p[2] for p in parts]) if parts[0][2] is not None else None
     scale = unwrap(model).logit_scale()
-    return info_nce(query, positive, negatives,
-                    scale=scale if scale is not None else 1.0 / loss.temperature,
-                    group=dp_group, symmetric=loss.symmetric, **false_negative_args(batches, loss))
+    objective = info_nce
+    if loss.matryoshka_dims:
+        objective = functools.partial(matryoshka_info_nce, dims=loss.matryoshka_dims,
+                                      weights=loss.matryoshka_weights)
+    return objective(query, positive, negatives,
+                     scale=scale if scale is not None else 1.0 / loss.temperature,
+                     group=dp_group, symmetric=loss.symmetric, **false_negative_args(batches, loss))
 
 
 def false_negative_args(batches: Sequence[dict], loss: LossConfig) -> dict:

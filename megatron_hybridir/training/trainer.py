@@ -30,6 +30,7 @@ from megatron_hybridir.config import RunConfig, validate, validate_paths
 from megatron_hybridir.data.sampler import MONO, SamplerConfig
 from megatron_hybridir.model.builder import build_model_chunks
 from megatron_hybridir.runtime.distributed import compute_device, initialize, launch_env
+from megatron_hybridir.training.adapter_checkpoint import check_same_base, load_base_weights
 from megatron_hybridir.training.checkpoint import (
     latest_step, load_checkpoint, load_model_weights, save_checkpoint)
 from megatron_hybridir.training.engine import forward_backward, wrap_ddp
@@ -213,14 +214,20 @@ def train(config: RunConfig) -> TrainResult:
     source = BatchSource(config, dp_rank=info.dp_rank, dp_size=info.dp_size)
     result = TrainResult()
     kinds = {"monolingual": 0, "cross-lingual": 0}
+    # LoRA: the frozen base always comes from init_from (adapter checkpoints do not hold it).
+    base_ref = (load_base_weights(config.checkpoint.init_from, model=model)
+                if config.model.lora is not None else None)
     if run_dir is not None:
         resumed = load_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler)
         if resumed:
             result.start_step = resumed["step"]
             kinds.update(resumed["extra"].get("kinds", {}))
             _honour_optim(config, optimizer, scheduler)
+            if base_ref is not None:
+                check_same_base(resumed["extra"].get("lora_base"), base_ref, where=run_dir)
     if result.start_step == 0 and config.checkpoint.init_from:
-        load_model_weights(config.checkpoint.init_from, model=model)
+        if base_ref is None:
+            load_model_weights(config.checkpoint.init_from, model=model)
         optimizer.reload_model_params()      # mixed precision keeps fp32 main copies of the params
     stop, skipped = _StopFlag(), 0
     metrics = MetricsLog(run_dir, enabled=info.rank == 0, total_steps=config.training.train_steps,
@@ -264,7 +271,8 @@ def train(config: RunConfig) -> TrainResult:
         if run_dir is not None and (preempted or exit_now or step == config.training.train_steps
                                     or (interval and step % interval == 0)):
             save_checkpoint(run_dir, step, model=model, optimizer=optimizer, scheduler=scheduler,
-                            extra={"kinds": kinds}, keep_last=config.checkpoint.keep_last)
+                            extra={"kinds": kinds, **({"lora_base": base_ref} if base_ref else {})},
+                            keep_last=config.checkpoint.keep_last)
         if preempted:
             if info.rank == 0 and run_dir is not None:
                 # slurm/launch.sh requeues the job when it finds this marker.

@@ -1,0 +1,129 @@
+"""Export of LoRA runs: adapters merged into the base weights, or written in PEFT's format.
+
+Why it exists: downstream tools (sentence-transformers, mteb, our evaluator) load a plain HF folder,
+so the default export of an adapter checkpoint is the base with W' = W + (alpha / r) B A folded in,
+streamed layer by layer through ``hf_export`` like any checkpoint. The base is the one the adapter
+checkpoint names; its content hash must still match (otherwise the merge would silently put the
+adapters on other weights). Optionally the unmerged adapter is written in PEFT's layout
+(``adapter_config.json`` + ``adapter_model.safetensors``), which ``peft.PeftModel`` loads onto the
+exported HF base: Megatron's fused linears (grouped QKV, SwiGLU gate/up) become one LoRA per HF
+projection sharing A, with B split by the same row rules as the weight, which is exact.
+
+What it does not do: train, or merge at TP > 1 (checkpoints are read unsharded).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from megatron_hybridir.config import ModelConfig
+from megatron_hybridir.convert import mappings
+from megatron_hybridir.convert.mappings import ConversionError
+from megatron_hybridir.model.lora import TARGETS, is_adapter_name, merge_into
+
+LINEAR = {target: f"{owner}.{linear}" for target, (owner, linear, _) in TARGETS.items()}
+
+
+def adapter_base(ckpt: Path) -> dict:
+    """The base reference an adapter checkpoint was trained on, re-hashed to make sure it is the
+    same content now."""
+    from megatron.core import dist_checkpointing
+    from megatron_hybridir.training.adapter_checkpoint import content_hash
+
+    common = dist_checkpointing.load_common_state_dict(str(ckpt))
+    ref = (common.get("extra") or {}).get("lora_base")
+    if ref is None:
+        raise ConversionError(f"{ckpt}: model.lora is set but the checkpoint names no base "
+                              f"(extra.lora_base); not an adapter checkpoint of this trainer")
+    base_ckpt = Path(ref["checkpoint"])
+    if not base_ckpt.exists():
+        raise ConversionError(f"{ckpt}: its LoRA base {base_ckpt} no longer exists")
+    now = content_hash(base_ckpt)
+    if now != ref["sha256"]:
+        raise ConversionError(f"{ckpt}: adapters were trained on {base_ckpt} with sha256 "
+                              f"{ref['sha256']}, which now hashes to {now}; refusing to merge")
+    return ref
+
+
+def iter_merged_tensors(model: ModelConfig, ckpt: Path) -> Iterator[dict[str, torch.Tensor]]:
+    """Like ``hf_export.iter_megatron_tensors`` for an adapter checkpoint: base tensors with the
+    adapters merged; trained head tensors from the adapter checkpoint."""
+    from megatron_hybridir.convert.hf_export import CheckpointReader, checkpoint_keys
+
+    base = CheckpointReader(Path(adapter_base(ckpt)["checkpoint"]))
+    adapters = CheckpointReader(ckpt)
+    keys = checkpoint_keys(model)
+
+    def read(key: str, layer=None) -> torch.Tensor:
+        return (adapters if key in adapters.metadata else base).read(key, layer)
+
+    yield {n: read(k) for n, k in keys.items() if not n.startswith("decoder.layers.")}
+    layer_keys = {n.removeprefix("decoder.layers.0."): k for n, k in keys.items()
+                  if n.startswith("decoder.layers.")}
+    scale = model.lora.alpha / model.lora.rank
+    for i in range(model.num_layers):
+        group = {n: read(k, i) for n, k in layer_keys.items() if not is_adapter_name(n)}
+        for target in model.lora.target_modules:
+            linear = LINEAR[target]
+            a, b = (read(layer_keys[f"{linear}.{f}"], i) for f in ("lora_a", "lora_b"))
+            weight = f"{linear}.weight"
+            group[weight] = merge_into(group[weight], a, b, scale)
+        yield {f"decoder.layers.{i}.{n}": t for n, t in group.items()}
+
+
+def write_peft_adapter(model: ModelConfig, ckpt: Path, out: Path, *, base_name: str) -> Path:
+    """The unmerged adapter in PEFT's format for the exported HF base (``AutoModel`` names)."""
+    from safetensors.torch import save_file
+    from megatron_hybridir.convert.hf_export import CheckpointReader, checkpoint_keys, hf_architecture
+
+    arch = hf_architecture(model)
+    rules = {r.megatron: r for r in mappings.rules_for(arch, dataclasses.asdict(model))}
+    reader = CheckpointReader(ckpt)
+    keys = checkpoint_keys(model)
+    heads = model.num_attention_heads
+    groups = model.num_query_groups or heads
+    tensors, modules = {}, set()
+    for target in model.lora.target_modules:
+        linear = LINEAR[target]
+        rule = rules[f"decoder.layers.{{i}}.{linear}.weight"]
+        for i in range(model.num_layers):
+            a = reader.read(keys[f"decoder.layers.0.{linear}.lora_a"], i)
+            b = reader.read(keys[f"decoder.layers.0.{linear}.lora_b"], i)
+            parts = mappings.split(rule.kind, b, heads=heads, groups=groups)
+            for name, b_part in zip(rule.hf, parts):
+                stem = "base_model.model." + name.format(i=i).removesuffix(".weight")
+                tensors[f"{stem}.lora_A.weight"] = a.clone()   # one copy per HF projection
+                tensors[f"{stem}.lora_B.weight"] = b_part.contiguous()
+                modules.add(name.format(i=0).removesuffix(".weight").rsplit(".", 1)[-1])
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, out / "adapter_model.safetensors", metadata={"format": "pt"})
+    (out / "adapter_config.json").write_text(json.dumps({
+        "peft_type": "LORA", "task_type": None, "base_model_name_or_path": base_name,
+        "r": model.lora.rank, "lora_alpha": model.lora.alpha, "lora_dropout": model.lora.dropout,
+        "target_modules": sorted(modules), "bias": "none", "fan_in_fan_out": False,
+        "inference_mode": True, "modules_to_save": None, "use_rslora": False,
+        "init_lora_weights": True}, indent=2))
+    return out
+
+
+def load_lora_model(model: ModelConfig, ckpt: Path, rows: int):
+    """The Megatron model with adapters at TP=1 (fp32): the base an adapter checkpoint names, then
+    its adapters and head (what ``--verify`` compares the merged export with)."""
+    from megatron.core import dist_checkpointing
+    from megatron_hybridir.config import ParallelConfig
+    from megatron_hybridir.model.builder import build_model
+    from megatron_hybridir.training.adapter_checkpoint import (
+        load_base_weights, load_chunk_state, trainable_sharded_state)
+
+    ref = adapter_base(ckpt)
+    chunk = build_model(dataclasses.replace(model, make_vocab_size_divisible_by=rows), ParallelConfig())
+    load_base_weights(ref["path"], model=[chunk])
+    state = dist_checkpointing.load({"model": trainable_sharded_state(chunk.sharded_state_dict())},
+                                    str(ckpt))
+    load_chunk_state(chunk, state["model"])
+    return chunk.eval()
