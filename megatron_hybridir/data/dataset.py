@@ -144,5 +144,13 @@ class Collator:
         for row, seq in enumerate(seqs):
             input_ids[row, : len(seq)] = torch.from_numpy(np.asarray(seq, dtype=np.int64))
             mask[row, : len(seq)] = True
-        return {"input_ids": input_ids, "attention_mask": mask, "num_queries": num_queries,
-                "num_negatives": self.k}
+        out = {"input_ids": input_ids, "attention_mask": mask, "num_queries": num_queries,
+               "num_negatives": self.k}
+        if self.fixed_length is None:
+            # Each segment's own padded width (queries, positives, negatives): see
+            # training.forward_step.embed, which runs them as separate forward passes.
+            bounds = [0, num_queries, 2 * num_queries, len(seqs)]
+            out["segment_lengths"] = [
+                -(-max((len(s) for s in seqs[a:b]), default=0) // self.multiple) * self.multiple
+                for a, b in zip(bounds, bounds[1:])]
+        return out

@@ -46,8 +46,10 @@ def prepare_data(root: Path, *, seed: int = 0, vocab_size: int = 1000) -> dict:
     indexed = root / "indexed"
     if not (indexed / "manifest.json").exists():
         log("tokenizing into Megatron indexed datasets")
+        # The tokenizer folder (its tokenizer.json gives the SentencePiece ids, tested), so the
+        # manifest's tokenizer hash is the one of the tokenizer export copies.
         preprocess(PreprocessConfig(sources=[str(root / "train.jsonl")],
-                                    languages=list(summary["languages"]), tokenizer=str(tok / "spm.model"),
+                                    languages=list(summary["languages"]), tokenizer=str(tok),
                                     output=str(indexed), append_eos=False, workers=2,
                                     max_length={"query": 32, "positive": 96, "negative": 32}),
                    progress=sys.stderr.isatty())

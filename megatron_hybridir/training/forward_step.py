@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Callable, Iterator, Sequence
 
 import torch
+from megatron.core import parallel_state
 from torch import Tensor
 
 from megatron_hybridir.config import LossConfig
@@ -54,12 +55,30 @@ def contrastive_loss(embeddings: Sequence[Tensor], batches: Sequence[dict], *, m
                     group=dp_group, symmetric=loss.symmetric)
 
 
+def embed(model, batch: dict) -> Tensor:
+    """The model's output for a batch; queries, positives and negatives as separate forward passes
+    when the collator gave their lengths (``segment_lengths``) and there is one pipeline stage.
+
+    Why: padding short queries to the longest passage wastes compute (attention is quadratic in
+    it); each row's embedding depends only on its real tokens, so trimming each segment to its own
+    longest row (rounded to the collator's multiple) changes nothing but the work. Pipeline stages
+    exchange activations of one fixed shape, so they keep the whole batch.
+    """
+    ids, mask, lengths = batch["input_ids"], batch["attention_mask"], batch.get("segment_lengths")
+    if lengths is None or parallel_state.get_pipeline_model_parallel_world_size() > 1:
+        return model(ids, mask)
+    b = batch["num_queries"]
+    bounds = [0, b, 2 * b, ids.size(0)]
+    return torch.cat([model(ids[start:end, :length], mask[start:end, :length])
+                      for start, end, length in zip(bounds, bounds[1:], lengths) if end > start])
+
+
 def make_forward_step(loss: LossConfig, *, dp_group) -> Callable:
     """Build the schedule's forward step; ``dp_group`` is Megatron's data-parallel group."""
 
     def forward_step(data_iterator: Iterator[dict], model):
         batch = next(data_iterator)
-        output = model(batch["input_ids"], batch["attention_mask"])
+        output = embed(model, batch)
 
         def loss_func(embeddings: Tensor):
             out = contrastive_loss([embeddings], [batch], model=model, loss=loss, dp_group=dp_group)

@@ -27,12 +27,12 @@ from megatron.core import parallel_state
 from megatron_hybridir.config import LossConfig
 from megatron_hybridir.runtime.rng import rng_restore, rng_snapshot
 from megatron_hybridir.training.engine import run_schedule, zero_grads
-from megatron_hybridir.training.forward_step import contrastive_loss
+from megatron_hybridir.training.forward_step import contrastive_loss, embed
 
 
 def _embedding_step(data_iterator, model):
     batch = next(data_iterator)
-    output = model(batch["input_ids"], batch["attention_mask"])
+    output = embed(model, batch)
     return output, lambda emb: (emb.sum() * 0.0, {"embeddings": emb.detach()})
 
 
@@ -71,7 +71,7 @@ def gradcache_forward_backward(model: Sequence[torch.nn.Module], micro_batches: 
 
     def surrogate_step(data_iterator, chunk):
         batch = next(data_iterator)
-        output = chunk(batch["input_ids"], batch["attention_mask"])
+        output = embed(chunk, batch)
 
         def loss_func(emb):
             if check_replay:

@@ -80,6 +80,9 @@ def test_sbatch_script_launches_the_trainer_through_srun(tmp_path):
     # finds no pyvenv.cfg beside it and loses the venv's site-packages (torch).
     (bin_dir / "python").write_text(f'#!/usr/bin/env bash\nexec "{sys.executable}" "$@"\n')
     (bin_dir / "python").chmod(0o755)
+    prefix = subprocess.run([str(bin_dir / "python"), "-c", "import sys; print(sys.prefix)"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert prefix == sys.prefix       # the stand-in runs in this interpreter's environment
     run_dir = tmp_path / "run"
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_NTASKS="2",
                SLURM_JOB_ID="77", SLURM_JOB_NODELIST="localhost", SLURM_SUBMIT_DIR=str(ROOT),

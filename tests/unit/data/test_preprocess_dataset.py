@@ -65,6 +65,8 @@ def test_collated_batches_follow_the_sampler(tmp_path, corpus, hf_tokenizer):
             assert (out["attention_mask"] == (torch.arange(out["input_ids"].shape[1])
                                               < lengths[:, None])).all()
             assert (out["input_ids"][~out["attention_mask"]] == tok.pad_id).all()
+            assert out["segment_lengths"] == [-(-int(lengths[a:c].max()) // 8) * 8
+                                              for a, c in ((0, 2), (2, 4), (4, 6))]
             for row in range(6):
                 words = [vocab[int(t)] for t in out["input_ids"][row, : lengths[row]]]
                 assert words[-1] != "<pad>" and words[-1][-1].isalnum()
@@ -84,7 +86,7 @@ def test_fixed_length_padding_for_pipeline_parallelism(tmp_path, corpus, hf_toke
     ds, _ = _prep(tmp_path, corpus, hf_tokenizer)
     micro = ds.sampler(SamplerConfig(global_batch_size=4)).global_batch(0)
     out = Collator(ds, num_negatives=2, fixed_length=32)(micro)
-    assert out["input_ids"].shape == (4 * 4, 32)
+    assert out["input_ids"].shape == (4 * 4, 32) and "segment_lengths" not in out
     with pytest.raises(ValueError, match="exceeds fixed length 2"):
         Collator(ds, num_negatives=1, fixed_length=2)(micro)
 
