@@ -17,7 +17,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -49,6 +49,7 @@ class TrainResult:
     last_step: int = 0
     losses: list[float] = field(default_factory=list)
     preempted: bool = False
+    stopped_early: bool = False
 
 
 class BatchSource:
@@ -156,8 +157,12 @@ def build_training(config: RunConfig):
     return model, optimizer, scheduler
 
 
-def train(config: RunConfig) -> TrainResult:
-    """Run (or resume) training as configured; every rank calls this."""
+def train(config: RunConfig, *, on_checkpoint: Optional[Callable[[int], bool]] = None) -> TrainResult:
+    """Run (or resume) training as configured; every rank calls this.
+
+    ``on_checkpoint(step)`` runs on every rank after each saved checkpoint; it returning True on
+    every rank ends training there (early stopping in ``study.budget``: a dev evaluation). Ranks must
+    agree, as in a single-process run, or the caller must all-reduce the decision itself."""
     info = initialize(config.parallel, seed=config.seed)
     validate(config, world_size=info.world_size)
     model, optimizer, scheduler = build_training(config)
@@ -218,6 +223,9 @@ def train(config: RunConfig) -> TrainResult:
                                     or (interval and step % interval == 0)):
             save_checkpoint(run_dir, step, model=model, optimizer=optimizer, scheduler=scheduler,
                             extra={"kinds": kinds}, keep_last=config.checkpoint.keep_last)
+            if on_checkpoint is not None and on_checkpoint(step):
+                result.stopped_early = step < config.training.train_steps
+                break
         if preempted:
             if info.rank == 0 and run_dir is not None:
                 # slurm/launch.sh requeues the job when it finds this marker.
