@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="output folder (default runs/study or runs/study-slurm)")
     parser.add_argument("--plan", choices=["local", "slurm"], default="local")
     parser.add_argument("--sizes", type=_size, nargs="+", default=None,
-                        help="local grid: NAME:HIDDEN[:LAYERS] ... (default S:32 M:80 L:160); "
+                        help="local grid: NAME:HIDDEN[:LAYERS] ... (default S:24 M:64 L:128); "
                              "slurm: preset names")
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
