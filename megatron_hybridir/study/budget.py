@@ -26,7 +26,7 @@ from typing import Optional
 
 @dataclass
 class BudgetRule:
-    max_steps: int = 300          # cap on optimizer steps
+    max_steps: int = 240          # cap on optimizer steps
     interval: int = 60            # steps between dev evaluations (= checkpoint interval)
     patience: int = 2             # evaluations without improvement before stopping
     min_delta: float = 0.002      # an improvement must exceed this (dev-score units, mAP)
