@@ -18,7 +18,7 @@ def _size(text: str) -> SizeSpec:
     """NAME:HIDDEN[:LAYERS]"""
     parts = text.split(":")
     if len(parts) not in (2, 3):
-        raise argparse.ArgumentTypeError(f"--sizes: expected NAME:HIDDEN[:LAYERS], got {text!r}")
+        raise SystemExit(f"--sizes: expected NAME:HIDDEN[:LAYERS] for the local grid, got {text!r}")
     return SizeSpec(parts[0], int(parts[1]), *(int(p) for p in parts[2:]))
 
 
@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=None, help="output folder (default runs/study or runs/study-slurm)")
     parser.add_argument("--plan", choices=["local", "slurm"], default="local")
-    parser.add_argument("--sizes", type=_size, nargs="+", default=None,
+    parser.add_argument("--sizes", nargs="+", default=None,
                         help="local grid: NAME:HIDDEN[:LAYERS] ... (default S:24 M:64 L:128); "
                              "slurm: preset names")
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.5, 1.0])
@@ -35,6 +35,8 @@ def main(argv=None) -> int:
     parser.add_argument("--interval", type=int, default=BudgetRule.interval)
     parser.add_argument("--patience", type=int, default=BudgetRule.patience)
     parser.add_argument("--min-delta", type=float, default=BudgetRule.min_delta)
+    parser.add_argument("--mfu", type=float, default=0.35, help="slurm: assumed MFU for GPU-hours")
+    parser.add_argument("--gpu", default="H100", help="slurm: GPU whose bf16 peak prices the FLOPs")
     parser.add_argument("--report-only", action="store_true", help="no training: statistics + report")
     parser.add_argument("--draws", type=int, default=10_000, help="bootstrap draws per comparison")
     parser.add_argument("overrides", nargs="*", help="training config overrides for every cell, key=value")
@@ -43,7 +45,7 @@ def main(argv=None) -> int:
         from megatron_hybridir.study.slurm import main_plan
 
         return main_plan(args)
-    config = StudyConfig(out=args.out or "runs/study", sizes=list(args.sizes or DEFAULT_SIZES),
+    config = StudyConfig(out=args.out or "runs/study", sizes=[_size(s) for s in args.sizes] if args.sizes else list(DEFAULT_SIZES),
                          alphas=args.alphas, seeds=args.seeds, overrides=args.overrides,
                          budget=BudgetRule(args.max_steps, args.interval, args.patience, args.min_delta))
     status = 0
