@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     parser.add_argument("--interval", type=int, default=BudgetRule.interval)
     parser.add_argument("--patience", type=int, default=BudgetRule.patience)
     parser.add_argument("--min-delta", type=float, default=BudgetRule.min_delta)
+    parser.add_argument("--workers", type=int, default=1, help="local grid: cells run at once")
     parser.add_argument("--mfu", type=float, default=0.35, help="slurm: assumed MFU for GPU-hours")
     parser.add_argument("--gpu", default="H100", help="slurm: GPU whose bf16 peak prices the FLOPs")
     parser.add_argument("--report-only", action="store_true", help="no training: statistics + report")
@@ -46,7 +47,7 @@ def main(argv=None) -> int:
 
         return main_plan(args)
     config = StudyConfig(out=args.out or "runs/study", sizes=[_size(s) for s in args.sizes] if args.sizes else list(DEFAULT_SIZES),
-                         alphas=args.alphas, seeds=args.seeds, overrides=args.overrides,
+                         alphas=args.alphas, seeds=args.seeds, overrides=args.overrides, workers=args.workers,
                          budget=BudgetRule(args.max_steps, args.interval, args.patience, args.min_delta))
     status = 0
     if not args.report_only:

@@ -20,11 +20,14 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from megatron_hybridir.study.budget import BudgetRule
+
+CELL_MODULE = "megatron_hybridir.study.cell"     # what one cell runs (tests put a stand-in here)
 
 
 @dataclass
@@ -57,11 +60,14 @@ class StudyConfig:
     budget: BudgetRule = field(default_factory=BudgetRule)
     overrides: list[str] = field(default_factory=list)   # extra training overrides, every cell
     cell_timeout_s: int = 1800
+    workers: int = 1          # cells run at once (each is one single-threaded process)
 
     def check(self) -> None:
         from megatron_hybridir.config import ConfigError
 
         self.budget.check()
+        if self.workers < 1:
+            raise ConfigError(f"study.workers: expected >= 1, got {self.workers}")
         if not self.sizes or not self.alphas or not self.seeds:
             raise ConfigError("study: sizes, alphas and seeds must each be non-empty")
         names = [s.name for s in self.sizes]
@@ -119,7 +125,7 @@ def run_cell(config: StudyConfig, cell: Cell, data: dict) -> dict:
     log_path = folder / "log.txt"
     try:
         with open(log_path, "w") as log_file:
-            proc = subprocess.run([sys.executable, "-m", "megatron_hybridir.study.cell", str(folder)],
+            proc = subprocess.run([sys.executable, "-m", CELL_MODULE, str(folder)],
                                   stdout=log_file, stderr=subprocess.STDOUT, env=env,
                                   timeout=config.cell_timeout_s)
         error = None if proc.returncode == 0 else f"exit status {proc.returncode}"
@@ -147,14 +153,18 @@ def run_grid(config: StudyConfig, *, only: Optional[list[str]] = None) -> dict:
     started = time.perf_counter()
     records = {}
     todo = [c for c in cells(config) if only is None or c.name in only]
-    for n, cell in enumerate(todo, 1):
-        record = run_cell(config, cell, data)
-        records[cell.name] = record
-        state = "skipped (done)" if record.get("skipped") else record["status"]
-        detail = (f"{record['error']}; log: {Path(config.out) / 'cells' / cell.name / 'log.txt'}"
-                  if record["status"] == "failed" else
-                  f"best step {record['best_step']}, test {_brief(record['summary'])}")
-        _log(f"[{n}/{len(todo)}] {cell.name}: {state} — {detail}")
+    # Threads only wait on each cell's subprocess; the work happens in those processes.
+    with ThreadPoolExecutor(max_workers=config.workers) as pool:
+        futures = {pool.submit(run_cell, config, cell, data): cell for cell in todo}
+        for n, future in enumerate(as_completed(futures), 1):
+            cell = futures[future]
+            record = records[cell.name] = future.result()
+            state = "skipped (done)" if record.get("skipped") else record["status"]
+            detail = (f"{record['error']}; log: {Path(config.out) / 'cells' / cell.name / 'log.txt'}"
+                      if record["status"] == "failed" else
+                      f"best step {record['best_step']}, test {_brief(record['summary'])}")
+            _log(f"[{n}/{len(todo)}] {cell.name}: {state} — {detail}")
+    records = {c.name: records[c.name] for c in todo}
     failed = [name for name, r in records.items() if r["status"] == "failed"]
     grid = {"cells": len(records), "failed": failed, "wall_s": time.perf_counter() - started,
             "wall_s_trained_now": sum(r.get("wall_s", 0.0) for r in records.values()

@@ -199,7 +199,7 @@ def write_report(out: Path, *, draws: int = 10_000) -> dict:
         "## How the hybrid's advantage changes with size (difference of differences)",
         comparisons_table(comparisons, ("advantage vs size",)),
         "## Method", f"{METHOD.format(draws=draws)}; {len(comparisons)} comparisons in the family. "
-        f"Queries per comparison: up to {max(c.result.n_queries for c in comparisons)} (every test "
+        f"Queries per comparison: up to {max((c.result.n_queries for c in comparisons), default=0)} (every test "
         "question in every language, `<lang>:<id>`), paired across systems; seeds paired by seed "
         "number. Rank distance is in ranks of the 6-language pool (lower = less language bias).",
         "![frontier](frontier.png)\n\n![advantage](advantage.png)\n\n![bias](bias.png)"])
