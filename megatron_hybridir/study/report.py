@@ -70,6 +70,23 @@ def comparisons_table(comparisons: list[Comparison], kinds: tuple[str, ...],
     return "\n".join(lines)
 
 
+def headline_table(study: Study, comparisons: list[Comparison]) -> str:
+    """Per size: hybrid minus each baseline on every metric, as 'diff [CI]' (* = significant, Holm)."""
+    head = ["size (params)", "hybrid (α=0.5) minus", *[NAMES[m] for m in METRICS]]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for size in study.sizes:
+        for kind, name in (("hybrid vs monolingual", "monolingual (α=1)"),
+                           ("hybrid vs cross-lingual", "cross-lingual (α=0)")):
+            row = []
+            for metric in METRICS:
+                c = _find(comparisons, kind, metric, size, 0.5)
+                row.append("-" if c is None else
+                           f"{_fmt(metric, c.result.mean_diff)} [{_fmt(metric, c.result.ci_low)}, "
+                           f"{_fmt(metric, c.result.ci_high)}]{'*' if c.significant else ''}")
+            lines.append(f"| {_size_label(study, size)} | {name} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def _find(comparisons, kind, metric, size=None, alpha=None, label_has="") -> Optional[Comparison]:
     for c in comparisons:
         if (c.kind == kind and c.metric == metric and (size is None or c.size == size)
@@ -190,6 +207,8 @@ def write_report(out: Path, *, draws: int = 10_000) -> dict:
         f"{len(study.cells)} cells ({len(study.sizes)} sizes x {len(study.alphas)} alphas x seeds)"
         + (f"; failed: {', '.join(failed)}" if failed else "")
         + (f"; grid wall time {grid['wall_s'] / 60:.1f} min" if grid.get("wall_s") else "") + ".",
+        "## Headline: hybrid minus each baseline, mean difference [95% CI], * = significant (Holm)",
+        headline_table(study, comparisons),
         "## Findings", "\n".join(f"- {s}" for s in findings(study, comparisons)),
         "## Caveat", caveats(study),
         "## Means over seeds (± population std)", means_table(study),

@@ -66,6 +66,9 @@ def test_report_words_tables_and_plots_follow_the_numbers(tmp_path):
     assert "**S (0.030M)**, hybrid (alpha=0.5) vs monolingual batches" in text
     assert "X->Y mAP higher by 0.2" in text
     assert "8 of 17 cells were still improving" in text
+    headline = next(l for l in text.splitlines() if l.startswith("| S (0.030M) | monolingual (α=1) |"))
+    cross_cell = headline.split(" | ")[4]                   # the X->Y mAP column: planted +0.20
+    assert cross_cell.startswith("0.2") and cross_cell.endswith("*")
     assert "BEIR-form nDCG@10 no significant difference" in text
     for name in ("frontier.png", "advantage.png", "bias.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
