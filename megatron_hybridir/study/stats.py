@@ -102,9 +102,11 @@ def bootstrap_means(diff: np.ndarray, draws: int, rng: np.random.Generator, *,
     out = np.empty(draws)
     for start in range(0, draws, chunk):
         n = min(chunk, draws - start)
-        q_weights = rng.multinomial(q, np.full(q, 1.0 / q), size=n).astype(np.float64) / q
-        s_weights = rng.multinomial(s, np.full(s, 1.0 / s), size=n).astype(np.float64) / s
-        out[start:start + n] = q_weights @ query_means + s_weights @ seed_devs
+        # Resampled indices (a gather), not multinomial counts: the same distribution, and
+        # numpy draws multinomials one category at a time (minutes for 2,400 queries x 10,000).
+        q_draw = query_means[rng.integers(0, q, size=(n, q), dtype=np.int32)].mean(axis=1)
+        s_draw = seed_devs[rng.integers(0, s, size=(n, s))].mean(axis=1)
+        out[start:start + n] = q_draw + s_draw
     return out
 
 

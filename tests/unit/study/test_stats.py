@@ -46,7 +46,7 @@ def test_identical_systems_with_large_seed_variance_stay_near_nominal():
 
 
 def test_planted_difference_is_detected_with_the_right_sign():
-    results = _repeat(50, shift=0.08)
+    results = _repeat(50, shift=0.12)
     assert np.mean([r.p_value < 0.05 for r in results]) >= 0.9
     assert all(r.mean_diff > 0 for r in results)
     negative = paired_bootstrap(*_tables(np.random.default_rng(1), shift=-0.08)[::1], draws=2000)
