@@ -206,7 +206,8 @@ def write_report(out: Path, *, draws: int = 10_000) -> dict:
         "# Size x alpha study on the embedded benchmark",
         f"{len(study.cells)} cells ({len(study.sizes)} sizes x {len(study.alphas)} alphas x seeds)"
         + (f"; failed: {', '.join(failed)}" if failed else "")
-        + (f"; grid wall time {grid['wall_s'] / 60:.1f} min" if grid.get("wall_s") else "") + ".",
+        + (f"; wall time of the last grid invocation {grid['wall_s'] / 60:.1f} min (cells finished "
+           f"by earlier invocations were skipped)" if grid.get("wall_s") else "") + ".",
         "## Headline: hybrid minus each baseline, mean difference [95% CI], * = significant (Holm)",
         headline_table(study, comparisons),
         "## Findings", "\n".join(f"- {s}" for s in findings(study, comparisons)),
@@ -217,7 +218,8 @@ def write_report(out: Path, *, draws: int = 10_000) -> dict:
         "## Each size vs the next", comparisons_table(comparisons, ("size",)),
         "## How the hybrid's advantage changes with size (difference of differences)",
         comparisons_table(comparisons, ("advantage vs size",)),
-        "## Method", f"{METHOD.format(draws=draws)}; {len(comparisons)} comparisons in the family. "
+        "## Method", f"{METHOD.format(draws=draws)}; {len(comparisons)} comparisons in the family "
+        "(CIs are unadjusted 95% intervals; 'significant' uses the Holm-adjusted p). "
         f"Queries per comparison: up to {max((c.result.n_queries for c in comparisons), default=0)} (every test "
         "question in every language, `<lang>:<id>`), paired across systems; seeds paired by seed "
         "number. Rank distance is in ranks of the 6-language pool (lower = less language bias).",
