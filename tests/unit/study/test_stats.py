@@ -35,7 +35,7 @@ def test_identical_systems_with_large_seed_variance_stay_near_nominal():
     # Seed offsets dominate: resampling only queries would reject far too often.
     results = _repeat(300, seed_sd=0.03, noise_sd=0.1)
     rate = np.mean([r.p_value < 0.05 for r in results])
-    assert rate <= 0.15, rate
+    assert rate <= 0.12, rate          # measured 0.077; without the t_(S-1)/z widening 0.15
     rng = np.random.default_rng(7)
     queries_only = []
     for i in range(100):
