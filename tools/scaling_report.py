@@ -1,13 +1,14 @@
-"""Gather evaluation results.json files of runs at several model sizes into scaling.md + scaling.png
-(monolingual vs cross-lingual / multilingual metrics against parameters and training FLOPs).
+"""Gather evaluation results.json files of runs at several model sizes (alphas, seeds) into
+scaling.md + scaling.png (monolingual vs cross-lingual / multilingual metrics against parameters and
+training FLOPs; one row per model and alpha, mean ± std over seeds).
 
-    python tools/scaling_report.py --out runs/scaling runs/size*/eval/results.json
+    python tools/scaling_report.py --out runs/scaling runs/study-slurm/runs/*/eval/*/results.json
 """
 
 import argparse
 from pathlib import Path
 
-from megatron_hybridir.demo.experiment import scaling_report
+from megatron_hybridir.study.scaling import scaling_report
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

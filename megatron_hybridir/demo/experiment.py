@@ -8,9 +8,8 @@ mean ± std over seeds and a trade-off plot (monolingual vs cross-lingual mAP, l
 several seeds, the same total step budget (the mined arm spends its first steps on the first pass
 that mines); writes experiment_negatives.md / .json with mean ± std and the negatives' quality.
 
-``scaling_report``: gathers ``results.json`` files of evaluations (each carrying ``run_info`` with
-parameters and training FLOPs) into a table and plots of each metric against parameters and FLOPs —
-the 7B -> 30B study on a cluster, three tiny sizes in the demo.
+``scaling_report`` moved to :mod:`megatron_hybridir.study.scaling` (the Slurm study's last job);
+it is re-exported here for existing callers.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from megatron_hybridir.demo.pipeline import export_and_evaluate, log, prepare_data, train
+from megatron_hybridir.study.scaling import scaling_report  # noqa: F401  (re-export)
 
 METRICS = ("mono_mAP", "cross_mAP", "multi_mAP", "rank_distance", "same_language_top")
 ALPHA_NAMES = {1.0: "monolingual (alpha=1)", 0.0: "cross-lingual (alpha=0)", 0.5: "hybrid (alpha=0.5)"}
@@ -138,51 +138,3 @@ def _tradeoff_plot(results: dict[float, list[dict]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def scaling_report(result_files: Sequence[Path], out: Path,
-                   metrics: Sequence[str] = ("mono_mAP", "cross_mAP", "multi_mAP", "rank_distance",
-                                             "nDCG@10", "top20")) -> list[dict]:
-    """Table + plots of metrics vs parameters and training FLOPs over evaluation results.
-
-    Runs are grouped by (parameters, FLOPs) so results of several benchmarks for one model (BEIR
-    nDCG@10, NQ top-20, XQuAD-R / MLQA-R mAP) share one row."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows: dict[tuple, dict] = {}
-    for path in result_files:
-        result = json.loads(Path(path).read_text())
-        info = result.get("run_info") or {}
-        if "parameters" not in info:
-            raise ValueError(f"{path}: no run_info.parameters (evaluate runs through the demo pipeline, "
-                             f"or add run_info with parameters and train_flops)")
-        key = (info["parameters"], info.get("train_flops", 0.0))
-        row = rows.setdefault(key, {"model": result["model"], "parameters": key[0], "train_flops": key[1]})
-        row.update({m: v for m, v in result["metrics"].items() if m in metrics})
-    table = sorted(rows.values(), key=lambda r: r["parameters"])
-    present = [m for m in metrics if any(m in r for r in table)]
-    out.mkdir(parents=True, exist_ok=True)
-    lines = ["| parameters | train FLOPs | " + " | ".join(present) + " |", "|---" * (len(present) + 2) + "|"]
-    for r in table:
-        lines.append(f"| {r['parameters'] / 1e6:.2f}M | {r['train_flops']:.2e} | " +
-                     " | ".join(f"{r[m]:.3f}" if m in r else "-" for m in present) + " |")
-    (out / "scaling.md").write_text("\n".join(lines) + "\n")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, x_key, label in ((axes[0], "parameters", "parameters"), (axes[1], "train_flops", "training FLOPs")):
-        for m in present:
-            if m == "rank_distance":
-                continue
-            pts = [(r[x_key], r[m]) for r in table if m in r]
-            ax.plot(*zip(*pts), marker="o", label=m)
-        ax.set_xscale("log")
-        ax.set_xlabel(label)
-        ax.set_ylabel("metric")
-        ax.legend(fontsize=8)
-    axes[0].set_title("monolingual vs cross-lingual / multilingual metrics")
-    fig.tight_layout()
-    fig.savefig(out / "scaling.png", dpi=120)
-    plt.close(fig)
-    print("\n".join(lines))
-    return table

@@ -190,7 +190,12 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         "qwen2-7b": dict(num_layers=28, hidden_size=3584, ffn_hidden_size=18944,
                          num_attention_heads=28, num_query_groups=4, vocab_size=152064,
                          max_position_embeddings=32768, rotary_base=1000000.0,
-                         layernorm_epsilon=1e-6)}),
+                         layernorm_epsilon=1e-6),
+        # Qwen2.5-14B (base): the 14B class of the size study (study/slurm.py).
+        "qwen2.5-14b": dict(num_layers=48, hidden_size=5120, ffn_hidden_size=13824,
+                            num_attention_heads=40, num_query_groups=8, vocab_size=152064,
+                            max_position_embeddings=131072, rotary_base=1000000.0,
+                            layernorm_epsilon=1e-5)}),
     Family("qwen3", "qwen3", "Qwen3Config", "Qwen3Model", fixed={"qk_layernorm": True}, presets={
         "qwen3-32b": dict(num_layers=64, hidden_size=5120, ffn_hidden_size=25600,
                           num_attention_heads=64, num_query_groups=8, kv_channels=128,

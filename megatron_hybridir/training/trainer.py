@@ -18,7 +18,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -53,6 +53,7 @@ class TrainResult:
     last_step: int = 0
     losses: list[float] = field(default_factory=list)
     preempted: bool = False
+    stopped_early: bool = False
 
 
 class BatchSource:
@@ -197,8 +198,12 @@ def _honour_optim(config: RunConfig, optimizer, scheduler) -> None:
     scheduler.step(increment=0)        # recompute this step's lr from them
 
 
-def train(config: RunConfig) -> TrainResult:
-    """Run (or resume) training as configured; every rank calls this."""
+def train(config: RunConfig, *, on_checkpoint: Optional[Callable[[int], bool]] = None) -> TrainResult:
+    """Run (or resume) training as configured; every rank calls this.
+
+    ``on_checkpoint(step)`` runs on every rank after each saved checkpoint; it returning True on
+    every rank ends training there (early stopping in ``study.budget``: a dev evaluation). Ranks must
+    agree, as in a single-process run, or the caller must all-reduce the decision itself."""
     # Before any process group or model exists: the launcher's world size and the inputs.
     validate(config, world_size=launch_env().world_size)
     validate_paths(config)
@@ -273,6 +278,9 @@ def train(config: RunConfig) -> TrainResult:
             save_checkpoint(run_dir, step, model=model, optimizer=optimizer, scheduler=scheduler,
                             extra={"kinds": kinds, **({"lora_base": base_ref} if base_ref else {})},
                             keep_last=config.checkpoint.keep_last)
+            if on_checkpoint is not None and on_checkpoint(step):
+                result.stopped_early = step < config.training.train_steps
+                break
         if preempted:
             if info.rank == 0 and run_dir is not None:
                 # slurm/launch.sh requeues the job when it finds this marker.

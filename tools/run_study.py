@@ -1,0 +1,63 @@
+"""The size x alpha x seed study: the grid on the embedded benchmark with statistics and a report,
+or (``--plan slurm``) the same study for 7B / 14B / 30B as a Slurm job array.
+
+    python tools/run_study.py --out runs/study                      # grid (resumable) + report
+    python tools/run_study.py --out runs/study --report-only        # statistics + report only
+    python tools/run_study.py --plan slurm --out runs/study-slurm   # sbatch scripts, nothing runs
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from megatron_hybridir.study.budget import BudgetRule
+from megatron_hybridir.study.grid import DEFAULT_SIZES, SizeSpec, StudyConfig, run_grid
+
+
+def _size(text: str) -> SizeSpec:
+    """NAME:HIDDEN[:LAYERS]"""
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        raise SystemExit(f"--sizes: expected NAME:HIDDEN[:LAYERS] for the local grid, got {text!r}")
+    return SizeSpec(parts[0], int(parts[1]), *(int(p) for p in parts[2:]))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=None, help="output folder (default runs/study or runs/study-slurm)")
+    parser.add_argument("--plan", choices=["local", "slurm"], default="local")
+    parser.add_argument("--sizes", nargs="+", default=None,
+                        help="local grid: NAME:HIDDEN[:LAYERS] ... (default S:24 M:64 L:128); "
+                             "slurm: preset names")
+    parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.5, 1.0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--max-steps", type=int, default=BudgetRule.max_steps)
+    parser.add_argument("--interval", type=int, default=BudgetRule.interval)
+    parser.add_argument("--patience", type=int, default=BudgetRule.patience)
+    parser.add_argument("--min-delta", type=float, default=BudgetRule.min_delta)
+    parser.add_argument("--workers", type=int, default=1, help="local grid: cells run at once")
+    parser.add_argument("--mfu", type=float, default=0.35, help="slurm: assumed MFU for GPU-hours")
+    parser.add_argument("--gpu", default="H100", help="slurm: GPU whose bf16 peak prices the FLOPs")
+    parser.add_argument("--report-only", action="store_true", help="no training: statistics + report")
+    parser.add_argument("--draws", type=int, default=10_000, help="bootstrap draws per comparison")
+    parser.add_argument("overrides", nargs="*", help="training config overrides for every cell, key=value")
+    args = parser.parse_args(argv)
+    if args.plan == "slurm":
+        from megatron_hybridir.study.slurm import main_plan
+
+        return main_plan(args)
+    config = StudyConfig(out=args.out or "runs/study", sizes=[_size(s) for s in args.sizes] if args.sizes else list(DEFAULT_SIZES),
+                         alphas=args.alphas, seeds=args.seeds, overrides=args.overrides, workers=args.workers,
+                         budget=BudgetRule(args.max_steps, args.interval, args.patience, args.min_delta))
+    status = 0
+    if not args.report_only:
+        grid = run_grid(config)
+        status = 1 if grid["failed"] else 0
+    from megatron_hybridir.study.report import write_report
+
+    write_report(Path(config.out), draws=args.draws)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
