@@ -321,7 +321,12 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part} is not a section")
-        node[parts[-1]] = _parse_scalar(raw)
+        try:
+            node[parts[-1]] = _parse_scalar(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{key.strip()}: value {raw!r} (override {item!r}) is not a YAML "
+                              f"value ({str(err).splitlines()[0]}); quote it to pass a string, "
+                              f"e.g. {key.strip()}='\"...\"'") from None
     return data
 
 

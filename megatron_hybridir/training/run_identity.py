@@ -32,14 +32,19 @@ from megatron_hybridir.config import ConfigError, ModelConfig, RunConfig, from_d
 logger = logging.getLogger(__name__)
 
 # ModelConfig fields a run started from a checkpoint may set differently: regularisation, the
-# pooling head (new head weights start fresh), the attention mask and memory/kernels choices.
+# pooling head (new head weights start fresh), the attention mask, memory/kernels choices, LoRA
+# adapters on the frozen base, and the vocabulary padding multiple (a padding that changes the
+# stored embedding shape fails at load, naming the tensor).
 INIT_OVERRIDABLE = ("hidden_dropout", "attention_dropout", "pooling", "latent_num_latents",
                     "latent_num_heads", "pooler", "projection_dim", "normalize", "attention",
-                    "init_method_std", "recompute", "use_transformer_engine", "preset")
+                    "init_method_std", "recompute", "use_transformer_engine", "lora",
+                    "make_vocab_size_divisible_by", "preset")
 
 # Config fields a relaunch may change; all are honoured from the resumed step on (the LR schedule
 # is rebuilt from the new optim values, see trainer.build_training). Everything else is refused.
-RELAUNCH_HONOURED = ("training.", "parallel.", "checkpoint.save_interval", "checkpoint.keep_last",
+# checkpoint.dir: a run directory copied or moved elsewhere is the same run.
+RELAUNCH_HONOURED = ("training.", "parallel.", "checkpoint.dir", "checkpoint.save_interval",
+                     "checkpoint.keep_last",
                      "optim.lr", "optim.min_lr", "optim.weight_decay", "optim.clip_grad",
                      "optim.warmup_steps", "data.micro_batch_size", "data.pad_to_multiple",
                      "model.recompute", "model.use_transformer_engine")
@@ -89,7 +94,9 @@ def init_model(init_from: str, model: ModelConfig, explicit: Optional[dict] = No
             f"checkpoint.init_from={init_from}: the model section comes from the checkpoint; these "
             f"fields differ from it (checkpoint -> config): {_listing(refused)}. Remove them from "
             f"the config; only {', '.join(INIT_OVERRIDABLE[:-1])} may change")
-    return dataclasses.replace(source, **{k: mine[k] for k in written if k in INIT_OVERRIDABLE})
+    # getattr, not asdict: nested sections (model.lora) stay dataclasses
+    return dataclasses.replace(source, **{k: getattr(model, k) for k in written
+                                          if k in INIT_OVERRIDABLE})
 
 
 # --- training data --------------------------------------------------------------------------

@@ -107,14 +107,26 @@ def test_adapter_checkpoint_resumes_at_another_tp_layout(lora_runs):
     assert len(tp1) == len(tp2) == 1 and abs(tp1[0] - tp2[0]) < 1e-5
 
 
-def test_resume_on_another_base_is_refused_naming_both_hashes(lora_runs, bases):
+def test_resume_on_another_base_is_refused_naming_both_hashes(lora_runs, bases, tmp_path):
+    import shutil
+
+    import yaml
+
     from megatron_hybridir.training.adapter_checkpoint import content_hash
 
-    resumed = lora_runs["resumed"]
+    # The base folder the run names is replaced by another model (same path, other content): the
+    # relaunch check sees an unchanged config, so only the adapters' base hash can catch it.
+    # (Naming another init_from path is refused earlier, by the relaunch identity check.)
+    run, base = tmp_path / "run", tmp_path / "base"
+    shutil.copytree(lora_runs["resumed"], run)
+    shutil.copytree(bases[1], base)
+    recorded = yaml.safe_load((run / "config.yaml").read_text())
+    recorded["checkpoint"]["init_from"] = str(base)
+    (run / "config.yaml").write_text(yaml.safe_dump(recorded))
     with pytest.raises(Exception) as err:
         run_ranks(_train_rank, 1, lora_runs["config"],
-                  [f"checkpoint.dir={resumed}", "training.train_steps=9",
-                   f"checkpoint.init_from={bases[1]}"])
+                  [f"checkpoint.dir={run}", "training.train_steps=9",
+                   f"checkpoint.init_from={base}"])
     message = str(err.value)
     old, new = content_hash(bases[0] / "checkpoint"), content_hash(bases[1] / "checkpoint")
     assert old != new and old in message and new in message

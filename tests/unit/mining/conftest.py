@@ -24,7 +24,7 @@ class TrigramEncoder:
     def __init__(self):
         self.calls = {"queries": 0, "passages": 0}
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, hash_cache=None) -> str:
         return "trigram-v1"
 
     def _embed(self, texts):

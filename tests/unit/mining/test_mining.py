@@ -176,7 +176,7 @@ def test_mined_file_round_trips_through_preprocessing(tmp_path, planted):
                 {record["lang"]: t} for t in record["negatives"]]
             mined_texts = [neg[lang] for neg in negs if lang in neg]
             rows = [r.tolist() for r in ds.negatives(n, li)]
-            assert rows == [tok.encode(["Passage: " + t])[0] + [tok.eos_id] for t in mined_texts]
+            assert rows == [tok.encode(["Passage: " + t], 256)[0] for t in mined_texts]
             assert ds.negative_content_ids(n, li) == [content_id(t) for t in mined_texts]
     en = LANGS.index("en")
     assert ds.content_id(0, en) == ds.content_id(1, en) == ds.content_id(2, en)   # planted copies
