@@ -199,6 +199,17 @@ def _datasets_records(source: str, split: str) -> Iterator[tuple[str, object]]:
         yield f"{source}[{index}]", record
 
 
+def raw_records(source: str, split: str = "train") -> Iterator[tuple[str, object]]:
+    """(location, record or DataError) from a JSONL file, a Parquet file/folder or a ``datasets``
+    name: what ``read_items`` parses, and what the miner rewrites record by record."""
+    path = Path(source)
+    if path.suffix in (".jsonl", ".json"):
+        if not path.exists():
+            raise DataError(f"{source}: file not found")
+        return _jsonl_records(path)
+    return _datasets_records(source, split)
+
+
 def read_items(source: str, *, languages: Iterable[str], min_languages: int = 1,
                on_error: str = "raise", split: str = "train",
                report: Optional[ReadReport] = None) -> Iterator[ParallelItem]:
@@ -210,14 +221,7 @@ def read_items(source: str, *, languages: Iterable[str], min_languages: int = 1,
         raise DataError(f"data.on_error: expected raise or skip, got {on_error!r}")
     langs = set(validate_languages(languages))
     report = report if report is not None else ReadReport(source)
-    path = Path(source)
-    if path.suffix in (".jsonl", ".json"):
-        if not path.exists():
-            raise DataError(f"{source}: file not found")
-        records = _jsonl_records(path)
-    else:
-        records = _datasets_records(source, split)
-    for where, record in records:
+    for where, record in raw_records(source, split):
         report.read += 1
         try:
             if isinstance(record, DataError):

@@ -16,35 +16,8 @@ import os
 from pathlib import Path
 from typing import Iterator, Optional
 
-from megatron_hybridir.data.readers import DataError, ParallelItem, ReadReport, parse_record
-
-
-def raw_records(source: str, split: str = "train") -> Iterator[tuple[str, object]]:
-    """(location, record or DataError) from a JSONL file, Parquet file/folder or ``datasets`` name."""
-    path = Path(source)
-    if path.suffix in (".jsonl", ".json"):
-        if not path.exists():
-            raise DataError(f"{source}: file not found")
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{number}"
-                try:
-                    yield where, json.loads(line)
-                except json.JSONDecodeError as err:
-                    yield where, DataError(f"{where}: malformed JSON ({err.msg} at column "
-                                           f"{err.colno})", reason="malformed JSON")
-        return
-    from datasets import load_dataset
-
-    if path.suffix == ".parquet" or (path.is_dir() and any(path.glob("*.parquet"))):
-        files = [str(path)] if path.is_file() else sorted(str(p) for p in path.glob("*.parquet"))
-        dataset = load_dataset("parquet", data_files=files, split=split, streaming=True)
-    else:
-        dataset = load_dataset(source, split=split, streaming=True)
-    for index, record in enumerate(dataset):
-        yield f"{source}[{index}]", record
+from megatron_hybridir.data.readers import (DataError, ParallelItem, ReadReport, parse_record,
+                                            raw_records)
 
 
 def parsed_records(source: str, languages: list[str], *, split: str = "train",
