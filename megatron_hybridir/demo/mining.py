@@ -37,7 +37,7 @@ def _preprocess(data: dict, source: Path, output: Path) -> dict:
 
     if not (output / "manifest.json").exists():
         preprocess(PreprocessConfig(sources=[str(source)], languages=data["languages"],
-                                    tokenizer=str(data["tokenizer"] / "spm.model"),
+                                    tokenizer=str(data["tokenizer"]),   # as the pipeline's data
                                     output=str(output), append_eos=False, workers=2,
                                     max_length={"query": 32, "positive": 96, "negative": 96}),
                    progress=False)
