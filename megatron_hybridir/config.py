@@ -476,7 +476,8 @@ def validate_model(model: ModelConfig, parallel: ParallelConfig, *, seq_length: 
              f"parallel.tensor_model_parallel_size={tp}")
     groups = model.num_query_groups or model.num_attention_heads
     _require(model.num_attention_heads % groups == 0, "model.num_query_groups",
-             f"{model.num_attention_heads} heads are not divisible by {groups} query groups")
+             f"model.num_attention_heads={model.num_attention_heads} is not divisible by "
+             f"{groups} query groups")
     _require(groups % tp == 0, "model.num_query_groups",
              f"{groups} query groups are not divisible by parallel.tensor_model_parallel_size={tp}")
     _require(model.ffn_hidden_size % tp == 0, "model.ffn_hidden_size",
