@@ -10,8 +10,15 @@ bidirectional and there are no logits. Per sequence of s tokens, one forward pas
               + 2·s·h·f · 3                  SwiGLU MLP (gate, up, down); BERT's GELU MLP: · 2
     head:       2·h·h (BERT pooler, if on) + 2·h·p (optional projection); pooling is negligible
 
-Training multiplies by 3 (forward + backward, which costs two forwards); GradCache adds one more
-forward (x4). Causal mode is counted the same: the dense-mask kernels compute all s x s scores.
+Full training multiplies by 3 (forward + backward, which costs two forwards: the input gradient
+and the weight gradient of every matmul); GradCache adds one more forward (x4). Causal mode is
+counted the same: the dense-mask kernels compute all s x s scores.
+
+LoRA (``model.lora``) changes the backward: frozen base weights get no weight gradient, and no
+input gradient is computed upstream of the first trainable tensor (the embeddings are frozen). Each
+adapter adds 2·s·r·(in + out) to the forward of its linear and, in the backward, the gradients of
+A and B, of the rank-r activation and (when something upstream trains) of its input. So a LoRA
+step costs about 2x a forward, not 3x, and MFU is counted on that, not on full training's count.
 """
 
 from __future__ import annotations
@@ -24,19 +31,68 @@ PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "H200"
                     "A100": 312.0, "B200": 2250.0}
 
 
-def forward_flops_per_sequence(model: ModelConfig, seq_len: int) -> float:
-    h, f, s = model.hidden_size, model.ffn_hidden_size, seq_len
+def _layer_linears(model: ModelConfig) -> dict[str, tuple[int, int]]:
+    """(in, out) of each linear of one transformer layer, keyed by LoRA target name."""
+    h, f = model.hidden_size, model.ffn_hidden_size
     n_q = model.num_attention_heads
     n_kv = model.num_query_groups or n_q
     d = model.kv_channels or h // n_q
-    per_layer = (2 * s * h * d * (n_q + 2 * n_kv) + 2 * 2 * s * s * d * n_q
-                 + 2 * s * d * n_q * h + 2 * s * h * f * (2 if model.architecture == "bert" else 3))
-    head = (2 * h * model.projection_dim if model.projection_dim else 0) + (2 * h * h if model.pooler else 0)
-    return float(model.num_layers * per_layer + head)
+    gated = model.architecture != "bert"  # SwiGLU: fc1 holds gate and up
+    return {"qkv": (h, d * (n_q + 2 * n_kv)), "proj": (d * n_q, h),
+            "fc1": (h, f * (2 if gated else 1)), "fc2": (f, h)}
+
+
+def _attention_core(model: ModelConfig, s: int) -> float:
+    """QK^T and probabilities x V over the full s x s score matrix (no weights)."""
+    n_q = model.num_attention_heads
+    d = model.kv_channels or model.hidden_size // n_q
+    return 2 * 2 * s * s * d * n_q
+
+
+def _head(model: ModelConfig) -> float:
+    h = model.hidden_size
+    return (2 * h * model.projection_dim if model.projection_dim else 0) + (2 * h * h if model.pooler else 0)
+
+
+def forward_flops_per_sequence(model: ModelConfig, seq_len: int) -> float:
+    """Forward FLOPs of one sequence through the base model (adapters excluded)."""
+    s = seq_len
+    linears = sum(2 * s * i * o for i, o in _layer_linears(model).values())
+    return float(model.num_layers * (linears + _attention_core(model, s)) + _head(model))
+
+
+def _lora_step_flops_per_sequence(model: ModelConfig, s: int, gradcache: bool) -> float:
+    """Forward + backward (+ GradCache's extra forward) of one sequence with frozen base weights.
+
+    Walks the components in forward order; an input gradient is paid only once some tensor
+    upstream trains (the embeddings never do under LoRA)."""
+    lora = model.lora
+    r, targets = lora.rank, set(lora.target_modules)
+    forward = backward = 0.0
+    upstream_trains = False
+    for _ in range(model.num_layers):
+        for name, (i, o) in _layer_linears(model).items():
+            base, adapter = 2 * s * i * o, (2 * s * r * (i + o) if name in targets else 0)
+            forward += base + adapter
+            if upstream_trains:
+                backward += base + (2 * s * r * i if adapter else 0)  # input gradients
+            if adapter:
+                backward += 2 * s * r * (i + 2 * o)  # dA, dB and the rank-r activation's gradient
+                upstream_trains = True
+            if name == "qkv":  # the attention core sits between qkv and proj
+                core = _attention_core(model, s)
+                forward += core
+                backward += 2 * core if upstream_trains else 0
+    head = _head(model)
+    forward += head
+    backward += (head if upstream_trains else 0) + (head if lora.train_head else 0)
+    return forward * (2 if gradcache else 1) + backward
 
 
 def training_flops(model: ModelConfig, *, sequences: int, seq_len: int, gradcache: bool) -> float:
     """FLOPs of one optimizer step over ``sequences`` rows padded to ``seq_len``."""
+    if model.lora is not None:
+        return float(sequences * _lora_step_flops_per_sequence(model, seq_len, gradcache))
     return (4.0 if gradcache else 3.0) * sequences * forward_flops_per_sequence(model, seq_len)
 
 

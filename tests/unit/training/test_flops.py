@@ -33,3 +33,29 @@ def test_training_multiplier():
     ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA GeForce RTX 4090", None)])
 def test_peak_follows_the_device_name(name, peak):
     assert peak_tflops(name) == peak
+
+
+@pytest.mark.parametrize("targets", [["qkv", "proj", "fc1", "fc2"], ["fc2"], ["proj", "fc1"]])
+@pytest.mark.parametrize("projection_dim", [None, 16])
+def test_lora_step_flops_match_torch_flop_counter(megatron_runtime, targets, projection_dim):
+    """Forward + backward of a LoRA model as torch counts its matmuls: frozen base weights get no
+    weight gradient, and nothing upstream of the first adapter gets an input gradient. The old
+    count (3x the forward, as for full training) overstated LoRA's MFU."""
+    from megatron_hybridir.config import LoraConfig, ParallelConfig
+    from megatron_hybridir.model.builder import build_model
+    from megatron_hybridir.model.lora import freeze_base
+
+    cfg = preset("tiny", projection_dim=projection_dim,
+                 lora=LoraConfig(rank=4, target_modules=targets, train_head=True))
+    torch.manual_seed(0)
+    model = build_model(cfg, ParallelConfig())
+    freeze_base(model, train_head=True)
+    ids = torch.randint(1, 250, (3, 24))
+    mask = torch.ones(3, 24, dtype=torch.bool)
+    with FlopCounterMode(display=False) as counter:
+        model(ids, mask).float().pow(2).sum().backward()
+    expected = training_flops(cfg, sequences=3, seq_len=24, gradcache=False)
+    assert counter.get_total_flops() == expected
+    full = training_flops(preset("tiny", projection_dim=projection_dim), sequences=3, seq_len=24,
+                          gradcache=False)
+    assert expected < full
