@@ -92,6 +92,26 @@ def test_lora_resume_is_exact_and_checkpoints_hold_only_adapters(lora_runs):
     assert {k for k in keys if k.startswith("optimizer.")}     # Adam moments of the adapters
 
 
+def test_adapter_checkpoints_carry_checksums_that_catch_a_changed_file(lora_runs, tmp_path):
+    """Adapter-only checkpoints go through the same integrity path as full ones."""
+    import json
+    import shutil
+
+    from megatron_hybridir.training.checksums import MANIFEST, CheckpointCorruptError, verify_checksums
+
+    step = lora_runs["straight"] / "checkpoints" / "step_00000006"
+    listed = set(json.loads((step / MANIFEST).read_text())["files"])
+    assert listed == {str(p.relative_to(step)) for p in step.rglob("*")
+                      if p.is_file() and p.name != MANIFEST}
+    verify_checksums(step)
+    copy = tmp_path / "step_00000006"
+    shutil.copytree(step, copy)
+    victim = sorted(p for p in copy.rglob("*.distcp"))[0]
+    victim.write_bytes(victim.read_bytes()[:-1])
+    with pytest.raises(CheckpointCorruptError, match=victim.name):
+        verify_checksums(copy)
+
+
 def test_adapter_checkpoint_resumes_at_another_tp_layout(lora_runs):
     """The TP=1 adapter checkpoint (adapters + Adam state) resharded to TP=2: step 7 gives the
     same loss as continuing at TP=1."""
