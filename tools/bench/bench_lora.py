@@ -14,6 +14,7 @@ loads the full model's weights as its frozen base), same batch. Measured:
 
     python tools/bench/bench_lora.py                 # small: 4 layers, hidden 256
     python tools/bench/bench_lora.py --size medium   # 4 layers, hidden 512
+    python tools/bench/bench_lora.py --size 7b-width --seq 512   # on a GPU (docs/gpu-results.md)
 """
 
 from __future__ import annotations
@@ -36,7 +37,12 @@ SIZES = {
                   num_query_groups=4, vocab_size=4096),
     "medium": dict(num_layers=4, hidden_size=512, ffn_hidden_size=1408, num_attention_heads=8,
                    num_query_groups=4, vocab_size=4096),
+    # Mistral-7B's layer, 4 of them (about 1.0 B parameters): for GPU runs (docs/gpu-results.md).
+    "7b-width": dict(num_layers=4, hidden_size=4096, ffn_hidden_size=14336, num_attention_heads=32,
+                     num_query_groups=8, vocab_size=32000),
 }
+# Model fields every variant shares, set from the command line (--te).
+COMMON: dict = {}
 
 
 def build(size: str, rank: int, lora: bool, base_state=None):
@@ -48,7 +54,8 @@ def build(size: str, rank: int, lora: bool, base_state=None):
     from megatron_hybridir.training.engine import wrap_ddp
 
     torch.manual_seed(0)
-    cfg = preset("tiny", **SIZES[size], lora=LoraConfig(rank=rank, alpha=2.0 * rank) if lora else None)
+    cfg = preset("tiny", **SIZES[size], **COMMON,
+                 lora=LoraConfig(rank=rank, alpha=2.0 * rank) if lora else None)
     chunk = build_model(cfg, ParallelConfig())
     if base_state is not None:
         chunk.load_state_dict(base_state, strict=False)
@@ -131,7 +138,8 @@ def peak_of(args, variant: str) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run([sys.executable, __file__, "--child", variant, "--size", args.size,
                           "--rank", str(args.rank), "--queries", str(args.queries), "--seq",
-                          str(args.seq)], env=env, capture_output=True, text=True, check=True)
+                          str(args.seq), *(["--te"] if args.te else [])],
+                         env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -159,8 +167,11 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=8)
     parser.add_argument("--seq", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--te", action="store_true",
+                        help="Transformer Engine layers (model.use_transformer_engine; GPU)")
     parser.add_argument("--child", choices=["full", "lora"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    COMMON["use_transformer_engine"] = args.te
     if args.child:
         return child(args)
 
