@@ -32,9 +32,17 @@ def lora_model(**overrides):
     return model_config(lora=LORA, **overrides)
 
 
+def named_parameters(chunks) -> dict:
+    """Parameters by name; with virtual pipeline stages, chunk-local names repeat across chunks
+    (each chunk has a ``decoder.layers.0``), so they are labelled ``<chunk>:<name>``."""
+    if len(chunks) == 1:
+        return dict(chunks[0].named_parameters())
+    return {f"{i}:{n}": p for i, c in enumerate(chunks) for n, p in c.named_parameters()}
+
+
 def held_by_optimizer(optimizer, chunks) -> list[str]:
     """Names of the model parameters the (possibly distributed) optimizer updates."""
-    names = {id(p): n for c in chunks for n, p in c.named_parameters()}
+    names = {id(p): n for n, p in named_parameters(chunks).items()}
     held = set()
     for leaf in getattr(optimizer, "chained_optimizers", [optimizer]):
         if hasattr(leaf, "model_param_group_index_map"):       # DistributedOptimizer
@@ -81,7 +89,7 @@ def run_lora(launch, case: dict, work: str) -> None:
     if outputs:
         torch.save({"loss": torch.stack([o["loss"] for o in outputs]).mean(),
                     "dp_rank": ps.get_data_parallel_rank()}, out_dir / f"loss_rank{launch.rank}.pt")
-    params = {n: p for c in chunks for n, p in c.named_parameters()}
+    params = named_parameters(chunks)
     before = {n: p.detach().clone() for n, p in params.items()}
     with torch.no_grad():                      # gradients in place of the trainable weights
         for p in params.values():
