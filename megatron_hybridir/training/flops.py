@@ -8,7 +8,9 @@ bidirectional and there are no logits. Per sequence of s tokens, one forward pas
               + 2·s·s·d·n_q · 2              scores QK^T and probabilities x V (full s x s)
               + 2·s·d·n_q·h                  output projection
               + 2·s·h·f · 3                  SwiGLU MLP (gate, up, down); BERT's GELU MLP: · 2
-    head:       2·h·h (BERT pooler, if on) + 2·h·p (optional projection); pooling is negligible
+    head:       the pooling type's own count (``PoolingType.forward_flops``: 0 for mean / last /
+                first, whose additions are negligible; latent attention's matmuls)
+              + 2·h·h (BERT pooler, if on) + 2·h·p (optional projection)
 
 Training multiplies by 3 (forward + backward, which costs two forwards); GradCache adds one more
 forward (x4). Causal mode is counted the same: the dense-mask kernels compute all s x s scores.
@@ -17,6 +19,7 @@ forward (x4). Causal mode is counted the same: the dense-mask kernels compute al
 from __future__ import annotations
 
 from megatron_hybridir.config import ModelConfig
+from megatron_hybridir.model.pooling import pooling_class
 
 # Dense bf16 peak per GPU (TFLOP/s) for MFU; keys are substrings of torch.cuda.get_device_name(),
 # the first that matches wins (so the PCIe / NVL H100s come before the SXM default).
@@ -31,7 +34,9 @@ def forward_flops_per_sequence(model: ModelConfig, seq_len: int) -> float:
     d = model.kv_channels or h // n_q
     per_layer = (2 * s * h * d * (n_q + 2 * n_kv) + 2 * 2 * s * s * d * n_q
                  + 2 * s * d * n_q * h + 2 * s * h * f * (2 if model.architecture == "bert" else 3))
-    head = (2 * h * model.projection_dim if model.projection_dim else 0) + (2 * h * h if model.pooler else 0)
+    head = (pooling_class(model.pooling).forward_flops(model, s)
+            + (2 * h * model.projection_dim if model.projection_dim else 0)
+            + (2 * h * h if model.pooler else 0))
     return float(model.num_layers * per_layer + head)
 
 
