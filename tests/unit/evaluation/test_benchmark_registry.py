@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 
@@ -39,15 +40,12 @@ TOY_LAREQA = Benchmark("toy-lareqa", "lareqa",
 
 
 @contextlib.contextmanager
-def registered(*entries):
-    saved = dict(BENCHMARKS)
-    try:
-        for entry in entries:
-            register_benchmark(entry)
+def registered(*items):
+    """Register for the duration of a block; the registry is as before afterwards."""
+    with patch.dict(BENCHMARKS):
+        for item in items:
+            register_benchmark(item)
         yield
-    finally:
-        BENCHMARKS.clear()
-        BENCHMARKS.update(saved)
 
 
 def _config(tmp_path, name, data, model, **extra):

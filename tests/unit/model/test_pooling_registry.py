@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -66,15 +67,12 @@ class ToyMax(PoolingType):
 
 
 @contextlib.contextmanager
-def registered(*classes):
-    saved = dict(POOLINGS)
-    try:
-        for cls in classes:
-            register_pooling(cls)
+def registered(*items):
+    """Register for the duration of a block; the registry is as before afterwards."""
+    with patch.dict(POOLINGS):
+        for item in items:
+            register_pooling(item)
         yield
-    finally:
-        POOLINGS.clear()
-        POOLINGS.update(saved)
 
 
 def _st_pipeline(flag: str) -> dict:
