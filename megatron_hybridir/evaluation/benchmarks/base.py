@@ -19,25 +19,24 @@ it, so those places read :data:`BENCHMARKS` instead of keeping their own lists:
 - ``score``: the retrieval metrics, ``(config, task, scores, positions) -> {name: value}``
   (ir_measures on qrels, or DPR's answer matching for NQ); LAReQA's are fixed (§9.5).
 
-Adding a benchmark of an existing kind is its loader (its own file, or a function in
-``loaders.py``) plus one entry here (README "Layout"). What it does not do: encode, search or
-score (``runner.py``, ``metrics.py``).
+The built-in entries are in ``builtin.py``. Adding a benchmark of an existing kind is one file (its
+loader and its ``register_benchmark(Benchmark(...))``) plus one import line in
+``benchmarks/__init__.py`` (README "Layout"). What it does not do: encode, search or score
+(``runner.py``, ``metrics.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Union
 
-from megatron_hybridir.evaluation import loaders, metrics
-from megatron_hybridir.evaluation.tasks import EvalDataError, LAReQATask, RetrievalTask
+from megatron_hybridir.evaluation import metrics
+from megatron_hybridir.evaluation.tasks import LAReQATask, RetrievalTask
 
 if TYPE_CHECKING:
     from megatron_hybridir.evaluation.runner import EvalConfig
 
 KINDS = ("retrieval", "lareqa")
-XQUAD_R_LANGUAGES = ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]
 Task = Union[RetrievalTask, LAReQATask]
 Loader = Callable[["EvalConfig", Optional[str], str], Task]
 
@@ -88,41 +87,6 @@ def register_benchmark(entry: Benchmark) -> Benchmark:
         raise ValueError(f"benchmark {entry.name!r} is already registered")
     BENCHMARKS[entry.name] = entry
     return entry
-
-
-def _miracl_languages(config: "EvalConfig") -> list[str]:
-    if config.hub and not config.languages:
-        raise EvalDataError("languages: name the MIRACL languages to read from the hub")
-    langs = config.languages or sorted(
-        p.name.removeprefix("miracl-v1.0-") for p in Path(config.data).glob("miracl-v1.0-*"))
-    if not langs:
-        raise EvalDataError(f"{config.data}: no miracl-v1.0-<lang> folders")
-    return langs
-
-
-_NO_LAREQA_HUB = ("has no hub copy with sentence breaks; download the LAReQA files "
-                  "(github.com/google-research-datasets/lareqa) and set data=")
-
-for _entry in (
-    Benchmark("beir", "retrieval", hub_data=True, about="a BEIR dataset folder (hub: its name)",
-              load=lambda c, _, split: loaders.load_beir(c.data, split),
-              load_hub=lambda c, _, split: loaders.load_beir_hub(c.data, split)),
-    Benchmark("nq", "retrieval", score=score_answers, about="NQ in DPR form, top-k accuracy",
-              load=lambda c, _, __: loaders.load_nq(c.data),
-              load_hub=lambda c, _, __: loaders.load_nq_hub()),
-    Benchmark("miracl", "retrieval", languages=_miracl_languages, default_split="dev",
-              about="MIRACL, one run per language, mean reported",
-              load=lambda c, lang, split: loaders.load_miracl(c.data, lang, split),
-              load_hub=lambda c, lang, split: loaders.load_miracl_hub(lang, split)),
-    Benchmark("xquad-r", "lareqa", about="XQuAD-R (LAReQA files; hub: split by punctuation)",
-              load=lambda c, _, __: loaders.load_lareqa(c.data, c.languages, name="xquad-r"),
-              load_hub=lambda c, _, __: loaders.load_xquad_r_hub(c.languages or XQUAD_R_LANGUAGES)),
-    Benchmark("mlqa-r", "lareqa", no_hub=_NO_LAREQA_HUB, about="MLQA-R (LAReQA files)",
-              load=lambda c, _, __: loaders.load_lareqa(c.data, c.languages, name="mlqa-r")),
-    Benchmark("lareqa", "lareqa", no_hub=_NO_LAREQA_HUB, about="any folder in LAReQA form",
-              load=lambda c, _, __: loaders.load_lareqa(c.data, c.languages, name="lareqa")),
-):
-    register_benchmark(_entry)
 
 
 def choices_help() -> str:
