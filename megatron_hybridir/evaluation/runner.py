@@ -127,20 +127,40 @@ def _evaluate_retrieval(config: EvalConfig, bench: Benchmark, encoder: Encoder, 
     return body
 
 
+def _encode_lareqa(task: LAReQATask, encoder: Encoder, candidate_context: bool,
+                   progress: bool) -> tuple[dict, dict, dict]:
+    """Query and candidate embeddings per language, and each language's first row in the pool."""
+    q_emb, c_emb, c_offset = {}, {}, {}
+    offset = 0
+    for lang in task.languages:
+        q_emb[lang] = encoder.encode_queries(list(task.questions[lang].values()), progress=progress)
+        texts = [f"{s} {c}" if candidate_context else s for _, s, c in task.candidates[lang]]
+        c_emb[lang] = encoder.encode_passages(texts, progress=progress)
+        c_offset[lang] = offset
+        offset += len(texts)
+    return q_emb, c_emb, c_offset
+
+
+def _lareqa_summary(langs: list[str], settings: dict, pool_rows: list[dict], bias: dict) -> dict:
+    mono = [settings[f"{a}->{a}"] for a in langs]
+    cross = [settings[f"{a}->{b}"] for a in langs for b in langs if a != b]
+    return {"mono_mAP": float(np.mean([s["mAP"] for s in mono])),
+            "cross_mAP": float(np.mean([s["mAP"] for s in cross])) if cross else 0.0,
+            "multi_mAP": float(np.mean([r["mAP"] for r in pool_rows])),
+            "mono_R@1": float(np.mean([s["R@1"] for s in mono])),
+            "cross_R@1": float(np.mean([s["R@1"] for s in cross])) if cross else 0.0,
+            "multi_R@10": float(np.mean([r["R@10"] for r in pool_rows])),
+            "rank_distance": bias["rank_distance"],
+            "same_language_top": bias["same_language_top"]}
+
+
 def evaluate_lareqa(task: LAReQATask, encoder: Encoder, *, candidate_context: bool = False,
                     progress: bool = True, timings: Optional[dict] = None) -> dict:
     """Every X->Y setting, the multilingual pool, and the language-bias measures."""
     timings = {} if timings is None else timings
     langs = task.languages
     tick = time.perf_counter()
-    q_emb, c_emb, c_offset = {}, {}, {}
-    offset = 0
-    for lang in langs:
-        q_emb[lang] = encoder.encode_queries(list(task.questions[lang].values()), progress=progress)
-        texts = [f"{s} {c}" if candidate_context else s for _, s, c in task.candidates[lang]]
-        c_emb[lang] = encoder.encode_passages(texts, progress=progress)
-        c_offset[lang] = offset
-        offset += len(texts)
+    q_emb, c_emb, c_offset = _encode_lareqa(task, encoder, candidate_context, progress)
     timings["encode"] = time.perf_counter() - tick
     tick = time.perf_counter()
     cand_index = {lang: {cid: i for i, (cid, _, _) in enumerate(task.candidates[lang])} for lang in langs}
@@ -180,16 +200,7 @@ def evaluate_lareqa(task: LAReQATask, encoder: Encoder, *, candidate_context: bo
         per_language[a]["same_language_top"] = bias["same_language_top_per_language"].get(a, 0.0)
     timings["score"] = time.perf_counter() - tick
     n = len(langs)
-    mono = [settings[f"{a}->{a}"] for a in langs]
-    cross = [settings[f"{a}->{b}"] for a in langs for b in langs if a != b]
-    summary = {"mono_mAP": float(np.mean([s["mAP"] for s in mono])),
-               "cross_mAP": float(np.mean([s["mAP"] for s in cross])) if cross else 0.0,
-               "multi_mAP": float(np.mean([r["mAP"] for r in pool_rows])),
-               "mono_R@1": float(np.mean([s["R@1"] for s in mono])),
-               "cross_R@1": float(np.mean([s["R@1"] for s in cross])) if cross else 0.0,
-               "multi_R@10": float(np.mean([r["R@10"] for r in pool_rows])),
-               "rank_distance": bias["rank_distance"],
-               "same_language_top": bias["same_language_top"]}
+    summary = _lareqa_summary(langs, settings, pool_rows, bias)
     return {"dataset": task.name, "metrics": summary, "settings": settings,
             "setting_counts": {"monolingual": n, "cross_lingual": n * (n - 1), "multilingual_pool": 1},
             "matrix": {"languages": langs, "map": grid.tolist(),
