@@ -25,7 +25,6 @@ class ConfigError(ValueError):
     """A configuration value is wrong; the message names the field."""
 
 
-POOLING_TYPES = ("mean", "last", "first", "latent_attention")
 ATTENTION_TYPES = ("bidirectional", "causal")
 ARCHITECTURES = ("llama", "bert")
 
@@ -489,8 +488,10 @@ def validate_model(model: ModelConfig, parallel: ParallelConfig, *, seq_length: 
     if vpp is not None:
         _require(vpp >= 2 and pp >= 2, "parallel.virtual_pipeline_model_parallel_size",
                  "needs pipeline_model_parallel_size >= 2 and a value >= 2")
-    _require(model.pooling in POOLING_TYPES, "model.pooling",
-             f"unknown pooling {model.pooling!r}; expected one of {list(POOLING_TYPES)}")
+    from megatron_hybridir.model.pooling import POOLINGS   # lazy: the registry imports torch
+
+    _require(model.pooling in POOLINGS, "model.pooling",
+             f"unknown pooling {model.pooling!r}; expected one of {list(POOLINGS)}")
     _require(model.attention in ATTENTION_TYPES, "model.attention",
              f"unknown attention {model.attention!r}; expected one of {list(ATTENTION_TYPES)}")
     _require(model.recompute in ("none", "full", "selective"), "model.recompute",
@@ -518,9 +519,8 @@ def validate_model(model: ModelConfig, parallel: ParallelConfig, *, seq_length: 
                  "position offsets need model.architecture=bert")
     if model.projection_dim is not None:
         _require(model.projection_dim >= 1, "model.projection_dim", "must be >= 1")
-    if model.pooling == "latent_attention":
-        _require(model.hidden_size % model.latent_num_heads == 0, "model.latent_num_heads",
-                 f"hidden_size {model.hidden_size} is not divisible by {model.latent_num_heads}")
+    for field_path, message in POOLINGS[model.pooling].check(model):
+        raise ConfigError(f"{field_path}: {message}")
     if parallel.sequence_parallel:
         _require(tp > 1, "parallel.sequence_parallel", "needs tensor_model_parallel_size > 1")
     if model.lora is not None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from megatron_hybridir.config import ConfigError, apply_overrides, from_dict
+from megatron_hybridir.evaluation.benchmarks import choices_help
 from megatron_hybridir.evaluation.runner import EvalConfig, evaluate
 from megatron_hybridir.evaluation.tasks import EvalDataError
 
@@ -30,6 +31,7 @@ def load_eval_config(path: str | None, overrides: list[str]) -> EvalConfig:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hybridir-evaluate", description=__doc__,
+                                     epilog="benchmark= one of:\n" + choices_help(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML file with EvalConfig fields")
     parser.add_argument("overrides", nargs="*", help="key=value, e.g. encoder.model=runs/export")

@@ -17,6 +17,7 @@ import sys
 
 from megatron_hybridir.convert.hf_import import import_hf
 from megatron_hybridir.convert.mappings import ConversionError
+from megatron_hybridir.model.pooling import POOLINGS
 
 
 def main(argv=None) -> int:
@@ -26,7 +27,7 @@ def main(argv=None) -> int:
     parser.add_argument("--tensor-parallel", type=int, default=1, help="TP the run will use")
     parser.add_argument("--pipeline-parallel", type=int, default=1, help="PP the run will use")
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
-    parser.add_argument("--pooling", default=None, choices=["mean", "last", "first", "latent_attention"],
+    parser.add_argument("--pooling", default=None, choices=list(POOLINGS),
                         help="default: the model's sentence-transformers pooling, else mean")
     parser.add_argument("--attention", default="bidirectional", choices=["bidirectional", "causal"])
     parser.add_argument("--pooler", action="store_true",

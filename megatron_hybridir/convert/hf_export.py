@@ -29,10 +29,19 @@ from megatron_hybridir.config import ModelConfig, ParallelConfig
 from megatron_hybridir.convert import mappings
 from megatron_hybridir.convert.io import atomic_folder, resolve_checkpoint
 from megatron_hybridir.convert.mappings import ConversionError
+from megatron_hybridir.model.pooling import sentence_transformers_modes
 
 log = logging.getLogger(__name__)
-POOLING_MODES = {"mean": "pooling_mode_mean_tokens", "last": "pooling_mode_lasttoken",
-                 "first": "pooling_mode_cls_token"}
+
+
+def st_pooling_mode(model: ModelConfig) -> str:
+    """The sentence-transformers ``Pooling`` flag of ``model.pooling`` (from the pooling
+    registry); a type without one (latent attention) cannot be exported."""
+    modes = sentence_transformers_modes()
+    if model.pooling not in modes:
+        raise ConversionError(f"model.pooling={model.pooling!r} has no sentence-transformers / HF "
+                              f"equivalent; export supports {sorted(modes)}")
+    return modes[model.pooling]
 
 
 def hf_architecture(model: ModelConfig, name: Optional[str] = None) -> mappings.Architecture:
@@ -190,7 +199,7 @@ def _sentence_transformers_files(out: Path, model: ModelConfig, tensors_head: di
                "pooling_mode_lasttoken": False, "include_prompt": True}
     pooling.update({k: v for k, v in (recorded.get("pooling") or {}).items()
                     if not k.startswith("pooling_mode_") and k != "word_embedding_dimension"})
-    pooling[POOLING_MODES[model.pooling]] = True
+    pooling[st_pooling_mode(model)] = True
     (out / "1_Pooling").mkdir()
     (out / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2))
     modules.append(("1_Pooling", "sentence_transformers.models.Pooling"))
@@ -257,9 +266,7 @@ def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional
     from megatron_hybridir.convert import provenance
 
     model, ckpt, info = resolve_checkpoint(checkpoint)
-    if model.pooling not in POOLING_MODES:
-        raise ConversionError(f"model.pooling={model.pooling!r} has no sentence-transformers / HF "
-                              f"equivalent; export supports {sorted(POOLING_MODES)}")
+    st_pooling_mode(model)                    # refuse a pooling type export cannot express
     arch = hf_architecture(model, architecture)
     record = info.get("provenance")
     tokenizer = Path(tokenizer or provenance.tokenizer_folder(info["folder"], record) or "")

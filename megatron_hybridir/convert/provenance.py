@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from megatron_hybridir.convert.mappings import ConversionError
+from megatron_hybridir.model.pooling import sentence_transformers_modes
 
 log = logging.getLogger(__name__)
 FILE = "provenance.json"
@@ -27,9 +28,6 @@ FORMAT = 1
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "tokenizer.model", "vocab.json", "merges.txt", "sentencepiece.bpe.model",
                    "vocab.txt", "added_tokens.json")
-# sentence-transformers Pooling modes <-> model.pooling
-ST_POOLING = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "first",
-              "pooling_mode_lasttoken": "last"}
 
 
 def tokenizer_hash(folder: Path) -> Optional[str]:
@@ -89,12 +87,15 @@ def head_from_sentence_transformers(st: Optional[dict], *, pooling_given: bool =
     out = {"normalize": "Normalize" in st["modules"]}
     if pooling_given:
         return out
-    modes = [name for key, name in ST_POOLING.items() if st["pooling"].get(key)]
+    # sentence-transformers Pooling flag -> model.pooling, from the pooling registry
+    known = {flag: name for name, flag in sentence_transformers_modes().items()}
+    modes = [name for key, name in known.items() if st["pooling"].get(key)]
     other = [k for k, v in st["pooling"].items()
-             if k.startswith("pooling_mode_") and v and k not in ST_POOLING]
+             if k.startswith("pooling_mode_") and v and k not in known]
     if other or len(modes) > 1:
+        here = ", ".join(f"{name} = {flag}" for flag, name in known.items())
         raise ConversionError(f"sentence-transformers pooling {other or modes} has no counterpart "
-                              f"here (mean, first / CLS, last); pass --pooling to choose one")
+                              f"here ({here}); pass --pooling to choose one")
     if modes:
         out["pooling"] = modes[0]
     return out

@@ -1,9 +1,11 @@
 """One evaluation run: load a benchmark, encode, search, score, write the report.
 
 Why it exists: ``python -m megatron_hybridir.evaluate`` and the quickstart call :func:`evaluate` with
-an :class:`EvalConfig`; tests call the same function. Retrieval benchmarks (BEIR, NQ, MIRACL) go
-through disk shards and FAISS; LAReQA benchmarks (XQuAD-R, MLQA-R) score every monolingual, cross-
-lingual and multilingual-pool setting from exact ranks and add the language-bias measures.
+an :class:`EvalConfig`; tests call the same function. The benchmark's entry in the registry
+(``benchmarks.py``) says how to load it and which kind it is: retrieval benchmarks (BEIR, NQ,
+MIRACL) go through disk shards and FAISS; LAReQA benchmarks (XQuAD-R, MLQA-R) score every
+monolingual, cross-lingual and multilingual-pool setting from exact ranks and add the
+language-bias measures. Nothing here names a benchmark.
 """
 
 from __future__ import annotations
@@ -16,18 +18,17 @@ from typing import Optional
 
 import numpy as np
 
-from megatron_hybridir.evaluation import loaders, matryoshka, metrics, report, search
+from megatron_hybridir.evaluation import matryoshka, metrics, report, search
+from megatron_hybridir.evaluation.benchmarks import BENCHMARKS, Benchmark
 from megatron_hybridir.evaluation.encoder import Encoder, EncoderConfig, encode_corpus
-from megatron_hybridir.evaluation.tasks import EvalDataError, LAReQATask, RetrievalTask, lareqa_settings
+from megatron_hybridir.evaluation.tasks import LAReQATask, RetrievalTask, lareqa_settings
 
 log = logging.getLogger(__name__)
-BENCHMARKS = ("beir", "nq", "miracl", "xquad-r", "mlqa-r", "lareqa")
-XQUAD_R_LANGUAGES = ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]
 
 
 @dataclass
 class EvalConfig:
-    benchmark: str = ""                    # one of BENCHMARKS
+    benchmark: str = ""                    # a key of evaluation.benchmarks.BENCHMARKS
     data: str = ""                         # local folder; with hub=true a BEIR name (beir) or unused (miracl)
     output: str = "runs/eval"              # results.json, results.md, PNG plots
     hub: bool = False                      # read BEIR / MIRACL / NQ / XQuAD-R through `datasets` (network)
@@ -51,12 +52,12 @@ def check_config(config: EvalConfig) -> None:
 
     if config.benchmark not in BENCHMARKS:
         raise ConfigError(f"benchmark: expected one of {list(BENCHMARKS)}, got {config.benchmark!r}")
+    bench = BENCHMARKS[config.benchmark]
     if not config.encoder.model:
         raise ConfigError("encoder.model: a Hugging Face or sentence-transformers folder is required")
-    if config.hub and config.benchmark in ("mlqa-r", "lareqa"):
-        raise ConfigError(f"hub: {config.benchmark} has no hub copy with sentence breaks; download "
-                          f"the LAReQA files (github.com/google-research-datasets/lareqa) and set data=")
-    if not config.data and not (config.hub and config.benchmark in ("miracl", "nq", "xquad-r")):
+    if config.hub and bench.load_hub is None:
+        raise ConfigError(f"hub: {bench.name} {bench.no_hub or 'has no hub loader; set data='}")
+    if not config.data and not (config.hub and not bench.hub_data):
         raise ConfigError("data: the benchmark folder is required")
     if config.data and not config.hub and not Path(config.data).exists():
         raise ConfigError(f"data: {config.data} does not exist")
@@ -89,52 +90,68 @@ def _retrieve(config: EvalConfig, encoder: Encoder, task: RetrievalTask, timings
     return scores, positions
 
 
-def _score_retrieval(config: EvalConfig, task: RetrievalTask, scores, positions) -> dict[str, float]:
-    if task.answers is not None:          # NQ: DPR answer matching
-        hits = metrics.answer_hits(positions, task.corpus_texts,
-                                   [task.answers[q] for q in task.query_ids])
-        return metrics.topk_accuracy(hits, [c for c in (1, 5, 20, 100) if c <= positions.shape[1]])
-    run = metrics.run_from_search(task.query_ids, task.corpus_ids, scores, positions)
-    return metrics.ir_metrics(task.qrels, run, config.measures)
-
-
-def _evaluate_retrieval(config: EvalConfig, encoder: Encoder, timings: dict) -> dict:
-    if config.benchmark == "miracl":
-        split = "dev" if config.split == "test" else config.split
-        if config.hub and not config.languages:
-            raise EvalDataError("languages: name the MIRACL languages to read from the hub")
-        langs = config.languages or sorted(
-            p.name.removeprefix("miracl-v1.0-") for p in Path(config.data).glob("miracl-v1.0-*"))
-        if not langs:
-            raise EvalDataError(f"{config.data}: no miracl-v1.0-<lang> folders")
-        per_language, per_dim = {}, {}
-        for lang in langs:
-            task = (loaders.load_miracl_hub(lang, split) if config.hub
-                    else loaders.load_miracl(config.data, lang, split))
-            keep: dict = {}
-            per_language[lang] = _score_retrieval(config, task, *_retrieve(config, encoder, task,
-                                                                           timings, keep))
-            if config.encoder.truncate_dim:
-                per_dim[lang] = matryoshka.score_per_dimension(config, task, keep, _score_retrieval)
-        keys = next(iter(per_language.values())).keys()
-        summary = {key: float(np.mean([v[key] for v in per_language.values()])) for key in keys}
-        body = {"dataset": f"miracl ({split})", "metrics": summary, "per_language": per_language}
-        if per_dim:
-            body["per_dimension"] = {d: {key: float(np.mean([per_dim[lang][d][key] for lang in langs]))
-                                         for key in keys} for d in per_dim[langs[0]]}
-        return body
-    if config.benchmark == "nq":
-        task = loaders.load_nq_hub() if config.hub else loaders.load_nq(config.data)
-    else:
-        task = (loaders.load_beir_hub(config.data, config.split) if config.hub
-                else loaders.load_beir(config.data, config.split))
+def _retrieve_and_score(config: EvalConfig, bench: Benchmark, encoder: Encoder, task: RetrievalTask,
+                        timings: dict) -> tuple[dict, Optional[dict]]:
+    """The benchmark's metrics, and per Matryoshka dimension when ``encoder.truncate_dim`` asks."""
     keep: dict = {}
-    scored = _score_retrieval(config, task, *_retrieve(config, encoder, task, timings, keep))
-    body = {"dataset": task.name, "metrics": scored,
-            "sizes": {"queries": len(task.query_ids), "corpus": len(task.corpus_ids)}}
-    if config.encoder.truncate_dim:
-        body["per_dimension"] = matryoshka.score_per_dimension(config, task, keep, _score_retrieval)
+    scored = bench.score(config, task, *_retrieve(config, encoder, task, timings, keep))
+    per_dim = (matryoshka.score_per_dimension(config, task, keep, bench.score)
+               if config.encoder.truncate_dim else None)
+    return scored, per_dim
+
+
+def _evaluate_retrieval(config: EvalConfig, bench: Benchmark, encoder: Encoder, timings: dict) -> dict:
+    if bench.languages is None:
+        task = bench.load_task(config)
+        scored, per_dim = _retrieve_and_score(config, bench, encoder, task, timings)
+        body = {"dataset": task.name, "metrics": scored,
+                "sizes": {"queries": len(task.query_ids), "corpus": len(task.corpus_ids)}}
+        if per_dim:
+            body["per_dimension"] = per_dim
+        return body
+    # One task per language (read, encoded and scored in turn); the summary is their mean.
+    langs = bench.languages(config)
+    per_language, per_dim = {}, {}
+    for lang in langs:
+        per_language[lang], dims = _retrieve_and_score(config, bench, encoder,
+                                                       bench.load_task(config, lang), timings)
+        if dims:
+            per_dim[lang] = dims
+    keys = next(iter(per_language.values())).keys()
+    summary = {key: float(np.mean([v[key] for v in per_language.values()])) for key in keys}
+    body = {"dataset": f"{bench.name} ({bench.split(config)})", "metrics": summary,
+            "per_language": per_language}
+    if per_dim:
+        body["per_dimension"] = {d: {key: float(np.mean([per_dim[lang][d][key] for lang in langs]))
+                                     for key in keys} for d in per_dim[langs[0]]}
     return body
+
+
+def _encode_lareqa(task: LAReQATask, encoder: Encoder, candidate_context: bool,
+                   progress: bool) -> tuple[dict, dict, dict]:
+    """Query and candidate embeddings per language, and each language's first row in the pool."""
+    q_emb, c_emb, c_offset = {}, {}, {}
+    offset = 0
+    for lang in task.languages:
+        q_emb[lang] = encoder.encode_queries(list(task.questions[lang].values()), progress=progress)
+        texts = [f"{s} {c}" if candidate_context else s for _, s, c in task.candidates[lang]]
+        c_emb[lang] = encoder.encode_passages(texts, progress=progress)
+        c_offset[lang] = offset
+        offset += len(texts)
+    return q_emb, c_emb, c_offset
+
+
+def _lareqa_summary(langs: list[str], settings: dict, pool_rows: list[dict], bias: dict) -> dict:
+    mono = [settings[f"{a}->{a}"] for a in langs]
+    cross = [settings[f"{a}->{b}"] for a in langs for b in langs if a != b]
+    return {"mono_mAP": float(np.mean([s["mAP"] for s in mono])),
+            "cross_mAP": float(np.mean([s["mAP"] for s in cross])) if cross else 0.0,
+            "multi_mAP": float(np.mean([r["mAP"] for r in pool_rows])),
+            "mono_R@1": float(np.mean([s["R@1"] for s in mono])),
+            "cross_R@1": float(np.mean([s["R@1"] for s in cross])) if cross else 0.0,
+            "multi_R@10": float(np.mean([r["R@10"] for r in pool_rows])),
+            "rank_distance": bias["rank_distance"],
+            "same_language_top": bias["same_language_top"]}
 
 
 def evaluate_lareqa(task: LAReQATask, encoder: Encoder, *, candidate_context: bool = False,
@@ -143,14 +160,7 @@ def evaluate_lareqa(task: LAReQATask, encoder: Encoder, *, candidate_context: bo
     timings = {} if timings is None else timings
     langs = task.languages
     tick = time.perf_counter()
-    q_emb, c_emb, c_offset = {}, {}, {}
-    offset = 0
-    for lang in langs:
-        q_emb[lang] = encoder.encode_queries(list(task.questions[lang].values()), progress=progress)
-        texts = [f"{s} {c}" if candidate_context else s for _, s, c in task.candidates[lang]]
-        c_emb[lang] = encoder.encode_passages(texts, progress=progress)
-        c_offset[lang] = offset
-        offset += len(texts)
+    q_emb, c_emb, c_offset = _encode_lareqa(task, encoder, candidate_context, progress)
     timings["encode"] = time.perf_counter() - tick
     tick = time.perf_counter()
     cand_index = {lang: {cid: i for i, (cid, _, _) in enumerate(task.candidates[lang])} for lang in langs}
@@ -190,21 +200,33 @@ def evaluate_lareqa(task: LAReQATask, encoder: Encoder, *, candidate_context: bo
         per_language[a]["same_language_top"] = bias["same_language_top_per_language"].get(a, 0.0)
     timings["score"] = time.perf_counter() - tick
     n = len(langs)
-    mono = [settings[f"{a}->{a}"] for a in langs]
-    cross = [settings[f"{a}->{b}"] for a in langs for b in langs if a != b]
-    summary = {"mono_mAP": float(np.mean([s["mAP"] for s in mono])),
-               "cross_mAP": float(np.mean([s["mAP"] for s in cross])) if cross else 0.0,
-               "multi_mAP": float(np.mean([r["mAP"] for r in pool_rows])),
-               "mono_R@1": float(np.mean([s["R@1"] for s in mono])),
-               "cross_R@1": float(np.mean([s["R@1"] for s in cross])) if cross else 0.0,
-               "multi_R@10": float(np.mean([r["R@10"] for r in pool_rows])),
-               "rank_distance": bias["rank_distance"],
-               "same_language_top": bias["same_language_top"]}
+    summary = _lareqa_summary(langs, settings, pool_rows, bias)
     return {"dataset": task.name, "metrics": summary, "settings": settings,
             "setting_counts": {"monolingual": n, "cross_lingual": n * (n - 1), "multilingual_pool": 1},
             "matrix": {"languages": langs, "map": grid.tolist(),
                        "pool": [r["mAP"] for r in pool_rows]},
             "per_language": per_language}
+
+
+def _evaluate_lareqa_benchmark(config: EvalConfig, bench: Benchmark, encoder: Encoder,
+                               timings: dict) -> dict:
+    tick = time.perf_counter()
+    task = bench.load_task(config)
+    timings["load_data"] = time.perf_counter() - tick
+    memo = matryoshka.MemoEncoder(encoder)      # encoded once for every dimension
+    body = evaluate_lareqa(task, memo, candidate_context=config.candidate_context,
+                           progress=config.progress, timings=timings)
+    if config.encoder.truncate_dim:
+        body["per_dimension"] = {
+            str(d): evaluate_lareqa(task, matryoshka.TruncatedEncoder(memo, d),
+                                    candidate_context=config.candidate_context,
+                                    progress=False)["metrics"]
+            for d in matryoshka.check_dims(config.encoder.truncate_dim, encoder.dim)}
+    return body
+
+
+# Benchmark kind -> how it is run (benchmarks.KINDS lists the same names).
+_KINDS = {"retrieval": _evaluate_retrieval, "lareqa": _evaluate_lareqa_benchmark}
 
 
 def evaluate(config: EvalConfig) -> dict:
@@ -215,25 +237,9 @@ def evaluate(config: EvalConfig) -> dict:
     tick = time.perf_counter()
     encoder = Encoder(config.encoder)
     timings["load_model"] = time.perf_counter() - tick
+    bench = BENCHMARKS[config.benchmark]
     try:
-        if config.benchmark in ("xquad-r", "mlqa-r", "lareqa"):
-            tick = time.perf_counter()
-            if config.hub and config.benchmark == "xquad-r":
-                task = loaders.load_xquad_r_hub(config.languages or XQUAD_R_LANGUAGES)
-            else:
-                task = loaders.load_lareqa(config.data, config.languages, name=config.benchmark)
-            timings["load_data"] = time.perf_counter() - tick
-            memo = matryoshka.MemoEncoder(encoder)      # encoded once for every dimension
-            body = evaluate_lareqa(task, memo, candidate_context=config.candidate_context,
-                                   progress=config.progress, timings=timings)
-            if config.encoder.truncate_dim:
-                body["per_dimension"] = {
-                    str(d): evaluate_lareqa(task, matryoshka.TruncatedEncoder(memo, d),
-                                            candidate_context=config.candidate_context,
-                                            progress=False)["metrics"]
-                    for d in matryoshka.check_dims(config.encoder.truncate_dim, encoder.dim)}
-        else:
-            body = _evaluate_retrieval(config, encoder, timings)
+        body = _KINDS[bench.kind](config, bench, encoder, timings)
     finally:
         encoder.close()
     timings["total"] = time.perf_counter() - started

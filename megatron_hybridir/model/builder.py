@@ -21,7 +21,8 @@ from megatron_hybridir.model.embedding_model import EmbeddingModel
 from megatron_hybridir.model.families import LAYER_KINDS
 from megatron_hybridir.model.layer_specs import (
     embedding_block_spec, fused_softmax_kernels_available, mask_layout, resolve_use_te)
-from megatron_hybridir.model.pooling import EmbeddingHead
+from megatron_hybridir.model.pooling import pooling_class
+from megatron_hybridir.model.pooling.head import EmbeddingHead
 
 logger = logging.getLogger(__name__)
 
@@ -93,12 +94,7 @@ def transformer_config(model: ModelConfig, parallel: ParallelConfig,
 def build_head(model: ModelConfig, loss: Optional[LossConfig] = None) -> EmbeddingHead:
     """The pooling head of the last pipeline stage."""
     learnable = loss.temperature if (loss is not None and loss.learnable_temperature) else None
-    return EmbeddingHead(model.hidden_size, pooling=model.pooling,
-                         projection_dim=model.projection_dim, normalize=model.normalize,
-                         latent_num_latents=model.latent_num_latents,
-                         latent_num_heads=model.latent_num_heads,
-                         learnable_temperature=learnable, init_std=model.init_method_std,
-                         pooler=model.pooler)
+    return EmbeddingHead(model, learnable_temperature=learnable)
 
 
 def build_model(model: ModelConfig, parallel: ParallelConfig, *,
@@ -188,8 +184,7 @@ def count_parameters(model: ModelConfig, *, include_head: bool = True) -> int:
     if include_head:
         if model.pooler:
             total += h * h + h
-        if model.pooling == "latent_attention":
-            total += model.latent_num_latents * h + 4 * h * h + (h * 4 * h + 4 * h) + (4 * h * h + h)
+        total += pooling_class(model.pooling).parameter_count(model)
         if model.projection_dim:
             total += h * model.projection_dim
     return total

@@ -27,7 +27,7 @@ from megatron.core.transformer.transformer_config import TransformerConfig
 from torch import Tensor
 
 from megatron_hybridir.model.encoder_layers import EncoderEmbedding
-from megatron_hybridir.model.pooling import EmbeddingHead
+from megatron_hybridir.model.pooling.head import EmbeddingHead
 
 
 def build_attention_mask(padding_mask: Tensor, *, layout: str) -> Tensor:

@@ -8,7 +8,9 @@ bidirectional and there are no logits. Per sequence of s tokens, one forward pas
               + 2·s·s·d·n_q · 2              scores QK^T and probabilities x V (full s x s)
               + 2·s·d·n_q·h                  output projection
               + 2·s·h·f · 3                  SwiGLU MLP (gate, up, down); BERT's GELU MLP: · 2
-    head:       2·h·h (BERT pooler, if on) + 2·h·p (optional projection); pooling is negligible
+    head:       the pooling type's own count (``PoolingType.forward_flops``: 0 for mean / last /
+                first, whose additions are negligible; latent attention's matmuls)
+              + 2·h·h (BERT pooler, if on) + 2·h·p (optional projection)
 
 Full training multiplies by 3 (forward + backward, which costs two forwards: the input gradient
 and the weight gradient of every matmul); GradCache adds one more forward (x4). Causal mode is
@@ -24,6 +26,7 @@ step costs about 2x a forward, not 3x, and MFU is counted on that, not on full t
 from __future__ import annotations
 
 from megatron_hybridir.config import ModelConfig
+from megatron_hybridir.model.pooling import pooling_class
 
 # Dense bf16 peak per GPU (TFLOP/s) for MFU; keys are substrings of torch.cuda.get_device_name(),
 # the first that matches wins (so the PCIe / NVL H100s come before the SXM default).
@@ -49,16 +52,18 @@ def _attention_core(model: ModelConfig, s: int) -> float:
     return 2 * 2 * s * s * d * n_q
 
 
-def _head(model: ModelConfig) -> float:
+def _head(model: ModelConfig, s: int) -> float:
     h = model.hidden_size
-    return (2 * h * model.projection_dim if model.projection_dim else 0) + (2 * h * h if model.pooler else 0)
+    return (pooling_class(model.pooling).forward_flops(model, s)
+            + (2 * h * model.projection_dim if model.projection_dim else 0)
+            + (2 * h * h if model.pooler else 0))
 
 
 def forward_flops_per_sequence(model: ModelConfig, seq_len: int) -> float:
     """Forward FLOPs of one sequence through the base model (adapters excluded)."""
     s = seq_len
     linears = sum(2 * s * i * o for i, o in _layer_linears(model).values())
-    return float(model.num_layers * (linears + _attention_core(model, s)) + _head(model))
+    return float(model.num_layers * (linears + _attention_core(model, s)) + _head(model, s))
 
 
 def _lora_step_flops_per_sequence(model: ModelConfig, s: int, gradcache: bool) -> float:
@@ -83,7 +88,7 @@ def _lora_step_flops_per_sequence(model: ModelConfig, s: int, gradcache: bool) -
                 core = _attention_core(model, s)
                 forward += core
                 backward += 2 * core if upstream_trains else 0
-    head = _head(model)
+    head = _head(model, s)
     forward += head
     backward += (head if upstream_trains else 0) + (head if lora.train_head else 0)
     return forward * (2 if gradcache else 1) + backward

@@ -67,7 +67,7 @@ def hf_model_from_megatron(model, cfg):
 
 
 def hf_embed(hf, ids, mask):
-    from megatron_hybridir.model.pooling import masked_mean
+    from megatron_hybridir.model.pooling.tokens import masked_mean
 
     # 4D boolean mask, True = may attend: transformers uses a prepared 4D mask as given.
     allowed = mask[:, None, None, :].expand(-1, 1, mask.size(1), -1)

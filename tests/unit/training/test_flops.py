@@ -21,6 +21,22 @@ def test_forward_flops_match_torch_flop_counter(build_tiny):
     assert counter.get_total_flops() == 3 * forward_flops_per_sequence(cfg, 24)
 
 
+def test_latent_attention_flops_match_torch_flop_counter(build_tiny):
+    """Per sequence: two batch sizes differ by exactly the per-sequence count (the latents'
+    key/value projection runs once per batch and cancels)."""
+    head = dict(pooling="latent_attention", latent_num_latents=8, latent_num_heads=4)
+    cfg = preset("tiny", **head)
+    model = build_tiny(**head)
+    totals = []
+    for batch in (1, 3):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(torch.randint(1, 250, (batch, 24)), torch.ones(batch, 24, dtype=torch.bool))
+        totals.append(counter.get_total_flops())
+    assert totals[1] - totals[0] == 2 * forward_flops_per_sequence(cfg, 24)
+    assert (forward_flops_per_sequence(cfg, 24) - forward_flops_per_sequence(preset("tiny"), 24)
+            == 2 * 2 * 24 * 64 * 64 + 2 * 2 * 24 * 8 * 64 + 2 * 2 * 24 * 64 * 4 * 64)
+
+
 def test_training_multiplier():
     cfg = preset("tiny")
     one = forward_flops_per_sequence(cfg, 16)
