@@ -85,8 +85,7 @@ def write_peft_adapter(model: ModelConfig, ckpt: Path, out: Path, *, base_name: 
     rules = {r.megatron: r for r in mappings.rules_for(arch, dataclasses.asdict(model))}
     reader = CheckpointReader(ckpt)
     keys = checkpoint_keys(model)
-    heads = model.num_attention_heads
-    groups = model.num_query_groups or heads
+    heads, groups = model.num_attention_heads, model.kv_heads
     tensors, modules = {}, set()
     for target in model.lora.target_modules:
         linear = LINEAR[target]

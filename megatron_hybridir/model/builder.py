@@ -169,8 +169,7 @@ def count_parameters(model: ModelConfig, *, include_head: bool = True) -> int:
     """Exact parameter count of the unsharded model (embedding padded to the TP=1 size)."""
     h, f, layers = model.hidden_size, model.ffn_hidden_size, model.num_layers
     heads = model.num_attention_heads
-    groups = model.num_query_groups or heads
-    d = model.kv_channels or h // heads
+    groups, d = model.kv_heads, model.head_dim
     vocab = padded_vocab_size(model.vocab_size, divisible_by=model.make_vocab_size_divisible_by,
                               tp=1)
     qkv_out = d * (heads + 2 * groups)

@@ -91,8 +91,7 @@ BERT_CONFIG_KEYS = {**_SIZE_KEYS, "layernorm_epsilon": ("layer_norm_eps",),
 
 def llama_shapes(model) -> dict[str, tuple[int, ...]]:
     h, heads = model.hidden_size, model.num_attention_heads
-    groups = model.num_query_groups or heads
-    d = model.kv_channels or h // heads
+    groups, d = model.kv_heads, model.head_dim
     f = model.ffn_hidden_size
     per_layer = {"input_layernorm.weight": (h,), "post_attention_layernorm.weight": (h,),
                  "self_attn.q_proj.weight": (heads * d, h), "self_attn.k_proj.weight": (groups * d, h),

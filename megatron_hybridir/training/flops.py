@@ -27,8 +27,7 @@ PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "H200"
 def forward_flops_per_sequence(model: ModelConfig, seq_len: int) -> float:
     h, f, s = model.hidden_size, model.ffn_hidden_size, seq_len
     n_q = model.num_attention_heads
-    n_kv = model.num_query_groups or n_q
-    d = model.kv_channels or h // n_q
+    n_kv, d = model.kv_heads, model.head_dim
     per_layer = (2 * s * h * d * (n_q + 2 * n_kv) + 2 * 2 * s * s * d * n_q
                  + 2 * s * d * n_q * h + 2 * s * h * f * (2 if model.architecture == "bert" else 3))
     head = (2 * h * model.projection_dim if model.projection_dim else 0) + (2 * h * h if model.pooler else 0)
