@@ -21,7 +21,7 @@ from typing import Iterator
 
 import torch
 
-from megatron_hybridir.config import ModelConfig
+from megatron_hybridir.config import ModelConfig, ParallelConfig
 from megatron_hybridir.convert import mappings
 from megatron_hybridir.convert.mappings import ConversionError
 from megatron_hybridir.model.lora import TARGETS, is_adapter_name, merge_into
@@ -114,7 +114,6 @@ def load_lora_model(model: ModelConfig, ckpt: Path, rows: int):
     """The Megatron model with adapters at TP=1 (fp32): the base an adapter checkpoint names, then
     its adapters and head (what ``--verify`` compares the merged export with)."""
     from megatron.core import dist_checkpointing
-    from megatron_hybridir.config import ParallelConfig
     from megatron_hybridir.model.builder import build_model
     from megatron_hybridir.training.adapter_checkpoint import (
         load_base_weights, load_chunk_state, trainable_sharded_state)
