@@ -1,6 +1,7 @@
 """``python -m megatron_hybridir.train --config run.yaml key.sub=value ...`` (console: hybridir-train).
 
-``--dry-run [--world-size N]`` prints the parallel layout, parameters, memory per GPU and FLOPs per
+``--help`` lists every config field (dotted name, type or choices, default, docstring), read from
+the schema (``config/help.py``). ``--dry-run [--world-size N]`` prints the parallel layout, parameters, memory per GPU and FLOPs per
 step without starting processes or touching a GPU.
 
 Thin entry point: parse the config path and dotted overrides, then call ``training.trainer.train``.
@@ -12,6 +13,7 @@ import logging
 import sys
 
 from megatron_hybridir.config import ConfigError, load_config
+from megatron_hybridir.config.help import format_help
 from megatron_hybridir.runtime.distributed import shutdown
 from megatron_hybridir.training.checksums import CheckpointCorruptError
 from megatron_hybridir.training.trainer import train
@@ -46,9 +48,19 @@ def parse_args(argv: list[str]) -> tuple[str | None, list[str]]:
     return path, args
 
 
+USAGE = """usage: python -m megatron_hybridir.train [--config RUN.yaml] [key.sub=value ...]
+                                      [--dry-run [--world-size N]]
+
+Train (or resume) an embedding model. A run is a YAML file plus dotted overrides of these fields:
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = list(sys.argv[1:] if argv is None else argv)
+    if "--help" in args or "-h" in args:
+        print(USAGE + format_help())
+        return 0
     dry_run = _pop_flag(args, "--dry-run", value=False)
     world = _pop_flag(args, "--world-size", value=True)
     path, overrides = parse_args(args)

@@ -30,7 +30,7 @@ def build_tiny(megatron_runtime):
 
     from megatron_hybridir.config import ParallelConfig
     from megatron_hybridir.model.builder import build_model
-    from megatron_hybridir.model.presets import preset
+    from megatron_hybridir.config.presets import preset
 
     def _build(**overrides):
         torch.manual_seed(0)

@@ -80,8 +80,7 @@ def hf_config(model: ModelConfig, arch: mappings.Architecture):
     kwargs = dict(vocab_size=model.vocab_size, hidden_size=model.hidden_size,
                   intermediate_size=model.ffn_hidden_size, num_hidden_layers=model.num_layers,
                   num_attention_heads=model.num_attention_heads,
-                  num_key_value_heads=model.num_query_groups or model.num_attention_heads,
-                  head_dim=model.kv_channels or model.hidden_size // model.num_attention_heads,
+                  num_key_value_heads=model.kv_heads, head_dim=model.head_dim,
                   max_position_embeddings=model.max_position_embeddings,
                   rms_norm_eps=model.layernorm_epsilon, rope_parameters=rope,
                   tie_word_embeddings=False, architectures=[arch.model_class])
@@ -277,8 +276,7 @@ def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional
     prompts, seq_len = export_settings(model, info, query_prompt=query_prompt,
                                        passage_prompt=passage_prompt, max_seq_length=max_seq_length)
     cast = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, None: None}[dtype]
-    heads = model.num_attention_heads
-    groups = model.num_query_groups or heads
+    heads, groups = model.num_attention_heads, model.kv_heads
     rules = mappings.rules_for(arch, dataclasses.asdict(model))
     with atomic_folder(Path(output), overwrite, kind="Hugging Face export") as tmp:
         shard, shard_bytes, weight_map, files, head = {}, 0, {}, [], {}

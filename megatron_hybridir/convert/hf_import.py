@@ -80,7 +80,7 @@ def _bert_settings(hf: dict, arch: mappings.Architecture, source: str) -> dict:
 
 
 def check_parallel(model: ModelConfig, tp: int, pp: int, source: str) -> None:
-    groups = model.num_query_groups or model.num_attention_heads
+    groups = model.kv_heads
     if model.num_attention_heads % tp or groups % tp:
         raise ConversionError(f"{source}: tensor parallel size {tp} does not divide the "
                               f"{model.num_attention_heads} attention heads and {groups} KV heads")
@@ -199,7 +199,7 @@ def import_hf(hf_dir: str | Path, output: str | Path, *, tensor_parallel: int = 
     # Head weights an HF model does not have (a new projection, latent attention) start from
     # the usual initialisation.
     fresh = {f"head.{k}": v for k, v in build_head(model_cfg).state_dict().items()}
-    heads, groups = model_cfg.num_attention_heads, model_cfg.num_query_groups or model_cfg.num_attention_heads
+    heads, groups = model_cfg.num_attention_heads, model_cfg.kv_heads
     bar = tqdm(total=len(sources) + len(set(fresh) - set(sources)), desc="import", unit="tensor",
                disable=not progress)
 

@@ -21,7 +21,7 @@ from typing import Iterator
 
 import torch
 
-from megatron_hybridir.config import ModelConfig
+from megatron_hybridir.config import ModelConfig, ParallelConfig
 from megatron_hybridir.convert import mappings
 from megatron_hybridir.convert.mappings import ConversionError
 from megatron_hybridir.model.lora import TARGETS, is_adapter_name, merge_into
@@ -85,8 +85,7 @@ def write_peft_adapter(model: ModelConfig, ckpt: Path, out: Path, *, base_name: 
     rules = {r.megatron: r for r in mappings.rules_for(arch, dataclasses.asdict(model))}
     reader = CheckpointReader(ckpt)
     keys = checkpoint_keys(model)
-    heads = model.num_attention_heads
-    groups = model.num_query_groups or heads
+    heads, groups = model.num_attention_heads, model.kv_heads
     tensors, modules = {}, set()
     for target in model.lora.target_modules:
         linear = LINEAR[target]
@@ -115,7 +114,6 @@ def load_lora_model(model: ModelConfig, ckpt: Path, rows: int):
     """The Megatron model with adapters at TP=1 (fp32): the base an adapter checkpoint names, then
     its adapters and head (what ``--verify`` compares the merged export with)."""
     from megatron.core import dist_checkpointing
-    from megatron_hybridir.config import ParallelConfig
     from megatron_hybridir.model.builder import build_model
     from megatron_hybridir.training.adapter_checkpoint import (
         load_base_weights, load_chunk_state, trainable_sharded_state)

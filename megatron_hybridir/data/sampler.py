@@ -27,22 +27,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Optional, Sequence
+from typing import Any, Literal, Optional, Sequence, get_args
 
 import numpy as np
 
-MODES = ("monolingual", "cross-lingual", "hybrid", "mixed")
+SamplerMode = Literal["monolingual", "cross-lingual", "hybrid", "mixed"]
+LanguageChoice = Literal["batch", "example"]
+MODES: tuple[str, ...] = get_args(SamplerMode)
 MONO, CROSS, MIXED = 0, 1, 2
 _STREAM_PARALLEL, _STREAM_MONO = 0, 1
 
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    mode: str = "hybrid"
+    """The sampler's settings (``DataConfig.sampler_config`` derives them from a run's config);
+    checked on construction by ``check_settings``."""
+
+    mode: SamplerMode = "hybrid"
     """monolingual (alpha=1), cross-lingual (alpha=0), hybrid (alpha), or mixed (independent langs)."""
     alpha: float = 0.5
     """Probability that a global batch is monolingual in hybrid mode."""
-    language_choice: str = "batch"
+    language_choice: LanguageChoice = "batch"
     """``batch``: one language per monolingual batch (paper default); ``example``: per pair."""
     language_temperature: float = 0.0
     """0 (default, the paper's rule): languages uniform. T > 0: weights proportional to
@@ -52,6 +57,29 @@ class SamplerConfig:
     source_weights: Optional[tuple] = None
     """Relative share of each source per epoch (None: proportional to size, the paper's rule).
     A source given more than its size repeats items across the epoch, never within a batch."""
+
+    def __post_init__(self):
+        check_settings(self, where="sampler")
+
+
+def check_settings(settings: Any, *, where: str) -> None:
+    """The rules of the sampler's settings, written once: for a ``SamplerConfig`` (``where`` =
+    ``sampler``) and for a run's ``DataConfig`` at load time (``where`` = ``data``, which has the
+    same field names). Raises ValueError naming ``where.field``."""
+    if settings.mode not in MODES:
+        raise ValueError(f"{where}.mode: unknown mode {settings.mode!r}; expected {list(MODES)}")
+    if settings.language_choice not in get_args(LanguageChoice):
+        raise ValueError(f"{where}.language_choice: expected batch or example, got "
+                         f"{settings.language_choice!r}")
+    if not 0.0 <= settings.alpha <= 1.0:
+        raise ValueError(f"{where}.alpha: must lie in [0, 1], got {settings.alpha}")
+    if not settings.language_temperature >= 0:
+        raise ValueError(f"{where}.language_temperature: must be >= 0, got "
+                         f"{settings.language_temperature}")
+    weights = settings.source_weights
+    if weights is not None and not (all(w >= 0 for w in weights) and sum(weights) > 0):
+        raise ValueError(f"{where}.source_weights: weights must be >= 0 and not all 0, got "
+                         f"{list(weights)}")
 
 
 @dataclass
@@ -108,13 +136,6 @@ class HybridSampler:
                  parallel_masks: np.ndarray, mono_langs: Optional[np.ndarray] = None,
                  parallel_sources: Optional[np.ndarray] = None,
                  mono_sources: Optional[np.ndarray] = None):
-        if config.mode not in MODES:
-            raise ValueError(f"sampler.mode: unknown mode {config.mode!r}; expected {list(MODES)}")
-        if config.language_choice not in ("batch", "example"):
-            raise ValueError(f"sampler.language_choice: expected batch or example, got "
-                             f"{config.language_choice!r}")
-        if not 0.0 <= config.alpha <= 1.0:
-            raise ValueError(f"sampler.alpha: must lie in [0, 1], got {config.alpha}")
         self.config = config
         self.num_languages = num_languages
         self.parallel_masks = np.asarray(parallel_masks, dtype=np.uint64)
@@ -257,8 +278,6 @@ def _normalised_weights(weights, sources) -> Optional[np.ndarray]:
     present = max(int(s.max(initial=-1)) for s in sources) + 1
     if len(weights) != present:
         raise ValueError(f"sampler.source_weights: {len(weights)} weights for {present} sources")
-    if (weights < 0).any() or weights.sum() <= 0:
-        raise ValueError("sampler.source_weights: weights must be >= 0 and not all 0")
     return weights / weights.sum()
 
 

@@ -11,6 +11,7 @@ import logging
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from megatron.core import parallel_state
 from megatron.core.transformer.transformer_config import TransformerConfig
 
@@ -18,7 +19,6 @@ from megatron_hybridir.config import (
     ConfigError, LossConfig, ModelConfig, ParallelConfig, PrecisionConfig)
 from megatron_hybridir.model import lora
 from megatron_hybridir.model.embedding_model import EmbeddingModel
-from megatron_hybridir.model.families import LAYER_KINDS
 from megatron_hybridir.model.layer_specs import (
     embedding_block_spec, fused_softmax_kernels_available, mask_layout, resolve_use_te)
 from megatron_hybridir.model.pooling import pooling_class
@@ -27,6 +27,16 @@ from megatron_hybridir.model.pooling.head import EmbeddingHead
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# What distinguishes the two layer kinds (model.architecture) inside Megatron-Core's
+# TransformerConfig.
+LAYER_KINDS = {
+    "llama": dict(normalization="RMSNorm", gated_linear_unit=True, activation_func=F.silu,
+                  add_bias_linear=False),
+    # BERT / XLM-R / LaBSE: exact (erf) GELU as in their HF configs ("gelu"), bias everywhere.
+    "bert": dict(normalization="LayerNorm", gated_linear_unit=False, activation_func=F.gelu,
+                 add_bias_linear=True),
+}
 
 
 def padded_vocab_size(vocab_size: int, *, divisible_by: int, tp: int) -> int:
@@ -165,8 +175,7 @@ def count_parameters(model: ModelConfig, *, include_head: bool = True) -> int:
     """Exact parameter count of the unsharded model (embedding padded to the TP=1 size)."""
     h, f, layers = model.hidden_size, model.ffn_hidden_size, model.num_layers
     heads = model.num_attention_heads
-    groups = model.num_query_groups or heads
-    d = model.kv_channels or h // heads
+    groups, d = model.kv_heads, model.head_dim
     vocab = padded_vocab_size(model.vocab_size, divisible_by=model.make_vocab_size_divisible_by,
                               tp=1)
     qkv_out = d * (heads + 2 * groups)

@@ -12,15 +12,15 @@ biases, learned positions; ``model/encoder_layers.py``). A family picks one and 
 (Qwen2's QKV bias, Qwen3's QK norm).
 
 What it does not do: convert tensors (``convert/mappings.fuse`` / ``split`` interpret the rules) or
-build modules (``model/builder``).
+build modules (``model/builder``, which also holds each layer kind's TransformerConfig settings).
+It imports neither torch nor the config, so the config loader reads presets from here cheaply and
+without an import cycle.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Callable, Optional
-
-import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,7 @@ BERT_CONFIG_KEYS = {**_SIZE_KEYS, "layernorm_epsilon": ("layer_norm_eps",),
 
 def llama_shapes(model) -> dict[str, tuple[int, ...]]:
     h, heads = model.hidden_size, model.num_attention_heads
-    groups = model.num_query_groups or heads
-    d = model.kv_channels or h // heads
+    groups, d = model.kv_heads, model.head_dim
     f = model.ffn_hidden_size
     per_layer = {"input_layernorm.weight": (h,), "post_attention_layernorm.weight": (h,),
                  "self_attn.q_proj.weight": (heads * d, h), "self_attn.k_proj.weight": (groups * d, h),
@@ -125,16 +124,6 @@ def bert_shapes(model) -> dict[str, tuple[int, ...]]:
     for i in range(model.num_layers):
         shapes.update({f"encoder.layer.{i}.{k}": v for k, v in per_layer.items()})
     return shapes
-
-
-# What distinguishes the two layer kinds inside Megatron-Core's TransformerConfig.
-LAYER_KINDS = {
-    "llama": dict(normalization="RMSNorm", gated_linear_unit=True, activation_func=F.silu,
-                  add_bias_linear=False),
-    # BERT / XLM-R / LaBSE: exact (erf) GELU as in their HF configs ("gelu"), bias everywhere.
-    "bert": dict(normalization="LayerNorm", gated_linear_unit=False, activation_func=F.gelu,
-                 add_bias_linear=True),
-}
 
 
 @dataclass(frozen=True)

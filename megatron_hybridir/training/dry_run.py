@@ -57,8 +57,7 @@ def lora_memory(config: RunConfig, *, tp: int, pp: int, weight_bytes: int, optim
     from megatron_hybridir.model.lora import adapter_parameter_count
 
     m = config.model
-    heads, groups = m.num_attention_heads, m.num_query_groups or m.num_attention_heads
-    d = m.kv_channels or m.hidden_size // heads
+    heads, groups, d = m.num_attention_heads, m.kv_heads, m.head_dim
     sizes = dict(hidden=m.hidden_size, ffn=m.ffn_hidden_size, qkv_out=d * (heads + 2 * groups),
                  attn_in=heads * d, gated=m.architecture == "llama", rank=m.lora.rank,
                  targets=m.lora.target_modules)

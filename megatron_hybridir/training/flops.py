@@ -37,9 +37,7 @@ PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "H200"
 def _layer_linears(model: ModelConfig) -> dict[str, tuple[int, int]]:
     """(in, out) of each linear of one transformer layer, keyed by LoRA target name."""
     h, f = model.hidden_size, model.ffn_hidden_size
-    n_q = model.num_attention_heads
-    n_kv = model.num_query_groups or n_q
-    d = model.kv_channels or h // n_q
+    n_q, n_kv, d = model.num_attention_heads, model.kv_heads, model.head_dim
     gated = model.architecture != "bert"  # SwiGLU: fc1 holds gate and up
     return {"qkv": (h, d * (n_q + 2 * n_kv)), "proj": (d * n_q, h),
             "fc1": (h, f * (2 if gated else 1)), "fc2": (f, h)}
@@ -47,9 +45,7 @@ def _layer_linears(model: ModelConfig) -> dict[str, tuple[int, int]]:
 
 def _attention_core(model: ModelConfig, s: int) -> float:
     """QK^T and probabilities x V over the full s x s score matrix (no weights)."""
-    n_q = model.num_attention_heads
-    d = model.kv_channels or model.hidden_size // n_q
-    return 2 * 2 * s * s * d * n_q
+    return 2 * 2 * s * s * model.head_dim * model.num_attention_heads
 
 
 def _head(model: ModelConfig, s: int) -> float:

@@ -27,7 +27,15 @@ from typing import Any, Optional
 
 import yaml
 
-from megatron_hybridir.config import ConfigError, ModelConfig, RunConfig, from_dict, to_dict
+from megatron_hybridir.config import (
+    ConfigError,
+    ModelConfig,
+    RunConfig,
+    from_dict,
+    save_config,
+    to_dict,
+)
+from megatron_hybridir.model.families import family_of
 
 logger = logging.getLogger(__name__)
 
@@ -184,8 +192,6 @@ def prepare_run_dir(run_dir: Path, config: RunConfig, manifest: Optional[dict], 
                     resuming: bool, write: bool, start_step: int) -> None:
     """Check a relaunch (every rank), then on the writing rank: ``config.yaml`` and
     ``provenance.json`` for a new run, or ``launches/<n>.yaml`` for a relaunch."""
-    from megatron_hybridir.config import save_config
-
     changes = check_relaunch(run_dir, config, manifest) if resuming else None
     if not write:
         return
@@ -210,7 +216,6 @@ def write_run_provenance(run_dir: Path, config: RunConfig, manifest: Optional[di
     tokenizer), and the identity of the training data (prompts, tokenizer hash, vocabulary)."""
     from megatron_hybridir.convert import provenance
     from megatron_hybridir.convert.io import resolve_checkpoint
-    from megatron_hybridir.model.families import family_of
 
     record = {"format": provenance.FORMAT, "family": family_of(config.model).name,
               "init_from": None, "hf": None, "sentence_transformers": None, "tokenizer": None,

@@ -27,7 +27,7 @@ from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
 from megatron_hybridir.config import RunConfig, validate, validate_paths
-from megatron_hybridir.data.sampler import MONO, SamplerConfig
+from megatron_hybridir.data.sampler import MONO
 from megatron_hybridir.model.builder import build_model_chunks
 from megatron_hybridir.runtime.distributed import compute_device, initialize, launch_env
 from megatron_hybridir.training.adapter_checkpoint import check_same_base, load_base_weights
@@ -68,11 +68,7 @@ class BatchSource:
             from megatron_hybridir.data.dataset import Collator, TokenizedDataset
 
             dataset = TokenizedDataset(data.path)
-            self.sampler = dataset.sampler(SamplerConfig(
-                mode=data.mode, alpha=data.alpha, language_choice=data.language_choice,
-                language_temperature=data.language_temperature,
-                source_weights=tuple(data.source_weights) if data.source_weights else None,
-                global_batch_size=data.global_batch_size, seed=config.seed))
+            self.sampler = dataset.sampler(data.sampler_config(seed=config.seed))
             self.collate = Collator(dataset, num_negatives=config.loss.num_hard_negatives,
                                     pad_to_multiple=data.pad_to_multiple, fixed_length=fixed)
 

@@ -16,7 +16,7 @@ from megatron.core import dist_checkpointing
 from megatron_hybridir.config import LossConfig, ParallelConfig
 from megatron_hybridir.data.synthetic import random_token_batch
 from megatron_hybridir.model.builder import build_model_chunks
-from megatron_hybridir.model.presets import preset
+from megatron_hybridir.config.presets import preset
 from megatron_hybridir.runtime.distributed import initialize
 from megatron_hybridir.training.checkpoint import model_sharded_state
 from megatron_hybridir.training.engine import forward_backward, wrap_ddp

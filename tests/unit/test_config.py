@@ -19,7 +19,7 @@ from megatron_hybridir.config import ConfigError, load_config, save_config
     (["model.preset=tiny", "model.num_query_groups=4", "parallel.tensor_model_parallel_size=4",
       "model.num_attention_heads=8", "model.hidden_size=64", "model.ffn_hidden_size=130"],
      "model.ffn_hidden_size: 130 is not divisible"),
-    (["model.preset=tiny", "model.attention=sliding"], "model.attention: unknown attention"),
+    (["model.preset=tiny", "model.attention=sliding"], "model.attention: expected bidirectional or causal, got 'sliding'"),
     (["model.preset=tiny", "parallel.sequence_parallel=true"],
      "parallel.sequence_parallel: needs tensor_model_parallel_size > 1"),
     (["model.preset=tiny", "precision.fp8=hybrid"],

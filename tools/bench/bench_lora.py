@@ -50,7 +50,7 @@ def build(size: str, rank: int, lora: bool, base_state=None):
     from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
     from megatron_hybridir.config import LoraConfig, ParallelConfig
     from megatron_hybridir.model.builder import build_model
-    from megatron_hybridir.model.presets import preset
+    from megatron_hybridir.config.presets import preset
     from megatron_hybridir.training.engine import wrap_ddp
 
     torch.manual_seed(0)

@@ -36,8 +36,7 @@ def hf_model_from_megatron(model, cfg):
     """A transformers LlamaModel holding the Megatron model's weights (TP=1, PP=1)."""
     from transformers import LlamaConfig, LlamaModel
 
-    heads, groups = cfg.num_attention_heads, cfg.num_query_groups or cfg.num_attention_heads
-    d = cfg.hidden_size // heads
+    heads, groups, d = cfg.num_attention_heads, cfg.kv_heads, cfg.head_dim
     hf = LlamaModel(LlamaConfig(
         vocab_size=model.embedding.word_embeddings.weight.size(0), hidden_size=cfg.hidden_size,
         intermediate_size=cfg.ffn_hidden_size, num_hidden_layers=cfg.num_layers,
@@ -87,7 +86,7 @@ def main() -> None:
     from megatron_hybridir.config import LossConfig, ParallelConfig
     from megatron_hybridir.loss import info_nce
     from megatron_hybridir.model.builder import build_model
-    from megatron_hybridir.model.presets import preset
+    from megatron_hybridir.config.presets import preset
     from megatron_hybridir.runtime.distributed import initialize, shutdown
     from megatron_hybridir.data.synthetic import random_token_batch
     from megatron_hybridir.training.forward_step import split_embeddings

@@ -122,7 +122,7 @@ def test_encoder_config_validation():
         validate_model(ModelConfig(**enc), ParallelConfig(), seq_length=513)
     with pytest.raises(ConfigError, match="model.attention: a bert encoder is bidirectional"):
         validate_model(ModelConfig(**enc, attention="causal"), ParallelConfig(), seq_length=8)
-    with pytest.raises(ConfigError, match="model.architecture: unknown architecture 'gpt'"):
+    with pytest.raises(ConfigError, match="model.architecture: expected llama or bert, got 'gpt'"):
         validate_model(ModelConfig(architecture="gpt"), ParallelConfig(), seq_length=8)
     with pytest.raises(ConfigError, match="model.type_vocab_size"):
         validate_model(ModelConfig(type_vocab_size=2), ParallelConfig(), seq_length=8)
@@ -133,7 +133,7 @@ def test_encoder_presets_count_the_public_parameters(name):
     """Exact parameter counts of the public checkpoints: LaBSE's 470,926,848 (with its pooler) and
     XLM-R large's 559,890,432 less its pooler (1024 x 1024 + 1024), unused by mean pooling."""
     from megatron_hybridir.model.builder import count_parameters
-    from megatron_hybridir.model.presets import preset
+    from megatron_hybridir.config.presets import preset
 
     expected = {"xlmr-large": 559_890_432 - 1_049_600, "labse": 470_926_848}[name]
     model = preset(name, make_vocab_size_divisible_by=1)

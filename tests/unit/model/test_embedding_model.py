@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from megatron_hybridir.model.builder import count_parameters
-from megatron_hybridir.model.presets import preset
+from megatron_hybridir.config.presets import preset
 
 POOLINGS = ["mean", "last", "first", "latent_attention"]
 

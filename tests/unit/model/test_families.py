@@ -7,7 +7,7 @@ from megatron_hybridir.config import ConfigError, ModelConfig, ParallelConfig, v
 from megatron_hybridir.convert.hf_export import hf_architecture
 from megatron_hybridir.convert.hf_import import model_config_from_hf
 from megatron_hybridir.model import families
-from megatron_hybridir.model.presets import PRESETS, preset
+from megatron_hybridir.config.presets import PRESETS, preset
 
 
 def test_every_preset_names_a_family_and_validates():

@@ -9,7 +9,7 @@ import torch
 from megatron_hybridir.config import ConfigError, LoraConfig, ParallelConfig, load_config
 from megatron_hybridir.model.builder import build_model
 from megatron_hybridir.model.lora import TARGETS, adapter_parameter_count, merge_into
-from megatron_hybridir.model.presets import preset
+from megatron_hybridir.config.presets import preset
 
 ENCODER = dict(architecture="bert", num_query_groups=None, max_position_embeddings=64,
                position_offset=2, type_vocab_size=2, pooling="first", pooler=True)
@@ -91,7 +91,7 @@ def test_adapter_parameter_count(megatron_runtime, family):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("model.lora.target_modules=[qkv, attn]", "model.lora.target_modules[1]: unknown target 'attn'"),
+    ("model.lora.target_modules=[qkv, attn]", "model.lora.target_modules[1]: expected qkv, proj, fc1 or fc2, got 'attn'"),
     ("model.lora.rank=0", "model.lora.rank: must be >= 1"),
     ("model.lora.dropout=1.0", "model.lora.dropout: must lie in [0, 1)"),
 ])

@@ -24,7 +24,7 @@ from megatron_hybridir.convert.mappings import ConversionError
 from megatron_hybridir.model.builder import count_parameters
 from megatron_hybridir.model.pooling import (POOLINGS, PoolingType, register_pooling,
                                              sentence_transformers_modes)
-from megatron_hybridir.model.presets import preset
+from megatron_hybridir.config.presets import preset
 from megatron_hybridir.training.dry_run import estimate
 from megatron_hybridir.training.flops import forward_flops_per_sequence
 from tests.unit.convert.hf_fixtures import load_tool

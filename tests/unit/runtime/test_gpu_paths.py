@@ -15,7 +15,7 @@ from megatron_hybridir.config import ParallelConfig
 from megatron_hybridir.data.synthetic import random_token_batch
 from megatron_hybridir.model import builder
 from megatron_hybridir.model.layer_specs import fused_softmax_kernels_available
-from megatron_hybridir.model.presets import preset
+from megatron_hybridir.config.presets import preset
 from megatron_hybridir.runtime import distributed
 from megatron_hybridir.training import engine
 

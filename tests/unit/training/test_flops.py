@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from megatron_hybridir.model.presets import preset
+from megatron_hybridir.config.presets import preset
 from megatron_hybridir.training.flops import forward_flops_per_sequence, peak_tflops, training_flops
 
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from megatron_hybridir.config import LoraConfig, LossConfig, ParallelConfig
 from megatron_hybridir.data.synthetic import random_token_batch
 from megatron_hybridir.model.builder import build_model
-from megatron_hybridir.model.presets import preset
+from megatron_hybridir.config.presets import preset
 from megatron_hybridir.training.engine import forward_backward, wrap_ddp
 from megatron_hybridir.training.forward_step import split_embeddings
 from megatron_hybridir.training.gradcache import gradcache_forward_backward

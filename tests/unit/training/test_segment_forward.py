@@ -9,7 +9,7 @@ import torch
 from megatron_hybridir.config import LossConfig, ParallelConfig
 from megatron_hybridir.data.synthetic import random_token_batch
 from megatron_hybridir.model.builder import build_model
-from megatron_hybridir.model.presets import preset
+from megatron_hybridir.config.presets import preset
 from megatron_hybridir.training.engine import forward_backward, wrap_ddp
 from megatron_hybridir.training.gradcache import gradcache_forward_backward
 

@@ -1,19 +1,22 @@
 """Named architecture presets (sizes of public checkpoints), applied under explicit config fields.
 
 Why it exists: a 7B or 30B recipe should say ``model.preset: mistral-7b`` rather than copy a dozen
-numbers, and tests need the ``tiny`` preset (2 layers, hidden 64). Values are the public
-``config.json`` values of each family, kept in the family registry (``model/families.py``); the
-HF import (checkpoint conversion) reads the real file.
+numbers, and tests need the ``tiny`` preset (2 layers, hidden 64). The values are plain data kept
+with each family in the family registry (``model/families.py``, which imports nothing of the
+config), so loading a config reads them without an import cycle; the HF import (checkpoint
+conversion) reads the real ``config.json`` instead.
+
+What it does not do: validate the result (``config/validation.py`` does, after loading).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from megatron_hybridir.config import ConfigError, ModelConfig
+from megatron_hybridir.config.schema import ConfigError, ModelConfig
 from megatron_hybridir.model.families import all_presets
 
-# Sizes live with each family in the registry (model/families.py); "tiny" is for tests / demos.
+# Preset name -> ModelConfig values; "tiny" is for tests / demos.
 PRESETS: dict[str, dict] = all_presets()
 
 

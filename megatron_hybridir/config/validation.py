@@ -1,0 +1,348 @@
+"""Validation of a loaded config: fail at start-up naming the field, the value and what was
+expected, instead of crashing deep inside Megatron-Core (or training on a silently wrong value).
+
+Why it exists: the schema (``config/schema.py``) types each field; this module holds what a type
+cannot say: the range of every numeric field (one table, ``_RANGES``, which the property test in
+``tests/unit/test_config_properties.py`` reads), ``Literal`` choices of a config built in code,
+and the constraints between fields (heads vs tensor parallelism, layers vs pipeline stages, the
+layer kind's flags, the recorded family, Matryoshka dimensions, the world size).
+
+What it does not do: read files (``config/loading.py``) or check the sampler's own settings, whose
+rules live with the sampler (``data/sampler.check_settings``, called here for ``data``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, Optional
+
+from megatron_hybridir.config.schema import (
+    ConfigError,
+    LoraConfig,
+    LossConfig,
+    ModelConfig,
+    ParallelConfig,
+    RunConfig,
+)
+from megatron_hybridir.data.sampler import check_settings
+from megatron_hybridir.model.families import FAMILIES
+
+
+
+def _require(cond: bool, field_path: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"{field_path}: {message}")
+
+
+def _one_of(choices: tuple) -> str:
+    names = [str(c) for c in choices]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def choice_error(path: str, value: Any, choices: tuple) -> ConfigError:
+    """The error of a value outside a ``Literal`` field's choices (loader and validation)."""
+    return ConfigError(f"{path}: expected {_one_of(choices)}, got {value!r}")
+
+
+def _literal_choices(annotation: Any) -> Optional[tuple]:
+    """The choices of ``Literal[...]``, ``Optional[Literal[...]]`` or ``list[Literal[...]]``."""
+    if typing.get_origin(annotation) is Literal:
+        return typing.get_args(annotation)
+    inner = [_literal_choices(a) for a in typing.get_args(annotation) if a is not type(None)]
+    return next((c for c in inner if c), None)
+
+
+def check_choices(node: Any, prefix: str = "") -> None:
+    """Every ``Literal``-typed field holds one of its choices (a config built in code skips the
+    loader's coercion, so this repeats its check)."""
+    hints = typing.get_type_hints(type(node))
+    for f in dataclasses.fields(node):
+        value, path = getattr(node, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            check_choices(value, path + ".")
+            continue
+        choices = _literal_choices(hints[f.name])
+        if choices is None or value is None:
+            continue
+        for where, v in ([(f"{path}[{i}]", v) for i, v in enumerate(value)]
+                         if isinstance(value, list) else [(path, value)]):
+            if v not in choices:
+                raise choice_error(where, v, choices)
+
+
+def _finite_floats(node: Any, prefix: str = "") -> None:
+    """Every float anywhere in the tree is a number: NaN and inf pass ``x > 0``-style checks
+    vacuously (``nan > 0`` is False, but ``nan <= 1`` is too) and then fail deep inside torch."""
+    for f in dataclasses.fields(node):
+        value, path = getattr(node, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            _finite_floats(value, path + ".")
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{path}: must be a finite number, got {v}")
+
+
+class Range(NamedTuple):
+    """Allowed values of one numeric field (each element, for a list field)."""
+
+    path: str
+    low: float
+    high: Optional[float] = None
+    low_open: bool = False
+    high_open: bool = False
+    optional: bool = False     # None allowed (an optional field, or one in an optional section)
+    text: Optional[str] = None  # the message, where a bare range would not explain the field
+
+    def holds(self, v: float) -> bool:
+        above = v > self.low if self.low_open else v >= self.low
+        below = self.high is None or (v < self.high if self.high_open else v <= self.high)
+        return above and below
+
+    def message(self, v: float) -> str:
+        if self.text:
+            return f"{self.text}, got {v}"
+        if self.high is None:
+            return f"must be {'>' if self.low_open else '>='} {self.low}, got {v}"
+        return (f"must lie in {'(' if self.low_open else '['}{self.low}, {self.high}"
+                f"{')' if self.high_open else ']'}, got {v}")
+
+
+# Every numeric field: counts and sizes that must be at least 1 (or 0) — zero or negative values
+# exit 0 having done nothing or divide by zero later — and rates, probabilities and scales. The
+# sampler's fields (data.alpha, language_temperature, source_weights) follow its own rules
+# (data/sampler.check_settings); loss.matryoshka_dims depends on the embedding size
+# (validate_matryoshka).
+_RANGES = (
+    Range("model.num_layers", 1), Range("model.hidden_size", 1),
+    Range("model.ffn_hidden_size", 1), Range("model.num_attention_heads", 1),
+    Range("model.num_query_groups", 1, optional=True), Range("model.kv_channels", 1, optional=True),
+    Range("model.vocab_size", 1), Range("model.make_vocab_size_divisible_by", 1),
+    Range("model.max_position_embeddings", 1), Range("model.type_vocab_size", 0),
+    Range("model.position_offset", 0), Range("model.latent_num_latents", 1),
+    Range("model.latent_num_heads", 1), Range("model.projection_dim", 1, optional=True),
+    Range("model.rotary_base", 0, low_open=True),
+    Range("model.rope_scaling_factor", 0, low_open=True, optional=True),
+    Range("model.layernorm_epsilon", 0, low_open=True), Range("model.init_method_std", 0),
+    Range("model.hidden_dropout", 0, 1, high_open=True),
+    Range("model.attention_dropout", 0, 1, high_open=True),
+    Range("model.lora.rank", 1, optional=True), Range("model.lora.alpha", 0, low_open=True, optional=True),
+    Range("model.lora.dropout", 0, 1, high_open=True, optional=True),
+    Range("parallel.tensor_model_parallel_size", 1), Range("parallel.pipeline_model_parallel_size", 1),
+    Range("parallel.virtual_pipeline_model_parallel_size", 2, optional=True,
+          text="needs pipeline_model_parallel_size >= 2 and a value >= 2"),
+    Range("loss.temperature", 0, low_open=True), Range("loss.num_hard_negatives", 0),
+    Range("loss.false_negative_margin", -2, 2, optional=True,
+          text="must be a finite cosine-score margin in [-2, 2]"),
+    Range("loss.matryoshka_weights", 0, optional=True),
+    Range("data.global_batch_size", 1), Range("data.micro_batch_size", 1),
+    Range("data.pad_to_multiple", 1),
+    Range("optim.lr", 0, low_open=True), Range("optim.min_lr", 0), Range("optim.weight_decay", 0),
+    Range("optim.adam_beta1", 0, 1, high_open=True), Range("optim.adam_beta2", 0, 1, high_open=True),
+    Range("optim.clip_grad", 0), Range("optim.warmup_steps", 0),
+    Range("training.train_steps", 1), Range("training.max_skipped_steps", 0),
+    Range("training.log_interval", 1), Range("training.exit_interval", 0),
+    Range("checkpoint.save_interval", 0), Range("checkpoint.keep_last", 1),
+    Range("seed", 0), Range("seq_length", 1),
+)
+
+
+def field_value(config: Any, path: str) -> Any:
+    """The value at a dotted path; None where an optional section on the way is unset."""
+    node = config
+    for part in path.split("."):
+        if node is None:
+            return None
+        node = getattr(node, part)
+    return node
+
+
+def check_ranges(node: Any, section: str = "") -> None:
+    """The ``_RANGES`` rules under ``section`` (e.g. ``model.``), ``node`` being that section."""
+    for rule in _RANGES:
+        if not rule.path.startswith(section):
+            continue
+        value = field_value(node, rule.path[len(section):])
+        if value is None:
+            _require(rule.optional, rule.path, "must be set")
+            continue
+        for i, v in enumerate(value) if isinstance(value, list) else [(None, value)]:
+            where = rule.path if i is None else f"{rule.path}[{i}]"
+            _require(rule.holds(v), where, rule.message(v))
+
+
+def validate_values(config: RunConfig) -> None:
+    """Finite floats, every numeric field's range, ``Literal`` choices and the sampler's fields."""
+    _finite_floats(config)
+    check_ranges(config)
+    check_choices(config)
+    o = config.optim
+    _require(o.min_lr <= o.lr, "optim.min_lr", f"{o.min_lr} is above optim.lr={o.lr}")
+    try:
+        check_settings(config.data, where="data")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def validate_paths(config: RunConfig) -> None:
+    """Inputs that must exist before any process group or model is built (not at load time, so a
+    cluster recipe still loads for ``--dry-run`` on a laptop)."""
+    path = config.data.path
+    if path is not None:
+        _require(Path(path).is_dir(), "data.path", f"{path} does not exist (run "
+                 f"tools/preprocess_data.py first, or leave data.path unset for synthetic pairs)")
+        _require((Path(path) / "manifest.json").is_file(), "data.path",
+                 f"{path} has no manifest.json; it is not a folder written by tools/preprocess_data.py")
+
+
+def _validate_split(model: ModelConfig, parallel: ParallelConfig) -> None:
+    """Heads, query groups, MLP width and layers divide across the tensor / pipeline ranks."""
+    tp, pp = parallel.tensor_model_parallel_size, parallel.pipeline_model_parallel_size
+    vpp = parallel.virtual_pipeline_model_parallel_size
+    _require(model.hidden_size % model.num_attention_heads == 0, "model.hidden_size",
+             f"{model.hidden_size} is not divisible by model.num_attention_heads="
+             f"{model.num_attention_heads}")
+    _require(model.num_attention_heads % tp == 0, "model.num_attention_heads",
+             f"{model.num_attention_heads} heads are not divisible by "
+             f"parallel.tensor_model_parallel_size={tp}")
+    groups = model.kv_heads
+    _require(model.num_attention_heads % groups == 0, "model.num_query_groups",
+             f"model.num_attention_heads={model.num_attention_heads} is not divisible by "
+             f"{groups} query groups")
+    _require(groups % tp == 0, "model.num_query_groups",
+             f"{groups} query groups are not divisible by parallel.tensor_model_parallel_size={tp}")
+    _require(model.ffn_hidden_size % tp == 0, "model.ffn_hidden_size",
+             f"{model.ffn_hidden_size} is not divisible by parallel.tensor_model_parallel_size={tp}")
+    chunks = pp * (vpp or 1)
+    _require(model.num_layers % chunks == 0, "model.num_layers",
+             f"{model.num_layers} layers are not divisible by parallel.pipeline_model_parallel_size"
+             f"={pp}" + (f" x virtual_pipeline_model_parallel_size={vpp}" if vpp else ""))
+    if vpp is not None:
+        _require(pp >= 2, "parallel.virtual_pipeline_model_parallel_size",
+                 "needs pipeline_model_parallel_size >= 2 and a value >= 2")
+    if parallel.sequence_parallel:
+        _require(tp > 1, "parallel.sequence_parallel", "needs tensor_model_parallel_size > 1")
+
+
+def _validate_layer_kind(model: ModelConfig, *, seq_length: int) -> None:
+    """The flags each layer kind (llama / bert) supports, and the position limit."""
+    longest = model.max_position_embeddings - model.position_offset
+    _require(seq_length <= longest, "seq_length",
+             f"{seq_length} is longer than model.max_position_embeddings="
+             f"{model.max_position_embeddings}" +
+             (f" minus model.position_offset={model.position_offset}" if model.position_offset else ""))
+    if model.architecture == "bert":
+        _require(model.attention == "bidirectional", "model.attention",
+                 "a bert encoder is bidirectional")
+        _require(model.num_query_groups in (None, model.num_attention_heads), "model.num_query_groups",
+                 "a bert encoder has multi-head attention (leave it unset)")
+        _require(not (model.qk_layernorm or model.rope_scaling_factor), "model.qk_layernorm",
+                 "qk_layernorm / rope_scaling_factor do not apply to a bert encoder")
+    else:
+        _require(model.type_vocab_size == 0, "model.type_vocab_size",
+                 "token types need model.architecture=bert")
+        _require(model.position_offset == 0, "model.position_offset",
+                 "position offsets need model.architecture=bert")
+
+
+def _validate_head(model: ModelConfig) -> None:
+    """The pooling head: a registered pooling type (model/pooling/) and that type's own checks."""
+    # Imported here: the registry holds torch modules; the schema, presets and --help stay torch-free.
+    from megatron_hybridir.model.pooling import POOLINGS
+
+    _require(model.pooling in POOLINGS, "model.pooling",
+             f"unknown pooling {model.pooling!r}; expected one of {list(POOLINGS)}")
+    for field_path, message in POOLINGS[model.pooling].check(model):
+        raise ConfigError(f"{field_path}: {message}")
+
+
+def _validate_family(model: ModelConfig) -> None:
+    """A recorded family fixes the layer kind and some flags (Qwen2's QKV bias, Qwen3's QK norm)."""
+    fam = FAMILIES.get(model.family)
+    _require(fam is not None, "model.family",
+             f"unknown family {model.family!r}; expected one of {sorted(FAMILIES)}")
+    for name, value in fam.model_values().items():
+        _require(getattr(model, name) == value, f"model.{name}",
+                 f"{getattr(model, name)!r} contradicts model.family={model.family} ({name}={value!r})")
+    for flag in ("add_qkv_bias", "qk_layernorm"):
+        _require(getattr(model, flag) == bool(fam.fixed.get(flag)), f"model.{flag}",
+                 f"{getattr(model, flag)} contradicts model.family={model.family}")
+
+
+def validate_model(model: ModelConfig, parallel: ParallelConfig, *, seq_length: int) -> None:
+    """The model section and its parallel layout, on their own (tools that build a model)."""
+    check_ranges(model, "model.")
+    check_ranges(parallel, "parallel.")
+    check_choices(model, "model.")
+    _validate_split(model, parallel)
+    _validate_head(model)
+    if model.family is not None:
+        _validate_family(model)
+    _validate_layer_kind(model, seq_length=seq_length)
+    if model.lora is not None:
+        validate_lora(model.lora)
+
+
+def validate_lora(lora: LoraConfig) -> None:
+    """Targets of the adapters (their sizes are in ``_RANGES``)."""
+    _require(len(lora.target_modules) > 0, "model.lora.target_modules", "name at least one target")
+    check_choices(lora, "model.lora.")
+    _require(len(set(lora.target_modules)) == len(lora.target_modules), "model.lora.target_modules",
+             f"duplicate targets in {lora.target_modules}")
+
+
+def validate_matryoshka(loss: LossConfig, model: ModelConfig) -> None:
+    """Prefix sizes within the embedding, increasing; one weight each (weights' range: _RANGES)."""
+    dims = loss.matryoshka_dims
+    if dims is None:
+        _require(loss.matryoshka_weights is None, "loss.matryoshka_weights",
+                 "needs loss.matryoshka_dims")
+        return
+    full = model.embedding_dim
+    _require(len(dims) > 0, "loss.matryoshka_dims", "name at least one dimension")
+    resolved = []
+    for i, d in enumerate(dims):
+        ok = d == "full" or (isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= full)
+        _require(ok, f"loss.matryoshka_dims[{i}]",
+                 f"expected an integer in [1, {full}] (the embedding size) or 'full', got {d!r}")
+        resolved.append(full if d == "full" else d)
+    _require(all(a < b for a, b in zip(resolved, resolved[1:])), "loss.matryoshka_dims",
+             f"must be strictly increasing, got {dims}")
+    weights = loss.matryoshka_weights
+    if weights is not None:
+        _require(len(weights) == len(dims), "loss.matryoshka_weights",
+                 f"{len(weights)} weights for {len(dims)} dimensions")
+
+
+def _validate_world(config: RunConfig, world_size: int) -> None:
+    """The launcher's world size fits the layout, and the global batch splits over DP ranks."""
+    data = config.data
+    tp, pp = config.parallel.tensor_model_parallel_size, config.parallel.pipeline_model_parallel_size
+    _require(world_size % (tp * pp) == 0, "parallel",
+             f"world size {world_size} is not divisible by parallel.tensor_model_parallel_size"
+             f" x parallel.pipeline_model_parallel_size = {tp} x {pp} = {tp * pp}; start a "
+             f"multiple of {tp * pp} processes (e.g. torchrun --nproc_per_node {tp * pp} -m "
+             f"megatron_hybridir.train ...) or change the parallel layout")
+    dp = world_size // (tp * pp)
+    _require(data.global_batch_size % (data.micro_batch_size * dp) == 0,
+             "data.global_batch_size",
+             f"{data.global_batch_size} is not divisible by data.micro_batch_size "
+             f"({data.micro_batch_size}) x data-parallel size ({dp})")
+
+
+def validate(config: RunConfig, *, world_size: Optional[int] = None) -> None:
+    """Check everything knowable before start-up; ``world_size`` adds the batch-layout checks."""
+    validate_values(config)
+    validate_model(config.model, config.parallel, seq_length=config.seq_length)
+    if world_size is not None:
+        _validate_world(config, world_size)
+    validate_matryoshka(config.loss, config.model)
+    if config.model.lora is not None:
+        _require(bool(config.checkpoint.init_from), "checkpoint.init_from",
+                 "model.lora trains adapters on a frozen base: name the base checkpoint")
+    if config.precision.fp8 is not None:
+        _require(config.model.use_transformer_engine, "precision.fp8",
+                 "fp8 needs model.use_transformer_engine=true")
