@@ -1,6 +1,7 @@
 """No import cycle among megatron_hybridir's modules (issue 20): the graph of module-level imports,
 built with ``ast`` (imports inside functions are left out: they run later, and each is there for
-an optional dependency or a heavy one only some paths need), has no cycle. A package's
+an optional dependency or a heavy one only some paths need; so are ``if TYPE_CHECKING:`` imports,
+which never run), has no cycle. A package's
 ``__init__`` counts as imported with any of its submodules, as Python runs it first."""
 
 from __future__ import annotations
@@ -22,12 +23,23 @@ def _modules() -> dict[str, Path]:
     return out
 
 
+def _type_checking_only(node: ast.AST) -> bool:
+    """``if TYPE_CHECKING:``: read by type checkers, never run."""
+    test = getattr(node, "test", None) if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
 def _top_level_imports(tree: ast.Module, module: str, is_package: bool) -> set[str]:
-    """Modules named by import statements outside functions and classes' methods."""
+    """Modules named by import statements outside functions, classes' methods and
+    ``if TYPE_CHECKING:`` blocks."""
     names, stack = set(), list(tree.body)
     while stack:
         node = stack.pop()
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        if _type_checking_only(node):
+            stack.extend(node.orelse)
             continue
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
