@@ -74,8 +74,8 @@ def save_untrained(run_dir: Path, data: dict, overrides: list[str]) -> Path:
     """The same architecture with its initial random weights, as a checkpoint folder (a baseline)."""
     from megatron.core import dist_checkpointing
     from megatron_hybridir.config import ParallelConfig, load_config
-    from megatron_hybridir.convert.hf_import import ensure_runtime
     from megatron_hybridir.model.builder import build_model
+    from megatron_hybridir.runtime.distributed import ensure_runtime
     from megatron_hybridir.runtime.rng import seed_all
 
     config = load_config(DEMO_CONFIG, [f"model.vocab_size={data['vocab_size']}", *overrides,
@@ -92,8 +92,9 @@ def save_untrained(run_dir: Path, data: dict, overrides: list[str]) -> Path:
 
 def export_and_evaluate(run_dir: Path, data: dict, *, progress: bool = False) -> dict:
     from megatron_hybridir.convert.hf_export import export_hf
-    from megatron_hybridir.evaluate import load_eval_config
+    from megatron_hybridir.evaluation.loading import load_eval_config
     from megatron_hybridir.evaluation.runner import evaluate
+    from megatron_hybridir.study.scaling import run_info
 
     export = run_dir / "hf"
     log(f"exporting {run_dir} to Hugging Face + sentence-transformers: {export}")

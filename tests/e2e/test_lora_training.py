@@ -47,7 +47,7 @@ def bases(tmp_path_factory):
 
 
 def _run_config(tmp: Path, base: Path) -> Path:
-    from megatron_hybridir.convert.io import resolve_checkpoint
+    from megatron_hybridir.checkpointing.folders import resolve_checkpoint
 
     model, _, _ = resolve_checkpoint(base)
     model_dict = dataclasses.asdict(model)
@@ -142,7 +142,7 @@ def test_merged_export_matches_the_model_with_adapters_and_peft_loads_the_adapte
     from transformers import AutoModel
 
     from megatron_hybridir.convert.hf_export import export_hf
-    from megatron_hybridir.convert.io import resolve_checkpoint
+    from megatron_hybridir.checkpointing.folders import resolve_checkpoint
     from megatron_hybridir.convert.verify import load_full_model, verify_export
 
     run = lora_runs["straight"]
