@@ -5,8 +5,9 @@ on another parallel layout. Model and optimizer go through ``dist_checkpointing`
 reshard on load); the scheduler, step and sampler state are common metadata; RNG states are saved
 per rank and restored only when the layout is unchanged. A checkpoint is written to
 ``step_N.tmp``; when every rank has written, the sha256 of every file goes into ``checksums.json``
-(written last, ``checkpointing/checksums.py``), the folder is renamed, and only then is ``latest`` replaced
-(write + os.replace), so a crash mid-save never leaves ``latest`` pointing at a partial checkpoint.
+(written last, ``checkpointing/checksums.py``), the folder is renamed, and only then is ``latest``
+replaced (write + os.replace), so a crash mid-save never leaves ``latest`` pointing at a partial
+checkpoint.
 Loading verifies the checksums first: a changed, truncated or missing file is named, with the last
 step that still verifies.
 
