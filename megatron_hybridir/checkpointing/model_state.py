@@ -1,12 +1,11 @@
 """The model's sharded state, and reading model weights from a distributed checkpoint folder.
 
 Why it exists: ``checkpoint.init_from`` (a converted HF model or another run, at any parallel
-layout), ``--verify`` and export's TP=1 model all read a model's weights from a checkpoint folder;
-:func:`load_model_state` is the one way they do it. Resuming (``training/checkpoint.py``) and LoRA
-(``training/adapter_checkpoint.py``) read the model together with the optimizer, or only the
-adapters / the frozen base, in one ``dist_checkpointing.load``; they build their template from
-:func:`model_sharded_state` and split what was read over the chunks with :func:`chunk_parts`, as
-this module does.
+layout), the frozen base of a LoRA run, ``--verify`` and export's TP=1 model (with its adapters)
+all read model weights from a checkpoint folder; :func:`load_model_state` is the one way they do
+it. Resuming (``training/checkpoint.py``) reads the model together with its optimizer state in
+one ``dist_checkpointing.load`` (the optimizer's template refers to the model's tensors), from the
+same :func:`model_sharded_state` template, split over the chunks by :func:`chunk_parts`.
 
 What it does not do: save checkpoints, load optimizer state or decide which step to load
 (``training/checkpoint.py``); say which folder a path names (``folders``).
@@ -16,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from megatron.core import dist_checkpointing
@@ -46,17 +45,29 @@ def chunk_parts(model: Sequence[torch.nn.Module], state: dict) -> list[tuple[tor
     return [(chunk, state[f"model{i}"]) for i, chunk in enumerate(chunks)]
 
 
-def load_model_state(ckpt: str | Path, model: Sequence[torch.nn.Module], *,
-                     fresh_head: bool) -> list[str]:
-    """Read every model tensor of the distributed checkpoint folder ``ckpt`` into ``model`` (its
-    chunks, at this process's parallel layout). ``fresh_head``: pooling-head tensors the checkpoint
-    lacks (a head changed at fine-tune start: projection, pooler, latent attention) keep their
-    initialisation and are returned; any other missing tensor is an error naming it."""
+def load_model_state(ckpt: str | Path, model: Sequence[torch.nn.Module], *, fresh_head: bool = False,
+                     select: Optional[Callable[[dict], dict]] = None,
+                     apply: Optional[Callable[[torch.nn.Module, dict], None]] = None) -> list[str]:
+    """Read the model tensors of the distributed checkpoint folder ``ckpt`` into ``model`` (its
+    chunks, at this process's parallel layout).
+
+    By default every tensor, each checked to be in ``ckpt`` first; with ``fresh_head``, pooling-head
+    tensors the checkpoint lacks (a head changed at fine-tune start: projection, pooler, latent
+    attention) keep their initialisation and are returned, any other missing tensor is an error
+    naming it. ``select`` reads only part of the model's sharded state instead (LoRA: the frozen
+    base, or the adapters), and ``apply(chunk, part)`` loads each chunk's part in place of a
+    ``load_state_dict`` that is strict unless head tensors were left fresh."""
     template = model_sharded_state(model)
-    fresh = _drop_missing(template, Path(ckpt), fresh_head=fresh_head)
+    if select is None:
+        fresh = _drop_missing(template, Path(ckpt), fresh_head=fresh_head)
+    else:
+        template, fresh = select(template), []
     state = dist_checkpointing.load({"model": template}, str(ckpt))["model"]
     for chunk, part in chunk_parts(model, state):
-        chunk.load_state_dict(part, strict=not fresh)
+        if apply is None:
+            chunk.load_state_dict(part, strict=not fresh)
+        else:
+            apply(chunk, part)
     return fresh
 
 

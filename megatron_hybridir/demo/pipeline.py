@@ -2,9 +2,9 @@
 processes) -> export to HF -> evaluate (mono / cross / multilingual mAP, language bias) -> report.
 
 Why it exists: a new user sees the whole method work on a laptop before renting a cluster, and
-the experiments and the study (``study/experiment.py``, ``study/grid.py``) reuse its steps. Each step is a
-library call; training runs the real entry point under torchrun in a subprocess, exactly as on a
-cluster. Steps whose outputs exist are reused (data, tokenizer, indexed data).
+the experiments and the study (``study/experiment.py``, ``study/grid.py``) reuse its steps. Each
+step is a library call; training runs the real entry point under torchrun in a subprocess, exactly
+as on a cluster. Steps whose outputs exist are reused (data, tokenizer, indexed data).
 """
 
 from __future__ import annotations

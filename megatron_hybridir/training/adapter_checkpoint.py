@@ -25,7 +25,7 @@ import torch.distributed as dist
 from megatron.core import dist_checkpointing
 
 from megatron_hybridir.checkpointing.folders import resolve_checkpoint
-from megatron_hybridir.checkpointing.model_state import chunk_parts, model_sharded_state
+from megatron_hybridir.checkpointing.model_state import load_model_state
 from megatron_hybridir.model.lora import is_adapter_name
 from megatron_hybridir.model.unwrap import unwrap
 
@@ -116,7 +116,6 @@ def load_base_weights(source: str | Path, *, model: Sequence[torch.nn.Module]) -
     the base reference to store with every adapter checkpoint."""
     _, ckpt, _ = resolve_checkpoint(source)
     saved = set(dist_checkpointing.load_tensors_metadata(str(ckpt)))
-    full = model_sharded_state(model)
 
     def base_part(state: dict) -> dict:
         out = {}
@@ -136,14 +135,15 @@ def load_base_weights(source: str | Path, *, model: Sequence[torch.nn.Module]) -
                                              f"for the frozen {name}")
         return out
 
-    state = dist_checkpointing.load({"model": base_part(full)}, str(ckpt))["model"]
-    for chunk, part in chunk_parts(model, state):
+    def fit(chunk: torch.nn.Module, part: dict) -> None:
         missing, unexpected = chunk.load_state_dict(part, strict=False)
         frozen_missing = [k for k in missing if not is_adapter_name(k) and
                           not k.endswith("_extra_state") and not k.startswith("head.")]
         if unexpected or frozen_missing:
             raise AdapterCheckpointError(f"{ckpt}: base does not fit the model: missing "
                                          f"{frozen_missing[:5]}, unexpected {unexpected[:5]}")
+
+    load_model_state(ckpt, model, select=base_part, apply=fit)
     ref = base_reference(source)
     logger.info("LoRA base %s loaded (sha256 %s)", ckpt, ref["sha256"][:16])
     return ref
