@@ -113,26 +113,6 @@ def export_and_evaluate(run_dir: Path, data: dict, *, progress: bool = False) ->
     return results
 
 
-def run_info(run_dir: Path) -> dict:
-    """Parameters and training FLOPs of a run (for the scaling report)."""
-    from megatron_hybridir.config import ModelConfig, from_dict
-    from megatron_hybridir.model.builder import count_parameters
-    from megatron_hybridir.training.flops import training_flops
-
-    config_file = run_dir / "config.yaml"
-    if not config_file.exists():
-        return {}
-    run = yaml.safe_load(config_file.read_text())
-    model = from_dict(ModelConfig, run["model"])
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    steps = rows[-1]["step"] if rows else 0
-    sequences = run["data"]["global_batch_size"] * (2 + run["loss"]["num_hard_negatives"])
-    flops = steps * training_flops(model, sequences=sequences, seq_len=run["seq_length"],
-                                   gradcache=run["training"]["gradcache"])
-    return {"parameters": count_parameters(model), "train_steps": steps, "train_flops": flops,
-            "alpha": run["data"]["alpha"], "seed": run["seed"], "hidden_size": model.hidden_size, "num_layers": model.num_layers}
-
-
 def summary_table(rows: dict[str, dict]) -> str:
     keys = ["mono_mAP", "cross_mAP", "multi_mAP", "rank_distance", "same_language_top"]
     lines = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
