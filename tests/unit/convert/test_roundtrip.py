@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from megatron_hybridir.checkpointing.folders import resolve_checkpoint
 from megatron_hybridir.convert.hf_export import export_hf
 from megatron_hybridir.convert.hf_import import import_hf
-from megatron_hybridir.checkpointing.folders import resolve_checkpoint
 from megatron_hybridir.convert.mappings import ConversionError
 from tests.unit.convert.hf_fixtures import WORDS, load_tool, write_hf_model
 
