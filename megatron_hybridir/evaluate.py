@@ -16,17 +16,11 @@ import logging
 import sys
 from pathlib import Path
 
-import yaml
-
-from megatron_hybridir.config import ConfigError, apply_overrides, from_dict
+from megatron_hybridir.config import ConfigError
 from megatron_hybridir.evaluation.benchmarks import choices_help
-from megatron_hybridir.evaluation.runner import EvalConfig, evaluate
+from megatron_hybridir.evaluation.loading import load_eval_config
+from megatron_hybridir.evaluation.runner import evaluate
 from megatron_hybridir.evaluation.tasks import EvalDataError
-
-
-def load_eval_config(path: str | None, overrides: list[str]) -> EvalConfig:
-    data = (yaml.safe_load(Path(path).read_text()) or {}) if path else {}
-    return from_dict(EvalConfig, apply_overrides(data, overrides))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 import sys
 
+from megatron_hybridir.checkpointing.checksums import CheckpointCorruptError
 from megatron_hybridir.config import ConfigError, load_config
 from megatron_hybridir.config.help import format_help
 from megatron_hybridir.runtime.distributed import shutdown
-from megatron_hybridir.training.checksums import CheckpointCorruptError
 from megatron_hybridir.training.trainer import train
 
 

@@ -15,6 +15,7 @@ import argparse
 import logging
 import sys
 
+from megatron_hybridir.checkpointing.errors import CheckpointError
 from megatron_hybridir.convert.hf_import import import_hf
 from megatron_hybridir.convert.mappings import ConversionError
 from megatron_hybridir.model.pooling import POOLINGS
@@ -44,7 +45,7 @@ def main(argv=None) -> int:
                         overwrite=args.overwrite, pooling=args.pooling, attention=args.attention,
                         projection_dim=args.projection_dim, pooler=args.pooler, progress=True,
                         verify=args.verify)
-    except ConversionError as err:
+    except (ConversionError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {out}")

@@ -13,6 +13,7 @@ import argparse
 import logging
 import sys
 
+from megatron_hybridir.checkpointing.errors import CheckpointError
 from megatron_hybridir.convert.hf_export import export_hf
 from megatron_hybridir.convert.mappings import ConversionError
 
@@ -45,7 +46,7 @@ def main(argv=None) -> int:
                         dtype=args.dtype, max_seq_length=args.max_seq_length,
                         architecture=args.architecture, overwrite=args.overwrite,
                         verify=args.verify, peft_adapter=args.peft_adapter)
-    except ConversionError as err:
+    except (ConversionError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {out}")

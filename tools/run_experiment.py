@@ -10,7 +10,7 @@ several seeds each, same budget; writes experiment.md, experiment.json and trade
 import argparse
 from pathlib import Path
 
-from megatron_hybridir.demo.experiment import run_experiment, run_negatives_experiment
+from megatron_hybridir.study.experiment import run_experiment, run_negatives_experiment
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -25,9 +25,10 @@ from typing import Iterator, Optional
 
 import torch
 
+from megatron_hybridir.checkpointing.folders import resolve_checkpoint
 from megatron_hybridir.config import ModelConfig, ParallelConfig
 from megatron_hybridir.convert import mappings
-from megatron_hybridir.convert.io import atomic_folder, resolve_checkpoint
+from megatron_hybridir.convert.io import atomic_folder
 from megatron_hybridir.convert.mappings import ConversionError
 from megatron_hybridir.model.pooling import sentence_transformers_modes
 
@@ -149,8 +150,8 @@ class CheckpointReader:
 def checkpoint_keys(model: ModelConfig) -> dict[str, str]:
     """Local (TP=1) state-dict name of layer 0 / globals -> key in the distributed checkpoint,
     read off a one-layer skeleton's sharded state dict (so it follows Megatron's own naming)."""
-    from megatron_hybridir.convert.hf_import import ensure_runtime
     from megatron_hybridir.model.builder import build_model
+    from megatron_hybridir.runtime.distributed import ensure_runtime
 
     ensure_runtime()
     one = dataclasses.replace(model, num_layers=1, vocab_size=8, make_vocab_size_divisible_by=8)
@@ -234,7 +235,7 @@ def export_settings(model: ModelConfig, info: dict, *, query_prompt: Optional[st
     """(prompts, max_seq_length) of the export. Explicit arguments win; then a run's training data
     (the prompts its data were tokenized with); then the source model's sentence-transformers
     pipeline (its prompts — none if it had none — and max_seq_length); then the run's seq_length."""
-    from megatron_hybridir.convert import provenance
+    from megatron_hybridir.checkpointing import provenance
 
     record = info.get("provenance") or {}
     st = record.get("sentence_transformers") or {}
@@ -262,7 +263,7 @@ def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional
     format) to ``lora_adapter/``."""
     from megatron_hybridir.convert import export_extras
     from safetensors.torch import save_file
-    from megatron_hybridir.convert import provenance
+    from megatron_hybridir.checkpointing import provenance
 
     model, ckpt, info = resolve_checkpoint(checkpoint)
     st_pooling_mode(model)                    # refuse a pooling type export cannot express
@@ -330,7 +331,7 @@ def _copy_tokenizer(source: Path, out: Path) -> None:
     """Copy tokenizer files as they are (so the export tokenizes exactly as the source model); a
     tokenizer with no pad token is re-saved with one (batched encoding needs it)."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
-    from megatron_hybridir.convert.provenance import TOKENIZER_FILES
+    from megatron_hybridir.checkpointing.provenance import TOKENIZER_FILES
 
     if (source / "tokenizer_config.json").exists():
         tok = AutoTokenizer.from_pretrained(str(source))

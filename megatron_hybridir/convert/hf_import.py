@@ -22,22 +22,14 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from megatron_hybridir.checkpointing.provenance import copy_tokenizer
+from megatron_hybridir.checkpointing.provenance import write as write_provenance
 from megatron_hybridir.config import ModelConfig, ParallelConfig, PrecisionConfig
 from megatron_hybridir.convert import mappings, provenance
 from megatron_hybridir.convert.io import atomic_folder, read_json
 from megatron_hybridir.convert.mappings import ConversionError
 
 log = logging.getLogger(__name__)
-TOKENIZER_FILES = provenance.TOKENIZER_FILES
-
-
-def ensure_runtime(seed: int = 1234) -> None:
-    """A one-process Megatron parallel state (TP=PP=1) unless the caller already made one."""
-    from megatron.core import parallel_state
-    from megatron_hybridir.runtime.distributed import initialize
-
-    if not parallel_state.model_parallel_is_initialized():
-        initialize(ParallelConfig(), seed=seed)
 
 
 def model_config_from_hf(hf: dict, source: str, **head) -> ModelConfig:
@@ -172,6 +164,8 @@ def import_hf(hf_dir: str | Path, output: str | Path, *, tensor_parallel: int = 
     family, the HF classes, the tokenizer (copied into ``tokenizer/``) and that pipeline."""
     from megatron_hybridir.convert.streamed_save import save_streamed
     from megatron_hybridir.model.builder import build_head, build_model, padded_vocab_size
+    from megatron_hybridir.runtime.distributed import ensure_runtime
+
     ensure_runtime()
 
     hf_dir, output = Path(hf_dir), Path(output)
@@ -215,10 +209,10 @@ def import_hf(hf_dir: str | Path, output: str | Path, *, tensor_parallel: int = 
 
     with atomic_folder(output, overwrite, kind="converted checkpoint") as tmp:
         (tmp / "model.yaml").write_text(yaml.safe_dump(dataclasses.asdict(model_cfg), sort_keys=False))
-        tokenizer = provenance.copy_tokenizer(hf_dir, tmp / "tokenizer")
+        tokenizer = copy_tokenizer(hf_dir, tmp / "tokenizer")
         record = provenance.for_import(hf_dir, hf_config, arch.name, tokenizer)
         record.update(dtype=dtype, tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel)
-        provenance.write(tmp, record)
+        write_provenance(tmp, record)
         save_streamed(skeleton.sharded_state_dict(), tmp / "checkpoint", materialize)
         bar.close()
         if verify:                   # before the rename: a failed check leaves no output

@@ -1,7 +1,8 @@
-"""Reading checkpoint folders and writing outputs atomically.
+"""Writing conversion outputs atomically, and reading the JSON files of an HF folder.
 
 A conversion writes into ``<output>.tmp-<pid>`` and renames it into place only when complete, so a
-failure never leaves a half-written model where a user (or a later job) would load it.
+failure never leaves a half-written model where a user (or a later job) would load it. Which
+checkpoint a path names is ``checkpointing/folders.resolve_checkpoint`` (training reads it too).
 """
 
 from __future__ import annotations
@@ -13,9 +14,6 @@ import shutil
 from pathlib import Path
 from typing import Iterator, Optional
 
-import yaml
-
-from megatron_hybridir.config import ModelConfig, from_dict
 from megatron_hybridir.convert.mappings import ConversionError
 
 
@@ -62,36 +60,3 @@ def read_json(path: Path, what: str) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ConversionError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-
-
-def resolve_checkpoint(path: str | Path) -> tuple[ModelConfig, Path, dict]:
-    """(model config, dist-checkpoint folder, extra info) from a run directory, one of its
-    ``checkpoints/step_N`` folders, or a folder written by ``convert_hf_to_megatron``.
-
-    ``info["provenance"]`` is the folder's ``provenance.json`` (None for folders written before it
-    existed) and ``info["folder"]`` the folder holding it (its ``tokenizer/`` is relative to it)."""
-    from megatron_hybridir.convert import provenance
-
-    path = Path(path)
-    if (path / "model.yaml").exists():                       # converted from HF
-        model = from_dict(ModelConfig, yaml.safe_load((path / "model.yaml").read_text()))
-        return model, path / "checkpoint", {"provenance": provenance.read(path), "folder": path}
-    run_dir, ckpt = path, None
-    if path.name.startswith("step_"):
-        run_dir, ckpt = path.parent.parent, path
-    config_file = run_dir / "config.yaml"
-    if not config_file.exists():
-        raise ConversionError(f"{path}: not a run directory (no config.yaml), a checkpoint step, or a "
-                              f"converted folder (no model.yaml)")
-    run = yaml.safe_load(config_file.read_text())
-    model = from_dict(ModelConfig, run["model"])
-    if ckpt is None:
-        pointer = run_dir / "checkpoints" / "latest"
-        if not pointer.exists():
-            raise ConversionError(f"{run_dir}: no checkpoints/latest")
-        ckpt = run_dir / "checkpoints" / f"step_{int(pointer.read_text()):08d}"
-    if not (ckpt / "metadata.json").exists():
-        raise ConversionError(f"{ckpt}: not a complete distributed checkpoint (no metadata.json)")
-    info = {"seq_length": run.get("seq_length"), "data": run.get("data", {}),
-            "provenance": provenance.read(run_dir), "folder": run_dir}
-    return model, ckpt, info

@@ -113,7 +113,7 @@ def write_peft_adapter(model: ModelConfig, ckpt: Path, out: Path, *, base_name: 
 def load_lora_model(model: ModelConfig, ckpt: Path, rows: int):
     """The Megatron model with adapters at TP=1 (fp32): the base an adapter checkpoint names, then
     its adapters and head (what ``--verify`` compares the merged export with)."""
-    from megatron.core import dist_checkpointing
+    from megatron_hybridir.checkpointing.model_state import load_model_state
     from megatron_hybridir.model.builder import build_model
     from megatron_hybridir.training.adapter_checkpoint import (
         load_base_weights, load_chunk_state, trainable_sharded_state)
@@ -121,7 +121,5 @@ def load_lora_model(model: ModelConfig, ckpt: Path, rows: int):
     ref = adapter_base(ckpt)
     chunk = build_model(dataclasses.replace(model, make_vocab_size_divisible_by=rows), ParallelConfig())
     load_base_weights(ref["path"], model=[chunk])
-    state = dist_checkpointing.load({"model": trainable_sharded_state(chunk.sharded_state_dict())},
-                                    str(ckpt))
-    load_chunk_state(chunk, state["model"])
+    load_model_state(ckpt, [chunk], select=trainable_sharded_state, apply=load_chunk_state)
     return chunk.eval()

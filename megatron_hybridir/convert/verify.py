@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from megatron_hybridir.checkpointing.folders import resolve_checkpoint
 from megatron_hybridir.config import ModelConfig, ParallelConfig
 from megatron_hybridir.convert.mappings import ConversionError
 from megatron_hybridir.runtime.distributed import compute_device
@@ -23,10 +24,10 @@ SAMPLE_TEXTS = ("Query: where is the river that runs past the old castle?",
 
 def load_full_model(model_cfg: ModelConfig, ckpt: Path):
     """The whole model at TP=1 from a distributed checkpoint of any layout (fp32)."""
-    from megatron.core import dist_checkpointing
+    from megatron_hybridir.checkpointing.model_state import load_model_state
     from megatron_hybridir.convert.hf_export import CheckpointReader
-    from megatron_hybridir.convert.hf_import import ensure_runtime
     from megatron_hybridir.model.builder import build_model
+    from megatron_hybridir.runtime.distributed import ensure_runtime
 
     ensure_runtime()
     if model_cfg.lora is not None:       # base + adapters (the export has them merged)
@@ -37,8 +38,7 @@ def load_full_model(model_cfg: ModelConfig, ckpt: Path):
         return load_lora_model(model_cfg, ckpt, rows)
     rows = CheckpointReader(ckpt).shape("embedding.word_embeddings.weight")[0]
     model = build_model(dataclasses.replace(model_cfg, make_vocab_size_divisible_by=rows), ParallelConfig())
-    state = dist_checkpointing.load({"model": model.sharded_state_dict()}, str(ckpt))
-    model.load_state_dict(state["model"])
+    load_model_state(ckpt, [model], fresh_head=False)
     return model.eval()
 
 
@@ -55,7 +55,6 @@ def verify_import(hf_dir: Path, converted: Path, texts=SAMPLE_TEXTS, tol: float 
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
     from megatron_hybridir.convert.hf_export import export_hf
-    from megatron_hybridir.convert.io import resolve_checkpoint
 
     model_cfg, ckpt, _ = resolve_checkpoint(converted)
     ours = load_full_model(model_cfg, ckpt)
@@ -92,7 +91,6 @@ def verify_import(hf_dir: Path, converted: Path, texts=SAMPLE_TEXTS, tol: float 
 def verify_export(checkpoint: Path, exported: Path, texts=SAMPLE_TEXTS, tol: float = 1e-4) -> dict:
     """SentenceTransformer(exported) embeddings == the Megatron model's embeddings."""
     from sentence_transformers import SentenceTransformer
-    from megatron_hybridir.convert.io import resolve_checkpoint
 
     model_cfg, ckpt, _ = resolve_checkpoint(checkpoint)
     ours = load_full_model(model_cfg, ckpt)

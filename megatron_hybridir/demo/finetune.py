@@ -78,7 +78,7 @@ def train(run_dir: Path, prepared: dict, overrides: list[str]) -> None:
 
 
 def evaluate_model(model: Path, data: Path, output: Path) -> dict:
-    from megatron_hybridir.evaluate import load_eval_config
+    from megatron_hybridir.evaluation.loading import load_eval_config
     from megatron_hybridir.evaluation.runner import evaluate
 
     config = load_eval_config(None, ["benchmark=lareqa", f"data={data / 'test' / 'lareqa'}",

@@ -2,9 +2,9 @@
 processes) -> export to HF -> evaluate (mono / cross / multilingual mAP, language bias) -> report.
 
 Why it exists: a new user sees the whole method work on a laptop before renting a cluster, and
-``tools/run_experiment.py`` / ``tools/scaling_report.py`` reuse the same steps. Each step is a
-library call; training runs the real entry point under torchrun in a subprocess, exactly as on a
-cluster. Steps whose outputs exist are reused (data, tokenizer, indexed data).
+the experiments and the study (``study/experiment.py``, ``study/grid.py``) reuse its steps. Each
+step is a library call; training runs the real entry point under torchrun in a subprocess, exactly
+as on a cluster. Steps whose outputs exist are reused (data, tokenizer, indexed data).
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ def save_untrained(run_dir: Path, data: dict, overrides: list[str]) -> Path:
     """The same architecture with its initial random weights, as a checkpoint folder (a baseline)."""
     from megatron.core import dist_checkpointing
     from megatron_hybridir.config import ParallelConfig, load_config
-    from megatron_hybridir.convert.hf_import import ensure_runtime
     from megatron_hybridir.model.builder import build_model
+    from megatron_hybridir.runtime.distributed import ensure_runtime
     from megatron_hybridir.runtime.rng import seed_all
 
     config = load_config(DEMO_CONFIG, [f"model.vocab_size={data['vocab_size']}", *overrides,
@@ -92,8 +92,9 @@ def save_untrained(run_dir: Path, data: dict, overrides: list[str]) -> Path:
 
 def export_and_evaluate(run_dir: Path, data: dict, *, progress: bool = False) -> dict:
     from megatron_hybridir.convert.hf_export import export_hf
-    from megatron_hybridir.evaluate import load_eval_config
+    from megatron_hybridir.evaluation.loading import load_eval_config
     from megatron_hybridir.evaluation.runner import evaluate
+    from megatron_hybridir.study.scaling import run_info
 
     export = run_dir / "hf"
     log(f"exporting {run_dir} to Hugging Face + sentence-transformers: {export}")
@@ -110,26 +111,6 @@ def export_and_evaluate(run_dir: Path, data: dict, *, progress: bool = False) ->
     results["run_info"] = run_info(run_dir)
     (run_dir / "eval" / "results.json").write_text(json.dumps(results, indent=2))
     return results
-
-
-def run_info(run_dir: Path) -> dict:
-    """Parameters and training FLOPs of a run (for the scaling report)."""
-    from megatron_hybridir.config import ModelConfig, from_dict
-    from megatron_hybridir.model.builder import count_parameters
-    from megatron_hybridir.training.flops import training_flops
-
-    config_file = run_dir / "config.yaml"
-    if not config_file.exists():
-        return {}
-    run = yaml.safe_load(config_file.read_text())
-    model = from_dict(ModelConfig, run["model"])
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    steps = rows[-1]["step"] if rows else 0
-    sequences = run["data"]["global_batch_size"] * (2 + run["loss"]["num_hard_negatives"])
-    flops = steps * training_flops(model, sequences=sequences, seq_len=run["seq_length"],
-                                   gradcache=run["training"]["gradcache"])
-    return {"parameters": count_parameters(model), "train_steps": steps, "train_flops": flops,
-            "alpha": run["data"]["alpha"], "seed": run["seed"], "hidden_size": model.hidden_size, "num_layers": model.num_layers}
 
 
 def summary_table(rows: dict[str, dict]) -> str:

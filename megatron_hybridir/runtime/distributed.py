@@ -152,6 +152,15 @@ def initialize(parallel: ParallelConfig, *, seed: int, launch: Optional[LaunchEn
     return info
 
 
+def ensure_runtime(seed: int = 1234) -> None:
+    """A one-process Megatron parallel state (TP=PP=1) unless the caller already made one (the
+    conversion tools, verification and the demo build whole models outside a training run)."""
+    from megatron.core import parallel_state
+
+    if not parallel_state.model_parallel_is_initialized():
+        initialize(ParallelConfig(), seed=seed)
+
+
 def shutdown() -> None:
     """Destroy Megatron's groups and the default group (safe to call twice)."""
     from megatron.core import parallel_state

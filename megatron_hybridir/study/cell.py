@@ -23,10 +23,11 @@ import yaml
 def run(folder: Path) -> dict:
     from megatron_hybridir.config import load_config
     from megatron_hybridir.convert.hf_export import export_hf
-    from megatron_hybridir.demo.pipeline import DEMO_CONFIG, run_info
+    from megatron_hybridir.demo.pipeline import DEMO_CONFIG
     from megatron_hybridir.evaluation.encoder import Encoder, EncoderConfig
     from megatron_hybridir.runtime.distributed import shutdown
     from megatron_hybridir.study.budget import BudgetRule, EarlyStopping
+    from megatron_hybridir.study.scaling import run_info
     from megatron_hybridir.study.scoring import dev_score, lareqa_query_scores, query_scores, summarize
     from megatron_hybridir.training.trainer import train
 

@@ -248,7 +248,7 @@ def write_plan(config: PlanConfig) -> dict:
 
 def annotate(run_dir: str | Path, results: list[str | Path]) -> None:
     """Write the run's parameters, FLOPs, alpha and seed into evaluation results (``run_info``)."""
-    from megatron_hybridir.demo.pipeline import run_info
+    from megatron_hybridir.study.scaling import run_info
 
     info = run_info(Path(run_dir))
     if not info:

@@ -24,8 +24,10 @@ import torch
 import torch.distributed as dist
 from megatron.core import dist_checkpointing
 
+from megatron_hybridir.checkpointing.folders import resolve_checkpoint
+from megatron_hybridir.checkpointing.model_state import load_model_state
 from megatron_hybridir.model.lora import is_adapter_name
-from megatron_hybridir.training.forward_step import unwrap
+from megatron_hybridir.model.unwrap import unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +88,6 @@ def content_hash(folder: str | Path) -> str:
 def base_reference(source: str | Path) -> dict:
     """{"path", "checkpoint", "sha256"} of a base (converted folder, run, or step folder); hashed
     once on rank 0 and broadcast."""
-    from megatron_hybridir.convert.io import resolve_checkpoint
-
     _, ckpt, _ = resolve_checkpoint(source)
     ref = [None]
     if not dist.is_initialized() or dist.get_rank() == 0:
@@ -114,12 +114,8 @@ def check_same_base(saved: Optional[dict], current: dict, *, where: str | Path) 
 def load_base_weights(source: str | Path, *, model: Sequence[torch.nn.Module]) -> dict:
     """Load the frozen base (and the head, where the base has one) into a LoRA model; returns
     the base reference to store with every adapter checkpoint."""
-    from megatron_hybridir.convert.io import resolve_checkpoint
-    from megatron_hybridir.training.checkpoint import model_sharded_state
-
     _, ckpt, _ = resolve_checkpoint(source)
     saved = set(dist_checkpointing.load_tensors_metadata(str(ckpt)))
-    full = model_sharded_state(model)
 
     def base_part(state: dict) -> dict:
         out = {}
@@ -139,16 +135,15 @@ def load_base_weights(source: str | Path, *, model: Sequence[torch.nn.Module]) -
                                              f"for the frozen {name}")
         return out
 
-    state = dist_checkpointing.load({"model": base_part(full)}, str(ckpt))["model"]
-    chunks = [unwrap(c) for c in model]
-    for chunk, part in zip(chunks, [state] if len(chunks) == 1 else
-                           [state[f"model{i}"] for i in range(len(chunks))]):
+    def fit(chunk: torch.nn.Module, part: dict) -> None:
         missing, unexpected = chunk.load_state_dict(part, strict=False)
         frozen_missing = [k for k in missing if not is_adapter_name(k) and
                           not k.endswith("_extra_state") and not k.startswith("head.")]
         if unexpected or frozen_missing:
             raise AdapterCheckpointError(f"{ckpt}: base does not fit the model: missing "
                                          f"{frozen_missing[:5]}, unexpected {unexpected[:5]}")
+
+    load_model_state(ckpt, model, select=base_part, apply=fit)
     ref = base_reference(source)
     logger.info("LoRA base %s loaded (sha256 %s)", ckpt, ref["sha256"][:16])
     return ref

@@ -5,12 +5,14 @@ on another parallel layout. Model and optimizer go through ``dist_checkpointing`
 reshard on load); the scheduler, step and sampler state are common metadata; RNG states are saved
 per rank and restored only when the layout is unchanged. A checkpoint is written to
 ``step_N.tmp``; when every rank has written, the sha256 of every file goes into ``checksums.json``
-(written last, ``checksums.py``), the folder is renamed, and only then is ``latest`` replaced
-(write + os.replace), so a crash mid-save never leaves ``latest`` pointing at a partial checkpoint.
+(written last, ``checkpointing/checksums.py``), the folder is renamed, and only then is ``latest``
+replaced (write + os.replace), so a crash mid-save never leaves ``latest`` pointing at a partial
+checkpoint.
 Loading verifies the checksums first: a changed, truncated or missing file is named, with the last
 step that still verifies.
 
-What it does not do: decide when to save (the trainer does).
+What it does not do: decide when to save (the trainer does), or read only a model's weights
+(``checkpoint.init_from``: ``checkpointing/model_state.load_model_weights``).
 """
 
 from __future__ import annotations
@@ -19,32 +21,22 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 import torch.distributed as dist
 from megatron.core import dist_checkpointing
 
-from megatron_hybridir.runtime.rng import rng_restore, rng_snapshot
-from megatron_hybridir.training.checksums import (
-    MANIFEST,
+from megatron_hybridir.checkpointing.checksums import (
     CheckpointCorruptError,
     verify_checksums,
     write_checksums,
 )
+from megatron_hybridir.checkpointing.model_state import chunk_parts, model_sharded_state
+from megatron_hybridir.runtime.rng import rng_restore, rng_snapshot
 from megatron_hybridir.training.adapter_checkpoint import checkpoint_model_state, load_chunk_state
-from megatron_hybridir.training.forward_step import unwrap
 
 logger = logging.getLogger(__name__)
-
-
-def model_sharded_state(model: Sequence[torch.nn.Module]) -> dict:
-    """Sharded state dict of all chunks (``model{i}`` keys with virtual pipeline stages)."""
-    # Unwrapped chunks: the DDP wrapper would prefix every key with "module.".
-    chunks = [unwrap(chunk) for chunk in model]
-    if len(chunks) == 1:
-        return chunks[0].sharded_state_dict()
-    return {f"model{i}": chunk.sharded_state_dict() for i, chunk in enumerate(chunks)}
 
 
 def _optimizer_metadata() -> dict:
@@ -131,48 +123,6 @@ def save_checkpoint(run_dir: str | Path, step: int, *, model, optimizer, schedul
     return final
 
 
-def load_model_weights(source: str | Path, *, model) -> Path:
-    """Load only model weights (no optimizer / step) from a converted folder or another run."""
-    from megatron_hybridir.convert.io import resolve_checkpoint
-
-    _, ckpt, _ = resolve_checkpoint(source)
-    if (Path(ckpt) / MANIFEST).exists():   # a run's checkpoint (converted folders carry none)
-        verify_checksums(ckpt)
-    template = model_sharded_state(model)
-    fresh = _head_not_in(template, ckpt)
-    state = dist_checkpointing.load({"model": template}, str(ckpt))
-    if len(model) == 1:
-        unwrap(model[0]).load_state_dict(state["model"], strict=not fresh)
-    else:
-        for i, chunk in enumerate(model):
-            unwrap(chunk).load_state_dict(state["model"][f"model{i}"], strict=not fresh)
-    if fresh:
-        logger.info("head weights not in %s start from their initialisation: %s", ckpt, fresh)
-    logger.info("initialised model weights from %s", ckpt)
-    return ckpt
-
-
-def _head_not_in(template: dict, ckpt: Path) -> list[str]:
-    """Drop (in place) pooling-head entries the checkpoint lacks — a head changed at fine-tune
-    start (projection, pooler, latent attention) — and return their names; any other missing
-    tensor is an error naming it."""
-    from megatron.core.dist_checkpointing.mapping import ShardedTensor
-
-    saved = set(dist_checkpointing.load_tensors_metadata(str(ckpt)))
-    chunks = [template] if "model0" not in template else [template[k] for k in sorted(template)]
-    fresh, missing = [], []
-    for chunk in chunks:
-        for name in list(chunk):
-            value = chunk[name]
-            if isinstance(value, ShardedTensor) and value.key not in saved:
-                (fresh if name.startswith("head.") else missing).append(name)
-                if name.startswith("head."):
-                    del chunk[name]
-    if missing:
-        raise KeyError(f"{ckpt}: has no tensor for {missing[:5]} (a different architecture?)")
-    return fresh
-
-
 def _own_adam_step_on_load() -> None:
     """Megatron-Core 0.16.1 fix for torch's own Adam (no Apex / TE FusedAdam), applied once.
 
@@ -233,11 +183,8 @@ def load_checkpoint(run_dir: str | Path, *, model, optimizer, scheduler) -> Opti
                 "optimizer": optimizer.sharded_state_dict(model_state, is_loading=True,
                                                        metadata=_optimizer_metadata())}
     state = dist_checkpointing.load(template, str(path))
-    if len(model) == 1:
-        load_chunk_state(model[0], state["model"])
-    else:
-        for i, chunk in enumerate(model):
-            load_chunk_state(chunk, state["model"][f"model{i}"])
+    for chunk, part in chunk_parts(model, state["model"]):
+        load_chunk_state(chunk, part)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     world = dist.get_world_size() if dist.is_initialized() else 1

@@ -20,13 +20,7 @@ from torch import Tensor
 from megatron_hybridir.config import LossConfig
 from megatron_hybridir.loss import ContrastiveOutput, info_nce
 from megatron_hybridir.matryoshka import matryoshka_info_nce
-
-
-def unwrap(model):
-    """The EmbeddingModel inside DDP / Float16Module wrappers."""
-    while hasattr(model, "module"):
-        model = model.module
-    return model
+from megatron_hybridir.model.unwrap import unwrap
 
 
 def split_embeddings(embeddings: Tensor, *, num_queries: int, num_negatives: int):

@@ -27,6 +27,9 @@ from typing import Any, Optional
 
 import yaml
 
+from megatron_hybridir.checkpointing import provenance
+from megatron_hybridir.checkpointing.errors import CheckpointError
+from megatron_hybridir.checkpointing.folders import resolve_checkpoint
 from megatron_hybridir.config import (
     ConfigError,
     ModelConfig,
@@ -85,12 +88,9 @@ def init_model(init_from: str, model: ModelConfig, explicit: Optional[dict] = No
     ``INIT_OVERRIDABLE`` taken from ``model`` where set. ``explicit`` holds the fields the user
     wrote (YAML + overrides); None means every field of ``model`` counts as written (a RunConfig
     built in code). Other written fields that differ from the checkpoint raise, listed."""
-    from megatron_hybridir.convert.io import resolve_checkpoint
-    from megatron_hybridir.convert.mappings import ConversionError
-
     try:
         source, _, _ = resolve_checkpoint(init_from)
-    except ConversionError as err:
+    except CheckpointError as err:
         raise ConfigError(f"checkpoint.init_from: {err}") from None
     written = dataclasses.asdict(model) if explicit is None else dict(explicit)
     mine = dataclasses.asdict(model)
@@ -145,8 +145,6 @@ def _init_tokenizer(init_from: str) -> Optional[tuple[set, int, Path]]:
     """(hashes, vocabulary, folder) of the tokenizer an initial checkpoint records, if any. A run
     directory also accepts the hash its own training data recorded (a SentencePiece ``.model``
     hashes differently from the ``tokenizer.json`` copied beside the run)."""
-    from megatron_hybridir.convert import provenance
-    from megatron_hybridir.convert.io import resolve_checkpoint
     from megatron_hybridir.data.tokenizer import Tokenizer
 
     _, _, info = resolve_checkpoint(init_from)
@@ -214,8 +212,6 @@ def write_run_provenance(run_dir: Path, config: RunConfig, manifest: Optional[di
     """``provenance.json`` of a run: the initial checkpoint's record (family, HF classes,
     sentence-transformers pipeline), its tokenizer copied into ``tokenizer/`` (else the data's
     tokenizer), and the identity of the training data (prompts, tokenizer hash, vocabulary)."""
-    from megatron_hybridir.convert import provenance
-    from megatron_hybridir.convert.io import resolve_checkpoint
 
     record = {"format": provenance.FORMAT, "family": family_of(config.model).name,
               "init_from": None, "hf": None, "sentence_transformers": None, "tokenizer": None,

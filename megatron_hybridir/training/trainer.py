@@ -26,13 +26,13 @@ from megatron.core import parallel_state
 from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
+from megatron_hybridir.checkpointing.model_state import load_model_weights
 from megatron_hybridir.config import RunConfig, validate, validate_paths
 from megatron_hybridir.data.sampler import MONO
 from megatron_hybridir.model.builder import build_model_chunks
 from megatron_hybridir.runtime.distributed import compute_device, initialize, launch_env
 from megatron_hybridir.training.adapter_checkpoint import check_same_base, load_base_weights
-from megatron_hybridir.training.checkpoint import (
-    latest_step, load_checkpoint, load_model_weights, save_checkpoint)
+from megatron_hybridir.training.checkpoint import latest_step, load_checkpoint, save_checkpoint
 from megatron_hybridir.training.engine import forward_backward, wrap_ddp
 from megatron_hybridir.training.flops import peak_tflops, training_flops
 from megatron_hybridir.training.gradcache import gradcache_forward_backward

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import torch
 
+from megatron_hybridir.checkpointing.folders import resolve_checkpoint
+from megatron_hybridir.checkpointing.model_state import load_model_weights
 from megatron_hybridir.config import LossConfig, ParallelConfig
-from megatron_hybridir.convert.io import resolve_checkpoint
 from megatron_hybridir.data.synthetic import random_token_batch
 from megatron_hybridir.model.builder import build_model_chunks
 from megatron_hybridir.runtime.distributed import initialize
-from megatron_hybridir.training.checkpoint import load_model_weights
 from megatron_hybridir.training.engine import forward_backward, wrap_ddp
 
 LOSS = LossConfig(temperature=0.05, num_hard_negatives=1)

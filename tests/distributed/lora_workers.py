@@ -16,11 +16,11 @@ from megatron.core import dist_checkpointing
 from megatron.core import parallel_state as ps
 from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 
+from megatron_hybridir.checkpointing.model_state import model_sharded_state
 from megatron_hybridir.config import LoraConfig, ParallelConfig
 from megatron_hybridir.model.builder import build_model_chunks
 from megatron_hybridir.runtime.distributed import initialize
 from megatron_hybridir.training.adapter_checkpoint import trainable_sharded_state
-from megatron_hybridir.training.checkpoint import model_sharded_state
 from megatron_hybridir.training.engine import forward_backward, wrap_ddp
 from megatron_hybridir.training.gradcache import gradcache_forward_backward
 from tests.distributed.parity_workers import LOSS, global_batch, micro_batches_for_rank, model_config

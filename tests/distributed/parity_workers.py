@@ -13,12 +13,12 @@ from pathlib import Path
 import torch
 from megatron.core import dist_checkpointing
 
+from megatron_hybridir.checkpointing.model_state import model_sharded_state
 from megatron_hybridir.config import LossConfig, ParallelConfig
 from megatron_hybridir.data.synthetic import random_token_batch
 from megatron_hybridir.model.builder import build_model_chunks
 from megatron_hybridir.config.presets import preset
 from megatron_hybridir.runtime.distributed import initialize
-from megatron_hybridir.training.checkpoint import model_sharded_state
 from megatron_hybridir.training.engine import forward_backward, wrap_ddp
 from megatron_hybridir.training.gradcache import gradcache_forward_backward
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from megatron_hybridir.checkpointing.checksums import verify_checksums
 from megatron_hybridir.runtime.distributed import free_port
 from megatron_hybridir.training.checkpoint import latest_step
-from megatron_hybridir.training.checksums import verify_checksums
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 10

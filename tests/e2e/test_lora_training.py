@@ -47,7 +47,7 @@ def bases(tmp_path_factory):
 
 
 def _run_config(tmp: Path, base: Path) -> Path:
-    from megatron_hybridir.convert.io import resolve_checkpoint
+    from megatron_hybridir.checkpointing.folders import resolve_checkpoint
 
     model, _, _ = resolve_checkpoint(base)
     model_dict = dataclasses.asdict(model)
@@ -97,7 +97,7 @@ def test_adapter_checkpoints_carry_checksums_that_catch_a_changed_file(lora_runs
     import json
     import shutil
 
-    from megatron_hybridir.training.checksums import MANIFEST, CheckpointCorruptError, verify_checksums
+    from megatron_hybridir.checkpointing.checksums import MANIFEST, CheckpointCorruptError, verify_checksums
 
     step = lora_runs["straight"] / "checkpoints" / "step_00000006"
     listed = set(json.loads((step / MANIFEST).read_text())["files"])
@@ -162,7 +162,7 @@ def test_merged_export_matches_the_model_with_adapters_and_peft_loads_the_adapte
     from transformers import AutoModel
 
     from megatron_hybridir.convert.hf_export import export_hf
-    from megatron_hybridir.convert.io import resolve_checkpoint
+    from megatron_hybridir.checkpointing.folders import resolve_checkpoint
     from megatron_hybridir.convert.verify import load_full_model, verify_export
 
     run = lora_runs["straight"]

@@ -33,7 +33,7 @@ def minilm() -> Path:
 def minilm_converted(minilm, tmp_path_factory) -> Path:
     """all-MiniLM-L6-v2 imported at TP=1 in fp32 with default options."""
     from megatron_hybridir.convert.hf_import import import_hf
-    from megatron_hybridir.convert.hf_import import ensure_runtime
+    from megatron_hybridir.runtime.distributed import ensure_runtime
 
     ensure_runtime()
     return import_hf(minilm, tmp_path_factory.mktemp("minilm") / "converted", dtype="fp32")

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import torch
 
+from megatron_hybridir.checkpointing.folders import resolve_checkpoint
+from megatron_hybridir.checkpointing.model_state import load_model_weights
 from megatron_hybridir.config import ParallelConfig
-from megatron_hybridir.convert.io import resolve_checkpoint
 from megatron_hybridir.model.builder import build_model_chunks
 from megatron_hybridir.runtime.distributed import initialize
-from megatron_hybridir.training.checkpoint import load_model_weights
 
 
 def hidden_states_at_tp(launch, converted: str, tp: int, batch: str, out: str) -> None:

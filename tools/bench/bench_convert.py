@@ -25,10 +25,20 @@ from pathlib import Path
 import torch
 
 
+def write_tokenizer(folder: Path) -> None:
+    """A small word-level tokenizer: conversion copies the tokenizer files, whatever they hold."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<pad>", "<unk>", "</s>"] + [f"w{i}" for i in range(61)]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
+                            eos_token="</s>").save_pretrained(str(folder))
+
+
 def write_checkpoint(folder: Path, layers: int, hidden: int, ffn: int, vocab: int) -> tuple[int, int]:
     from safetensors.torch import save_file
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.unit.convert.hf_fixtures import write_tokenizer
 
     folder.mkdir(parents=True)
     heads, kv = hidden // 128, max(1, hidden // 512)

@@ -57,7 +57,7 @@ def write_corpus(folder: Path, passages: int, queries: int, seed: int = 0) -> No
 
 
 def run_ours(folder: Path, model: str, out: Path) -> tuple[float, dict]:
-    from megatron_hybridir.evaluate import load_eval_config
+    from megatron_hybridir.evaluation.loading import load_eval_config
     from megatron_hybridir.evaluation.runner import evaluate
 
     config = load_eval_config(None, ["benchmark=beir", f"data={folder}", f"encoder.model={model}",

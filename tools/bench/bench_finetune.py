@@ -112,9 +112,9 @@ def ours(tmp: Path, pad_to_multiple: int):
     import yaml
 
     from megatron_hybridir.config import ModelConfig, RunConfig, from_dict
-    from megatron_hybridir.convert.hf_import import ensure_runtime
+    from megatron_hybridir.runtime.distributed import ensure_runtime
     from megatron_hybridir.data.dataset import Collator, TokenizedDataset
-    from megatron_hybridir.training.checkpoint import load_model_weights
+    from megatron_hybridir.checkpointing.model_state import load_model_weights
     from megatron_hybridir.training.engine import forward_backward
     from megatron_hybridir.training.trainer import build_training
 

@@ -81,11 +81,12 @@ def main() -> None:
     from megatron_hybridir.config import validate
     from megatron_hybridir.loss import info_nce
     from megatron_hybridir.model.layer_specs import transformer_engine_available
+    from megatron_hybridir.model.unwrap import unwrap
     from megatron_hybridir.runtime.distributed import (
         compute_device, initialize, shutdown, to_compute_device)
     from megatron_hybridir.training.engine import forward_backward
     from megatron_hybridir.training.flops import peak_tflops, training_flops
-    from megatron_hybridir.training.forward_step import split_embeddings, unwrap
+    from megatron_hybridir.training.forward_step import split_embeddings
     from megatron_hybridir.training.trainer import BatchSource, build_training
 
     config = run_config(args)

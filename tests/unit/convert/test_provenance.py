@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from megatron_hybridir.convert import provenance
+from megatron_hybridir.checkpointing import provenance
+from megatron_hybridir.checkpointing.folders import resolve_checkpoint
 from megatron_hybridir.convert.hf_export import export_hf
 from megatron_hybridir.convert.hf_import import import_hf
-from megatron_hybridir.convert.io import resolve_checkpoint
 from megatron_hybridir.convert.mappings import ConversionError
 from tests.unit.convert.hf_fixtures import write_hf_model
 

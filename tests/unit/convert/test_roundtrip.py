@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from megatron_hybridir.checkpointing.folders import resolve_checkpoint
 from megatron_hybridir.convert.hf_export import export_hf
 from megatron_hybridir.convert.hf_import import import_hf
-from megatron_hybridir.convert.io import resolve_checkpoint
 from megatron_hybridir.convert.mappings import ConversionError
 from tests.unit.convert.hf_fixtures import WORDS, load_tool, write_hf_model
 
@@ -205,7 +205,7 @@ def test_training_init_from_a_converted_folder(tmp_path, megatron_runtime):
     """checkpoint.init_from loads the converted weights into a freshly built training model."""
     from megatron_hybridir.config import ParallelConfig
     from megatron_hybridir.model.builder import build_model
-    from megatron_hybridir.training.checkpoint import load_model_weights
+    from megatron_hybridir.checkpointing.model_state import load_model_weights
 
     hf = write_hf_model(tmp_path / "hf", "qwen3")
     converted = import_hf(hf, tmp_path / "meg", dtype="fp32", attention="causal")

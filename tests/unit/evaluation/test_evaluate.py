@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from megatron_hybridir.config import ConfigError
-from megatron_hybridir.evaluate import load_eval_config, main
+from megatron_hybridir.evaluate import main
 from megatron_hybridir.evaluation import encoder as encoder_mod
 from megatron_hybridir.evaluation.encoder import Encoder, EncoderConfig
+from megatron_hybridir.evaluation.loading import load_eval_config
 from megatron_hybridir.evaluation.runner import evaluate
 from tests.unit.evaluation import formats
 

@@ -7,13 +7,13 @@ import os
 
 import pytest
 
-from megatron_hybridir.training.checkpoint import last_good_step, latest_step
-from megatron_hybridir.training.checksums import (
+from megatron_hybridir.checkpointing.checksums import (
     MANIFEST,
     CheckpointCorruptError,
     verify_checksums,
     write_checksums,
 )
+from megatron_hybridir.training.checkpoint import last_good_step, latest_step
 
 
 def _step(root, step, content=b"weights" * 100):

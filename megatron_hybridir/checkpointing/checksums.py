@@ -7,7 +7,8 @@ from wrong weights; a truncated shard or ``.metadata`` failed inside torch witho
 :func:`verify_checksums` recomputes them. Both split the files over the ranks (each hashes every
 world-size-th file, results are gathered), so a 30B checkpoint is hashed at the speed of all nodes.
 
-What it does not do: decide which step to load or when to save (``checkpoint.py``, the trainer).
+What it does not do: decide which step to load or when to save (``training/checkpoint.py``, the
+trainer).
 """
 
 from __future__ import annotations

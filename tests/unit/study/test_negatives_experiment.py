@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from megatron_hybridir.demo import experiment, mining
+from megatron_hybridir.demo import mining
 from megatron_hybridir.demo.data import make_demo_data
-from megatron_hybridir.demo.experiment import METRICS
+from megatron_hybridir.study import experiment
+from megatron_hybridir.study.experiment import METRICS
 
 
 def test_arms_budget_seeds_and_summary(tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from megatron_hybridir.demo.experiment import scaling_report
+from megatron_hybridir.study.scaling import scaling_report
 
 
 def _result(path, params, flops, mono, cross, ndcg=None):

@@ -1,4 +1,5 @@
-"""The monolingual / cross-lingual / hybrid comparison and the scaling report.
+"""The monolingual / cross-lingual / hybrid comparison on the demo benchmark, and random vs mined
+hard negatives (``tools/run_experiment.py``).
 
 ``run_experiment``: alpha = 1 (monolingual batches), 0 (cross-lingual) and 0.5 (hybrid), several
 seeds each, the same step budget, every run evaluated on the demo test set; writes a table with
@@ -8,8 +9,9 @@ mean ± std over seeds and a trade-off plot (monolingual vs cross-lingual mAP, l
 several seeds, the same total step budget (the mined arm spends its first steps on the first pass
 that mines); writes experiment_negatives.md / .json with mean ± std and the negatives' quality.
 
-``scaling_report`` moved to :mod:`megatron_hybridir.study.scaling` (the Slurm study's last job);
-it is re-exported here for existing callers.
+Each run goes through the demo pipeline's steps (``demo/pipeline``: data, training under torchrun,
+export, evaluation). What it does not do: statistics across sizes (``study.grid`` / ``study.report``)
+or the scaling report (``study.scaling``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from typing import Sequence
 import numpy as np
 
 from megatron_hybridir.demo.pipeline import export_and_evaluate, log, prepare_data, train
-from megatron_hybridir.study.scaling import scaling_report  # noqa: F401  (re-export)
 
 METRICS = ("mono_mAP", "cross_mAP", "multi_mAP", "rank_distance", "same_language_top")
 ALPHA_NAMES = {1.0: "monolingual (alpha=1)", 0.0: "cross-lingual (alpha=0)", 0.5: "hybrid (alpha=0.5)"}
