@@ -4,6 +4,7 @@ imported, so function-level imports count as much as top-level ones).
 Why: shared pieces have neutral homes (``checkpointing/``, ``runtime/``, ``model/unwrap``,
 ``evaluation/loading``, ``study/``) so that training and conversion do not import each other, the
 library does not import its command-line modules, and ``tools/`` are thin CLIs over the library.
+(That module-level imports form no cycle is ``test_import_graph.py``'s.)
 """
 
 from __future__ import annotations
@@ -113,40 +114,6 @@ def test_tools_import_only_the_library():
         for module in imported_modules(path):
             assert not _within(module, "tests") and not _within(module, "tools"), (
                 f"{path.relative_to(ROOT)} imports {module}")
-
-
-def test_top_level_imports_have_no_cycle():
-    """Module-level imports inside the package form no cycle (function-level imports may)."""
-    graph = {}
-    for path in _files(PACKAGE):
-        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-        top = ast.parse(path.read_text()).body
-        graph[name] = {m for m in imported_modules(path, top) if _within(m, PACKAGE) and m != PACKAGE}
-    cycle = _find_cycle(graph)
-    assert cycle is None, " -> ".join(cycle)
-
-
-def _find_cycle(graph: dict[str, set[str]]):
-    state, stack = {}, []
-
-    def visit(node):
-        state[node] = "open"
-        stack.append(node)
-        for nxt in sorted(graph.get(node, ())):
-            if nxt not in graph:
-                continue
-            if state.get(nxt) == "open":
-                return stack[stack.index(nxt):] + [nxt]
-            if nxt not in state and (found := visit(nxt)):
-                return found
-        stack.pop()
-        state[node] = "done"
-        return None
-
-    for node in sorted(graph):
-        if node not in state and (found := visit(node)):
-            return found
-    return None
 
 
 def test_checker_sees_function_level_and_from_imports(tmp_path, monkeypatch):
