@@ -4,6 +4,8 @@ Why it exists: it is what ``python -m megatron_hybridir.train`` (and ``slurm/tra
 Each step's batch is a pure function of (seed, step), so resuming from ``latest`` reproduces the
 uninterrupted run exactly. SIGTERM / SIGUSR1 finish the current step, save, and return normally so
 a requeued job resumes by itself. Non-finite losses skip the step (no update) up to a limit.
+``Trainer`` keeps each of these concerns in its own method (``resume``, ``step``, ``maybe_save``,
+``on_preempt``); ``train`` is the entry point every caller uses.
 
 What it does not do: build the model (``model/builder``), sample (``data/sampler``), or compute
 the loss (``loss``, via ``training/engine`` or ``training/gradcache``).
