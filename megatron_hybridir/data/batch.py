@@ -24,7 +24,8 @@ from torch import Tensor
 from megatron_hybridir.data.batch_kind import BatchKind
 
 
-@dataclass(frozen=True)
+# eq=False: batches compare by identity (a field-wise == would compare tensors elementwise).
+@dataclass(frozen=True, eq=False)
 class Batch:
     input_ids: Tensor
     """[b*(2+k), S] int64, right padded with the tokenizer's pad id."""

@@ -33,7 +33,7 @@ from megatron_hybridir.training.engine import run_schedule, zero_grads
 from megatron_hybridir.training.forward_step import contrastive_loss, embed
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _ReplayBatch(Batch):
     """A micro-batch of pass 2: the batch plus its cached d(loss)/d(embedding) [rows, d] (None off
     the last stage), which ``Batch.to`` moves with it, and its index for the replay check."""
