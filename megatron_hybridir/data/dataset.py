@@ -1,7 +1,7 @@
 """Read a preprocessed folder: token rows for (item, field, language), the sampler, the collator.
 
 Why it exists: it joins the pure sampler (item ids and languages per step) to the tokens on disk
-(mmap, so nothing is loaded up front) and to the model's batch layout (``training/forward_step``:
+(mmap, so nothing is loaded up front) and to the model's batch layout (``data/batch.Batch``:
 rows ``[queries, positives, negatives]``, right padded, boolean mask).
 
 What it does not do: decide which items or languages a step uses (``sampler.py``).
@@ -16,6 +16,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from megatron_hybridir.data.batch import Batch
 from megatron_hybridir.data.sampler import GlobalBatch, HybridSampler, SamplerConfig
 from megatron_hybridir.data.staging import check_file_sizes
 
@@ -128,7 +129,7 @@ class TokenizedDataset:
 
 
 class Collator:
-    """Micro-batch of sampler picks -> the engine's token batch.
+    """Micro-batch of sampler picks -> the engine's token batch (``Batch``, with the sampler's kind).
 
     Hard negatives are taken in the passage's language; an item with fewer than k negatives in
     that language is filled with positives of other items of the batch in that language
@@ -144,7 +145,7 @@ class Collator:
         self.fixed_length = fixed_length
         self.filled_negatives = 0
 
-    def __call__(self, micro: GlobalBatch) -> dict:
+    def __call__(self, micro: GlobalBatch) -> Batch:
         ds = self.dataset
         ids = [ds.disk_id(int(i)) for i in micro.items]
         queries = [ds.tokens("query", i, int(q)) for i, q in zip(ids, micro.query_lang)]
@@ -157,12 +158,16 @@ class Collator:
             if len(own) < self.k:
                 own += self._fillers(ids, n, int(p), self.k - len(own), negative_ids)
             negatives.extend(own)
-        batch = self.pad(queries + positives + negatives, num_queries=len(ids))
+        seqs = queries + positives + negatives
+        input_ids, mask = self.pad(seqs)
+        content = {}
         if ds.has_content_ids:
-            batch["positive_ids"] = torch.tensor(
-                [ds.content_id(i, int(p)) for i, p in zip(ids, micro.passage_lang)], dtype=torch.long)
-            batch["negative_ids"] = torch.tensor(negative_ids, dtype=torch.long)
-        return batch
+            content = {"positive_ids": torch.tensor(
+                [ds.content_id(i, int(p)) for i, p in zip(ids, micro.passage_lang)], dtype=torch.long),
+                "negative_ids": torch.tensor(negative_ids, dtype=torch.long)}
+        return Batch(input_ids=input_ids, attention_mask=mask, num_queries=len(ids),
+                     num_negatives=self.k, kind=micro.kind,
+                     segment_lengths=self._segment_lengths(seqs, len(ids)), **content)
 
     def _fillers(self, ids: list[int], n: int, lang: int, count: int,
                  filler_ids: Optional[list] = None) -> list[np.ndarray]:
@@ -186,7 +191,9 @@ class Collator:
         self.filled_negatives += count
         return out
 
-    def pad(self, seqs: list[np.ndarray], *, num_queries: int) -> dict:
+    def pad(self, seqs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and mask [rows, S] of right-padded rows (S: the fixed length, or the longest
+        row rounded up to the multiple)."""
         longest = max(len(s) for s in seqs)
         if self.fixed_length is not None:
             if longest > self.fixed_length:
@@ -200,13 +207,13 @@ class Collator:
         for row, seq in enumerate(seqs):
             input_ids[row, : len(seq)] = torch.from_numpy(np.asarray(seq, dtype=np.int64))
             mask[row, : len(seq)] = True
-        out = {"input_ids": input_ids, "attention_mask": mask, "num_queries": num_queries,
-               "num_negatives": self.k}
-        if self.fixed_length is None:
-            # Each segment's own padded width (queries, positives, negatives): see
-            # training.forward_step.embed, which runs them as separate forward passes.
-            bounds = [0, num_queries, 2 * num_queries, len(seqs)]
-            out["segment_lengths"] = [
-                -(-max((len(s) for s in seqs[a:b]), default=0) // self.multiple) * self.multiple
-                for a, b in zip(bounds, bounds[1:])]
-        return out
+        return input_ids, mask
+
+    def _segment_lengths(self, seqs: list[np.ndarray], num_queries: int) -> Optional[tuple]:
+        """Each segment's own padded width (queries, positives, negatives), or None at a fixed
+        length: see training.forward_step.embed, which runs them as separate forward passes."""
+        if self.fixed_length is not None:
+            return None
+        bounds = [0, num_queries, 2 * num_queries, len(seqs)]
+        return tuple(-(-max((len(s) for s in seqs[a:b]), default=0) // self.multiple) * self.multiple
+                     for a, b in zip(bounds, bounds[1:]))

@@ -31,10 +31,11 @@ from typing import Any, Literal, Optional, Sequence, get_args
 
 import numpy as np
 
+from megatron_hybridir.data.batch_kind import BatchKind
+
 SamplerMode = Literal["monolingual", "cross-lingual", "hybrid", "mixed"]
 LanguageChoice = Literal["batch", "example"]
 MODES: tuple[str, ...] = get_args(SamplerMode)
-MONO, CROSS, MIXED = 0, 1, 2
 _STREAM_PARALLEL, _STREAM_MONO = 0, 1
 
 
@@ -85,8 +86,7 @@ def check_settings(settings: Any, *, where: str) -> None:
 @dataclass
 class GlobalBatch:
     step: int
-    kind: int
-    """MONO, CROSS or MIXED."""
+    kind: BatchKind
     items: np.ndarray  # [B] int64 global item ids (parallel ids first, then mono ids offset)
     query_lang: np.ndarray  # [B] int16 language index
     passage_lang: np.ndarray  # [B] int16
@@ -178,21 +178,23 @@ class HybridSampler:
             self.config.mode, self.config.alpha)
 
     def kinds(self, upto: int) -> np.ndarray:
-        """Batch kinds of steps [0, upto), a pure function of the seed (cached, vectorised)."""
+        """Batch kinds of steps [0, upto) as ``BatchKind`` values in int8, a pure function of the
+        seed (cached, vectorised)."""
         if len(self._kinds_cache) < upto:
             n = max(upto, 2 * len(self._kinds_cache), 1024)
             if self.config.mode == "mixed":
-                kinds = np.full(n, MIXED, dtype=np.int8)
+                kinds = np.full(n, BatchKind.MIXED, dtype=np.int8)
             else:
                 draws = _rng(self.config.seed, 0xB47C).random(n)
-                kinds = np.where(draws < self.alpha, MONO, CROSS).astype(np.int8)
+                kinds = np.where(draws < self.alpha, BatchKind.MONOLINGUAL,
+                                 BatchKind.CROSS_LINGUAL).astype(np.int8)
             self._kinds_cache = kinds
         return self._kinds_cache[:upto]
 
     def _positions(self, step: int) -> tuple[int, int]:
         """Items consumed from the parallel and mono streams before ``step``."""
         kinds = self.kinds(step)
-        n_mono_batches = int((kinds == MONO).sum())
+        n_mono_batches = int((kinds == BatchKind.MONOLINGUAL).sum())
         b, m = self.config.global_batch_size, self.mono_share
         return step * b - n_mono_batches * m, n_mono_batches * m
 
@@ -214,19 +216,19 @@ class HybridSampler:
     def global_batch(self, step: int) -> GlobalBatch:
         """The whole global batch of ``step`` (identical on every rank)."""
         cfg = self.config
-        kind = int(self.kinds(step + 1)[step])
+        kind = BatchKind(int(self.kinds(step + 1)[step]))
         par_pos, mono_pos = self._positions(step)
-        n_mono = self.mono_share if kind == MONO else 0
+        n_mono = self.mono_share if kind == BatchKind.MONOLINGUAL else 0
         par = _unique(self._take(_STREAM_PARALLEL, par_pos, cfg.global_batch_size - n_mono),
                       _rng(cfg.seed, step, 1), self._sources[_STREAM_PARALLEL])
         mono = (_unique(self._take(_STREAM_MONO, mono_pos, n_mono), _rng(cfg.seed, step, 2),
                         self._sources[_STREAM_MONO]) if n_mono else np.zeros(0, np.int64))
         rng = _rng(cfg.seed, step, 3)
         masks = self.parallel_masks[par]
-        if kind == CROSS:
+        if kind == BatchKind.CROSS_LINGUAL:
             q, p = _cross_pairs(masks, self.lang_weights, rng)
             fallbacks = 0
-        elif kind == MIXED:
+        elif kind == BatchKind.MIXED:
             q = _draw_from_masks(masks, self.lang_weights, rng)
             p = _draw_from_masks(masks, self.lang_weights, rng)
             fallbacks = 0

@@ -1,4 +1,4 @@
-"""Synthetic token batches in the engine's layout, for runs without a corpus.
+"""Synthetic token batches (``data/batch.Batch``, monolingual), for runs without a corpus.
 
 Why it exists: before any data is prepared, ``train`` must still exercise the whole stack and show
 that it learns. In ``related_pairs`` each positive is a noisy shuffle of its query's tokens and
@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import torch
 
+from megatron_hybridir.data.batch import Batch
+
 
 def related_pairs(*, num_queries: int, num_negatives: int, seq_length: int, vocab_size: int,
-                  generator: torch.Generator) -> dict:
+                  generator: torch.Generator) -> Batch:
     """Token batch in the engine's layout where each positive is a noisy shuffle of its query.
 
     Every row is padded to ``seq_length`` (fixed shapes, as pipeline parallelism needs).
@@ -28,17 +30,17 @@ def related_pairs(*, num_queries: int, num_negatives: int, seq_length: int, voca
     negatives = torch.randint(1, vocab_size, (b * k, s), generator=generator)
     ids = torch.cat([base, positive, negatives])
     mask = torch.arange(s)[None, :] < lengths[:, None]
-    return {"input_ids": ids.masked_fill(~mask, 0), "attention_mask": mask,
-            "num_queries": b, "num_negatives": k}
+    return Batch(input_ids=ids.masked_fill(~mask, 0), attention_mask=mask, num_queries=b,
+                 num_negatives=k)
 
 
 def random_token_batch(*, num_queries: int, num_negatives: int, seq_length: int, vocab_size: int,
-                       generator: torch.Generator, min_length: int = 2) -> dict:
+                       generator: torch.Generator, min_length: int = 2) -> Batch:
     """A right-padded batch of random tokens in the layout above (tests and benchmarks); not learnable."""
     rows = num_queries * (2 + num_negatives)
     lengths = torch.randint(min_length, seq_length + 1, (rows,), generator=generator)
     input_ids = torch.randint(1, vocab_size, (rows, seq_length), generator=generator)
     mask = torch.arange(seq_length)[None, :] < lengths[:, None]
     input_ids = input_ids.masked_fill(~mask, 0)
-    return {"input_ids": input_ids, "attention_mask": mask, "num_queries": num_queries,
-            "num_negatives": num_negatives}
+    return Batch(input_ids=input_ids, attention_mask=mask, num_queries=num_queries,
+                 num_negatives=num_negatives)

@@ -97,11 +97,10 @@ def compute_device() -> torch.device:
     return torch.device("cpu")
 
 
-def to_compute_device(batch: dict) -> dict:
-    """``batch`` with its tensors on :func:`compute_device` (other values unchanged)."""
-    device = compute_device()
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-            for k, v in batch.items()}
+def to_compute_device(batch):
+    """``batch`` (a ``data/batch.Batch``, or anything with ``.to(device)``) on
+    :func:`compute_device`; the caller's batch is left where it was."""
+    return batch.to(compute_device())
 
 
 def select_device(local_rank: int) -> torch.device:

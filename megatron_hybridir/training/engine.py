@@ -22,6 +22,7 @@ from megatron.core.distributed import (
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from megatron_hybridir.config import LossConfig
+from megatron_hybridir.data.batch import Batch
 from megatron_hybridir.runtime.distributed import to_compute_device
 from megatron_hybridir.training.forward_step import make_forward_step
 
@@ -57,7 +58,7 @@ def zero_grads(model: Sequence[torch.nn.Module]) -> None:
             param.grad = None
 
 
-def run_schedule(model: Sequence[torch.nn.Module], micro_batches: Sequence[dict], forward_step, *,
+def run_schedule(model: Sequence[torch.nn.Module], micro_batches: Sequence[Batch], forward_step, *,
                  forward_only: bool = False) -> list[dict]:
     """Megatron's schedule for this pipeline layout over ``micro_batches`` (one iterator per chunk)."""
     first = micro_batches[0]
@@ -65,7 +66,7 @@ def run_schedule(model: Sequence[torch.nn.Module], micro_batches: Sequence[dict]
         # NOTE: stages exchange activations of a fixed shape (shape negotiation per message
         # deadlocks the interleaved schedule on gloo and costs latency on NCCL), so every
         # micro-batch must be padded to the same [rows, seq_length].
-        shapes = {tuple(mb["input_ids"].shape) for mb in micro_batches}
+        shapes = {tuple(mb.input_ids.shape) for mb in micro_batches}
         if len(shapes) != 1:
             raise ValueError(f"pipeline parallelism needs micro-batches of one shape, got "
                              f"{sorted(shapes)}; pad every micro-batch to data.seq_length")
@@ -76,17 +77,17 @@ def run_schedule(model: Sequence[torch.nn.Module], micro_batches: Sequence[dict]
         data_iterator=iterators if len(model) > 1 else iterators[0],
         model=list(model) if len(model) > 1 else model[0],
         num_microbatches=len(micro_batches),
-        seq_length=first["input_ids"].size(1),
-        micro_batch_size=first["input_ids"].size(0),
+        seq_length=first.input_ids.size(1),
+        micro_batch_size=first.input_ids.size(0),
         forward_only=forward_only,
     )
 
 
-def forward_backward(model: Sequence[torch.nn.Module], micro_batches: Sequence[dict], *,
+def forward_backward(model: Sequence[torch.nn.Module], micro_batches: Sequence[Batch], *,
                      loss: LossConfig, forward_only: bool = False) -> list[dict]:
     """Run one global batch; return the loss dicts of the last stage (empty list elsewhere).
 
-    ``micro_batches`` are the batch dicts of this data-parallel rank, in order; in-batch negatives
+    ``micro_batches`` are the batches of this data-parallel rank, in order; in-batch negatives
     span one micro-batch across DP ranks (see ``gradcache`` for the whole batch). Gradients are
     left in each parameter's ``main_grad``, reduced over data-parallel ranks.
     """

@@ -5,7 +5,7 @@ model) -> (output, loss_func)``. Queries, positives and hard negatives of a micr
 token tensor (rows ``[q_0..q_b-1, p_0..p_b-1, n_0,0..n_b-1,k-1]``) so that every pipeline stage sends
 one activation tensor; the loss on the last stage splits the embeddings again.
 
-What it does not do: sampling or collation (the data pipeline builds the batch dict).
+What it does not do: sampling or collation (the data pipeline builds the ``data/batch.Batch``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from megatron.core import parallel_state
 from torch import Tensor
 
 from megatron_hybridir.config import LossConfig
+from megatron_hybridir.data.batch import Batch
 from megatron_hybridir.loss import ContrastiveOutput, info_nce
 from megatron_hybridir.matryoshka import matryoshka_info_nce
 from megatron_hybridir.model.unwrap import unwrap
@@ -34,14 +35,14 @@ def split_embeddings(embeddings: Tensor, *, num_queries: int, num_negatives: int
     return query, positive, negatives
 
 
-def contrastive_loss(embeddings: Sequence[Tensor], batches: Sequence[dict], *, model,
+def contrastive_loss(embeddings: Sequence[Tensor], batches: Sequence[Batch], *, model,
                      loss: LossConfig, dp_group) -> ContrastiveOutput:
     """InfoNCE over the pairs of one or several micro-batches (their embeddings in batch layout).
 
     The scale is the model's learnable inverse temperature when it has one, else 1 / temperature.
     With ``loss.matryoshka_dims`` the objective is the Matryoshka sum over prefixes.
     """
-    parts = [split_embeddings(e, num_queries=b["num_queries"], num_negatives=b["num_negatives"])
+    parts = [split_embeddings(e, num_queries=b.num_queries, num_negatives=b.num_negatives)
              for e, b in zip(embeddings, batches)]
     query = torch.cat([p[0] for p in parts])
     positive = torch.cat([p[1] for p in parts])
@@ -56,7 +57,7 @@ def contrastive_loss(embeddings: Sequence[Tensor], batches: Sequence[dict], *, m
                      group=dp_group, symmetric=loss.symmetric, **false_negative_args(batches, loss))
 
 
-def false_negative_args(batches: Sequence[dict], loss: LossConfig) -> dict:
+def false_negative_args(batches: Sequence[Batch], loss: LossConfig) -> dict:
     """Content ids of the micro-batches (concatenated like their embeddings) and the margin.
 
     Masking needs the ids on every DP rank alike (they are all-gathered with the embeddings), so a
@@ -65,16 +66,15 @@ def false_negative_args(batches: Sequence[dict], loss: LossConfig) -> dict:
     if not loss.mask_false_negatives:
         return {}
     out = {"margin": loss.false_negative_margin}
-    if all(b.get("positive_ids") is not None for b in batches):
-        out["positive_ids"] = torch.cat([b["positive_ids"] for b in batches])
-        out["negative_ids"] = torch.cat([b["negative_ids"].view(b["num_queries"], -1)
-                                         for b in batches])
+    if all(b.has_content_ids for b in batches):
+        out["positive_ids"] = torch.cat([b.positive_ids for b in batches])
+        out["negative_ids"] = torch.cat([b.negative_ids.view(b.num_queries, -1) for b in batches])
     elif loss.false_negative_margin is None:
         return {}
     return out
 
 
-def embed(model, batch: dict) -> Tensor:
+def embed(model, batch: Batch) -> Tensor:
     """The model's output for a batch; queries, positives and negatives as separate forward passes
     when the collator gave their lengths (``segment_lengths``) and there is one pipeline stage.
 
@@ -83,10 +83,10 @@ def embed(model, batch: dict) -> Tensor:
     longest row (rounded to the collator's multiple) changes nothing but the work. Pipeline stages
     exchange activations of one fixed shape, so they keep the whole batch.
     """
-    ids, mask, lengths = batch["input_ids"], batch["attention_mask"], batch.get("segment_lengths")
+    ids, mask, lengths = batch.input_ids, batch.attention_mask, batch.segment_lengths
     if lengths is None or parallel_state.get_pipeline_model_parallel_world_size() > 1:
         return model(ids, mask)
-    b = batch["num_queries"]
+    b = batch.num_queries
     bounds = [0, b, 2 * b, ids.size(0)]
     return torch.cat([model(ids[start:end, :length], mask[start:end, :length])
                       for start, end, length in zip(bounds, bounds[1:], lengths) if end > start])
@@ -95,7 +95,7 @@ def embed(model, batch: dict) -> Tensor:
 def make_forward_step(loss: LossConfig, *, dp_group) -> Callable:
     """Build the schedule's forward step; ``dp_group`` is Megatron's data-parallel group."""
 
-    def forward_step(data_iterator: Iterator[dict], model):
+    def forward_step(data_iterator: Iterator[Batch], model):
         batch = next(data_iterator)
         output = embed(model, batch)
 

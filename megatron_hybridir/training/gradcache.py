@@ -19,15 +19,26 @@ What it does not do: optimizer steps or data loading.
 
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import torch
 from megatron.core import parallel_state
 
 from megatron_hybridir.config import LossConfig
+from megatron_hybridir.data.batch import Batch
 from megatron_hybridir.runtime.rng import rng_restore, rng_snapshot
 from megatron_hybridir.training.engine import run_schedule, zero_grads
 from megatron_hybridir.training.forward_step import contrastive_loss, embed
+
+
+@dataclass(frozen=True, eq=False)
+class _ReplayBatch(Batch):
+    """A micro-batch of pass 2: the batch plus its cached d(loss)/d(embedding) [rows, d] (None off
+    the last stage), which ``Batch.to`` moves with it, and its index for the replay check."""
+    cached_grad: Optional[torch.Tensor] = None
+    micro_index: int = 0
 
 
 def _embedding_step(data_iterator, model):
@@ -36,7 +47,7 @@ def _embedding_step(data_iterator, model):
     return output, lambda emb: (emb.sum() * 0.0, {"embeddings": emb.detach()})
 
 
-def _cached_loss(embeddings: list[torch.Tensor], micro_batches: Sequence[dict], *, model,
+def _cached_loss(embeddings: list[torch.Tensor], micro_batches: Sequence[Batch], *, model,
                  loss: LossConfig) -> tuple[list[torch.Tensor], dict]:
     """Full-batch loss on the last stage; returns d(loss)/d(embedding) per micro-batch."""
     leaves = [e.clone().requires_grad_(True) for e in embeddings]
@@ -49,7 +60,7 @@ def _cached_loss(embeddings: list[torch.Tensor], micro_batches: Sequence[dict], 
     return [leaf.grad for leaf in leaves], stats
 
 
-def gradcache_forward_backward(model: Sequence[torch.nn.Module], micro_batches: Sequence[dict], *,
+def gradcache_forward_backward(model: Sequence[torch.nn.Module], micro_batches: Sequence[Batch], *,
                                loss: LossConfig, check_replay: bool = False) -> list[dict]:
     """One global batch with in-batch negatives over all micro-batches and all DP ranks.
 
@@ -67,7 +78,8 @@ def gradcache_forward_backward(model: Sequence[torch.nn.Module], micro_batches: 
         # gradient in main_grad (Megatron DDP's hook), to be reduced with the rest after pass 2.
         grads, stats = _cached_loss(embeddings, micro_batches, model=model[-1], loss=loss)
     rng_restore(snapshot)
-    batches = [dict(mb, cached_grad=g, micro_index=i)
+    batches = [_ReplayBatch(**{f.name: getattr(mb, f.name) for f in dataclasses.fields(mb)},
+                            cached_grad=g, micro_index=i)
                for i, (mb, g) in enumerate(zip(micro_batches, grads))]
     num_micro = len(micro_batches)
 
@@ -77,11 +89,11 @@ def gradcache_forward_backward(model: Sequence[torch.nn.Module], micro_batches: 
 
         def loss_func(emb):
             if check_replay:
-                drift = (emb.detach() - embeddings[batch["micro_index"]]).abs().max().item()
+                drift = (emb.detach() - embeddings[batch.micro_index]).abs().max().item()
                 if drift > 1e-5:
                     raise RuntimeError(f"GradCache pass 2 did not replay pass 1 (max diff {drift})")
             # The schedule divides each micro-batch's loss by the number of micro-batches.
-            surrogate = (emb * batch["cached_grad"]).sum() * num_micro
+            surrogate = (emb * batch.cached_grad).sum() * num_micro
             return surrogate, {}
 
         return output, loss_func

@@ -1,4 +1,5 @@
-"""Where step metrics go: JSONL in the run directory, TensorBoard when installed, the console.
+"""Where step metrics go: JSONL in the run directory, TensorBoard when installed, the console; and
+the per-kind batch counters they carry.
 
 Why it exists: the loop should compute metrics, not format them. Only global rank 0 writes. In an
 interactive terminal a progress bar replaces the periodic console lines; in batch jobs (Slurm
@@ -14,7 +15,42 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from megatron_hybridir.data.batch_kind import BatchKind
+
 logger = logging.getLogger(__name__)
+
+
+class BatchKindCounts:
+    """Trained batches per kind: ``<label>_batches`` in every record, ``extra.kinds`` in checkpoints.
+
+    Each ``BatchKind`` is its own counter (mixed batches are not cross-lingual ones). Checkpoints
+    written before the mixed counter lack it (their mixed batches sit in ``cross-lingual``);
+    counts keyed by the kind's int value (``0``, ``"1"``) load too.
+    """
+
+    def __init__(self):
+        self.counts = {kind.label: 0 for kind in BatchKind}
+
+    def add(self, kind: BatchKind) -> None:
+        self.counts[BatchKind(kind).label] += 1
+
+    def restore(self, saved: dict, *, where: str = "checkpoint") -> None:
+        labels = {kind.label for kind in BatchKind}
+        for key, count in saved.items():
+            if isinstance(key, str) and key in labels:
+                label = key
+            elif str(key).isdigit() and int(key) in BatchKind._value2member_map_:
+                label = BatchKind(int(key)).label
+            else:
+                raise ValueError(f"{where}: extra.kinds has unknown batch kind {key!r}; expected "
+                                 f"one of {sorted(labels)} or {[int(k) for k in BatchKind]}")
+            self.counts[label] = int(count)
+
+    def state(self) -> dict:
+        return dict(self.counts)
+
+    def record(self) -> dict:
+        return {f"{label}_batches": count for label, count in self.counts.items()}
 
 
 def _drop_records_after(path: Path, step: int) -> None:

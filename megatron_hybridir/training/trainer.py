@@ -4,6 +4,8 @@ Why it exists: it is what ``python -m megatron_hybridir.train`` (and ``slurm/tra
 Each step's batch is a pure function of (seed, step), so resuming from ``latest`` reproduces the
 uninterrupted run exactly. SIGTERM / SIGUSR1 finish the current step, save, and return normally so
 a requeued job resumes by itself. Non-finite losses skip the step (no update) up to a limit.
+``Trainer`` keeps each of these concerns in its own method (``resume``, ``step``, ``maybe_save``,
+``on_preempt``); ``train`` is the entry point every caller uses.
 
 What it does not do: build the model (``model/builder``), sample (``data/sampler``), or compute
 the loss (``loss``, via ``training/engine`` or ``training/gradcache``).
@@ -28,7 +30,7 @@ from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
 from megatron_hybridir.checkpointing.model_state import load_model_weights
 from megatron_hybridir.config import RunConfig, validate, validate_paths
-from megatron_hybridir.data.sampler import MONO
+from megatron_hybridir.data.batch import Batch
 from megatron_hybridir.model.builder import build_model_chunks
 from megatron_hybridir.runtime.distributed import compute_device, initialize, launch_env
 from megatron_hybridir.training.adapter_checkpoint import check_same_base, load_base_weights
@@ -36,7 +38,7 @@ from megatron_hybridir.training.checkpoint import latest_step, load_checkpoint, 
 from megatron_hybridir.training.engine import forward_backward, wrap_ddp
 from megatron_hybridir.training.flops import peak_tflops, training_flops
 from megatron_hybridir.training.gradcache import gradcache_forward_backward
-from megatron_hybridir.training.metrics_log import MetricsLog
+from megatron_hybridir.training.metrics_log import BatchKindCounts, MetricsLog
 from megatron_hybridir.training.run_identity import check_data, init_model, prepare_run_dir
 from megatron_hybridir.data.synthetic import related_pairs
 
@@ -72,14 +74,15 @@ class BatchSource:
             self.collate = Collator(dataset, num_negatives=config.loss.num_hard_negatives,
                                     pad_to_multiple=data.pad_to_multiple, fixed_length=fixed)
 
-    def micro_batches(self, step: int) -> tuple[list[dict], int]:
-        """(micro-batches of this DP rank, batch kind)."""
+    def micro_batches(self, step: int) -> list[Batch]:
+        """This DP rank's micro-batches of ``step``, each carrying the step's batch kind (synthetic
+        batches: monolingual)."""
         data = self.config.data
         if self.sampler is not None:
             batch = self.sampler.global_batch(step).rank_slice(self.dp_rank, self.dp_size)
             micro = [self.collate(m) for m in batch.micro_batches(data.micro_batch_size)]
             self._check_ids(micro, step)
-            return micro, batch.kind
+            return micro
         per_rank = data.global_batch_size // self.dp_size // data.micro_batch_size
         g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
         all_micro = [related_pairs(num_queries=data.micro_batch_size,
@@ -87,14 +90,14 @@ class BatchSource:
                                    seq_length=self.config.seq_length,
                                    vocab_size=self.config.model.vocab_size, generator=g)
                      for _ in range(per_rank * self.dp_size)]
-        return all_micro[self.dp_rank::self.dp_size], MONO
+        return all_micro[self.dp_rank::self.dp_size]
 
-    def _check_ids(self, micro: list[dict], step: int) -> None:
+    def _check_ids(self, micro: list[Batch], step: int) -> None:
         """Ids past the vocabulary would index nothing at TP=1 and read zero rows at TP > 1 (each
         rank masks ids outside its slice); the manifest is checked at start, this catches data
         whose files disagree with it."""
         vocab = self.config.model.vocab_size
-        top = max(int(mb["input_ids"].max()) for mb in micro)
+        top = max(int(mb.input_ids.max()) for mb in micro)
         if top >= vocab:
             raise TrainingError(f"step {step + 1}: token id {top:,} in {self.config.data.path} is "
                                 f"outside model.vocab_size {vocab:,}")
@@ -145,12 +148,12 @@ def _masked_negatives(outputs: list[dict]) -> int:
     return int(count.item())
 
 
-def _throughput(config: RunConfig, micro: list[dict], elapsed: float, *, dp_size: int,
+def _throughput(config: RunConfig, micro: list[Batch], elapsed: float, *, dp_size: int,
                 gpus: int) -> dict:
     """Pairs/s, tokens/s (padded, whole job), model TFLOP/s per GPU and MFU on known GPUs."""
-    rows = sum(mb["input_ids"].size(0) for mb in micro) * dp_size
-    tokens = sum(mb["input_ids"].numel() for mb in micro) * dp_size
-    seq = max(mb["input_ids"].size(1) for mb in micro)
+    rows = sum(mb.input_ids.size(0) for mb in micro) * dp_size
+    tokens = sum(mb.input_ids.numel() for mb in micro) * dp_size
+    seq = max(mb.input_ids.size(1) for mb in micro)
     flops = training_flops(config.model, sequences=rows, seq_len=seq,
                            gradcache=config.training.gradcache)
     out = {"samples_per_s": config.data.global_batch_size / elapsed,
@@ -194,102 +197,165 @@ def _honour_optim(config: RunConfig, optimizer, scheduler) -> None:
     scheduler.step(increment=0)        # recompute this step's lr from them
 
 
+class Trainer:
+    """One run (or resumed run) of training on this rank; every rank builds one and calls ``run``.
+
+    ``__init__`` checks the inputs and builds model, optimizer and data before any step; ``run``
+    restores (``resume``) or warm-starts, then repeats ``step`` and ``maybe_save`` until the last
+    step, an ``on_checkpoint`` stop, ``training.exit_interval``, or a preemption (``on_preempt``).
+    """
+
+    def __init__(self, config: RunConfig, *, on_checkpoint: Optional[Callable[[int], bool]] = None):
+        # Before any process group or model exists: the launcher's world size and the inputs.
+        validate(config, world_size=launch_env().world_size)
+        validate_paths(config)
+        self.info = initialize(config.parallel, seed=config.seed)
+        self.config = config = self.init_from(config)
+        manifest = check_data(config)       # vocabulary and tokenizer, before any model exists
+        self.run_dir = Path(config.checkpoint.dir) if config.checkpoint.dir else None
+        self.prepare_run_dir(manifest)
+        self.model, self.optimizer, self.scheduler = build_training(config)
+        self.source = BatchSource(config, dp_rank=self.info.dp_rank, dp_size=self.info.dp_size)
+        self.result, self.kinds, self.skipped = TrainResult(), BatchKindCounts(), 0
+        self.base_ref = self.lora_base_ref()
+        self.on_checkpoint = on_checkpoint
+        self.step_fn = (gradcache_forward_backward if config.training.gradcache
+                        else forward_backward)
+
+    @staticmethod
+    def init_from(config: RunConfig) -> RunConfig:
+        """With ``checkpoint.init_from`` the model section is the checkpoint's (run_identity)."""
+        if not config.checkpoint.init_from:
+            return config
+        return dataclasses.replace(config, model=init_model(config.checkpoint.init_from, config.model))
+
+    def prepare_run_dir(self, manifest) -> None:
+        """Relaunch identity checked (and config written) before anything else is written."""
+        if self.run_dir is None:
+            return
+        latest = latest_step(self.run_dir)
+        prepare_run_dir(self.run_dir, self.config, manifest, resuming=latest is not None,
+                        write=self.info.rank == 0, start_step=latest or 0)
+
+    def lora_base_ref(self) -> Optional[dict]:
+        """LoRA: the frozen base always comes from init_from (adapter checkpoints do not hold it)."""
+        if self.config.model.lora is None:
+            return None
+        return load_base_weights(self.config.checkpoint.init_from, model=self.model)
+
+    def resume(self) -> None:
+        """Model, optimizer, scheduler, step and batch counts from the run directory's latest
+        checkpoint, if any; then a fresh run starts from ``init_from``'s weights, if given."""
+        if self.run_dir is not None:
+            resumed = load_checkpoint(self.run_dir, model=self.model, optimizer=self.optimizer,
+                                      scheduler=self.scheduler)
+            if resumed:
+                self.result.start_step = resumed["step"]
+                self.kinds.restore(resumed["extra"].get("kinds", {}),
+                                   where=f"{self.run_dir} step {resumed['step']}")
+                _honour_optim(self.config, self.optimizer, self.scheduler)
+                if self.base_ref is not None:
+                    check_same_base(resumed["extra"].get("lora_base"), self.base_ref,
+                                    where=self.run_dir)
+        if self.result.start_step == 0 and self.config.checkpoint.init_from:
+            if self.base_ref is None:
+                load_model_weights(self.config.checkpoint.init_from, model=self.model)
+            self.optimizer.reload_model_params()   # mixed precision keeps fp32 main copies
+
+    def step(self, step: int) -> Optional[dict]:
+        """Train step ``step`` (0-based): its metrics record, or None when a non-finite loss
+        skipped the update."""
+        start = time.perf_counter()
+        micro = self.source.micro_batches(step)
+        outputs = self.step_fn(self.model, micro, loss=self.config.loss)
+        loss, acc = _step_stats(outputs).tolist()
+        masked = _masked_negatives(outputs) if self.config.loss.mask_false_negatives else 0
+        if not math.isfinite(loss):
+            self._skip(step, loss)
+            return None
+        self.skipped = 0
+        _, grad_norm, _ = self.optimizer.step()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()    # step time (and MFU) must include the queued GPU work
+        elapsed = time.perf_counter() - start
+        self.scheduler.step(increment=1)
+        self.kinds.add(micro[0].kind)
+        self.result.losses.append(loss)
+        return {"step": step + 1, "loss": loss, "accuracy": acc, "masked_negatives": masked,
+                "lr": self.scheduler.get_lr(self.optimizer.param_groups[0]),
+                "grad_norm": grad_norm, "step_time": elapsed, **self.kinds.record(),
+                **_throughput(self.config, micro, elapsed, dp_size=self.info.dp_size,
+                              gpus=self.info.world_size)}
+
+    def _skip(self, step: int, loss: float) -> None:
+        self.skipped += 1
+        logger.warning("step %d: non-finite loss (%s), update skipped (%d in a row)", step + 1,
+                       loss, self.skipped)
+        if self.skipped > self.config.training.max_skipped_steps:
+            raise TrainingError(f"{self.skipped} non-finite losses in a row at step {step + 1}; "
+                                f"stopping (last good checkpoint kept)")
+
+    def maybe_save(self, step: int, *, force: bool) -> bool:
+        """Checkpoint after ``step`` steps when forced, at the last step or at the save interval;
+        True when the ``on_checkpoint`` hook then asks to stop."""
+        interval, total = self.config.checkpoint.save_interval, self.config.training.train_steps
+        if self.run_dir is None or not (force or step == total or (interval and step % interval == 0)):
+            return False
+        extra = {"kinds": self.kinds.state(),
+                 **({"lora_base": self.base_ref} if self.base_ref else {})}
+        save_checkpoint(self.run_dir, step, model=self.model, optimizer=self.optimizer,
+                        scheduler=self.scheduler, extra=extra,
+                        keep_last=self.config.checkpoint.keep_last)
+        return self.on_checkpoint is not None and bool(self.on_checkpoint(step))
+
+    def on_preempt(self, step: int) -> None:
+        """After the preemption checkpoint: leave the requeue marker and say so (rank 0)."""
+        if self.info.rank == 0 and self.run_dir is not None:
+            # slurm/launch.sh requeues the job when it finds this marker.
+            (self.run_dir / "requeue").write_text(f"{step}\n")
+        if self.info.rank == 0:
+            print(f"preemption signal (SIGTERM/SIGUSR1) received: saved step {step}, "
+                  f"exiting for requeue", flush=True)
+        self.result.preempted = True
+
+    def _after_step(self, step: int, stop: _StopFlag) -> bool:
+        """Save / stop decisions after a trained step; True ends the run."""
+        preempted = stop.any_rank()
+        exit_now = bool(self.config.training.exit_interval) and (
+            step - self.result.start_step >= self.config.training.exit_interval)
+        if self.maybe_save(step, force=preempted or exit_now):
+            self.result.stopped_early = step < self.config.training.train_steps
+            return True
+        if preempted:
+            self.on_preempt(step)
+        return preempted or exit_now
+
+    def run(self) -> TrainResult:
+        self.resume()
+        stop, total = _StopFlag(), self.config.training.train_steps
+        metrics = MetricsLog(self.run_dir, enabled=self.info.rank == 0, total_steps=total,
+                             start_step=self.result.start_step,
+                             log_interval=self.config.training.log_interval)
+        step = self.result.start_step
+        while step < total:
+            record = self.step(step)
+            step += 1
+            if record is None:
+                continue
+            metrics.write(record)
+            if self._after_step(step, stop):
+                break
+        self.result.last_step = step
+        if self.run_dir is not None and self.info.rank == 0 and not self.result.preempted:
+            (self.run_dir / "requeue").unlink(missing_ok=True)
+        metrics.close()
+        return self.result
+
+
 def train(config: RunConfig, *, on_checkpoint: Optional[Callable[[int], bool]] = None) -> TrainResult:
     """Run (or resume) training as configured; every rank calls this.
 
     ``on_checkpoint(step)`` runs on every rank after each saved checkpoint; it returning True on
     every rank ends training there (early stopping in ``study.budget``: a dev evaluation). Ranks must
     agree, as in a single-process run, or the caller must all-reduce the decision itself."""
-    # Before any process group or model exists: the launcher's world size and the inputs.
-    validate(config, world_size=launch_env().world_size)
-    validate_paths(config)
-    info = initialize(config.parallel, seed=config.seed)
-    if config.checkpoint.init_from:     # the model section is the checkpoint's (run_identity)
-        config = dataclasses.replace(config, model=init_model(config.checkpoint.init_from, config.model))
-    manifest = check_data(config)       # vocabulary and tokenizer, before any model exists
-    run_dir = Path(config.checkpoint.dir) if config.checkpoint.dir else None
-    if run_dir is not None:             # relaunch identity checked before anything is written
-        prepare_run_dir(run_dir, config, manifest, resuming=latest_step(run_dir) is not None,
-                        write=info.rank == 0, start_step=latest_step(run_dir) or 0)
-    model, optimizer, scheduler = build_training(config)
-    source = BatchSource(config, dp_rank=info.dp_rank, dp_size=info.dp_size)
-    result = TrainResult()
-    kinds = {"monolingual": 0, "cross-lingual": 0}
-    # LoRA: the frozen base always comes from init_from (adapter checkpoints do not hold it).
-    base_ref = (load_base_weights(config.checkpoint.init_from, model=model)
-                if config.model.lora is not None else None)
-    if run_dir is not None:
-        resumed = load_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler)
-        if resumed:
-            result.start_step = resumed["step"]
-            kinds.update(resumed["extra"].get("kinds", {}))
-            _honour_optim(config, optimizer, scheduler)
-            if base_ref is not None:
-                check_same_base(resumed["extra"].get("lora_base"), base_ref, where=run_dir)
-    if result.start_step == 0 and config.checkpoint.init_from:
-        if base_ref is None:
-            load_model_weights(config.checkpoint.init_from, model=model)
-        optimizer.reload_model_params()      # mixed precision keeps fp32 main copies of the params
-    stop, skipped = _StopFlag(), 0
-    metrics = MetricsLog(run_dir, enabled=info.rank == 0, total_steps=config.training.train_steps,
-                         start_step=result.start_step, log_interval=config.training.log_interval)
-    step_fn = gradcache_forward_backward if config.training.gradcache else forward_backward
-    step = result.start_step
-    while step < config.training.train_steps:
-        start = time.perf_counter()
-        micro, kind = source.micro_batches(step)
-        outputs = step_fn(model, micro, loss=config.loss)
-        loss, acc = _step_stats(outputs).tolist()
-        masked = _masked_negatives(outputs) if config.loss.mask_false_negatives else 0
-        if not math.isfinite(loss):
-            skipped += 1
-            logger.warning("step %d: non-finite loss (%s), update skipped (%d in a row)", step + 1,
-                           loss, skipped)
-            if skipped > config.training.max_skipped_steps:
-                raise TrainingError(f"{skipped} non-finite losses in a row at step {step + 1}; "
-                                    f"stopping (last good checkpoint kept)")
-            step += 1
-            continue
-        skipped = 0
-        _, grad_norm, _ = optimizer.step()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()    # step time (and MFU) must include the queued GPU work
-        elapsed = time.perf_counter() - start
-        scheduler.step(increment=1)
-        step += 1
-        kinds["monolingual" if kind == MONO else "cross-lingual"] += 1
-        result.losses.append(loss)
-        record = {"step": step, "loss": loss, "accuracy": acc, "masked_negatives": masked,
-                  "lr": scheduler.get_lr(optimizer.param_groups[0]), "grad_norm": grad_norm,
-                  "step_time": elapsed, **{f"{k}_batches": v for k, v in kinds.items()},
-                  **_throughput(config, micro, elapsed, dp_size=info.dp_size,
-                                gpus=info.world_size)}
-        metrics.write(record)
-        preempted = stop.any_rank()
-        exit_now = bool(config.training.exit_interval) and (
-            step - result.start_step >= config.training.exit_interval)
-        interval = config.checkpoint.save_interval
-        if run_dir is not None and (preempted or exit_now or step == config.training.train_steps
-                                    or (interval and step % interval == 0)):
-            save_checkpoint(run_dir, step, model=model, optimizer=optimizer, scheduler=scheduler,
-                            extra={"kinds": kinds, **({"lora_base": base_ref} if base_ref else {})},
-                            keep_last=config.checkpoint.keep_last)
-            if on_checkpoint is not None and on_checkpoint(step):
-                result.stopped_early = step < config.training.train_steps
-                break
-        if preempted:
-            if info.rank == 0 and run_dir is not None:
-                # slurm/launch.sh requeues the job when it finds this marker.
-                (run_dir / "requeue").write_text(f"{step}\n")
-            if info.rank == 0:
-                print(f"preemption signal (SIGTERM/SIGUSR1) received: saved step {step}, "
-                      f"exiting for requeue", flush=True)
-            result.preempted = True
-            break
-        if exit_now:
-            break
-    result.last_step = step
-    if run_dir is not None and info.rank == 0 and not result.preempted:
-        (run_dir / "requeue").unlink(missing_ok=True)
-    metrics.close()
-    return result
+    return Trainer(config, on_checkpoint=on_checkpoint).run()

@@ -17,7 +17,7 @@ from megatron_hybridir.training.engine import forward_backward, wrap_ddp
 LOSS = LossConfig(temperature=0.05, num_hard_negatives=1)
 
 
-def batch(vocab: int) -> dict:
+def batch(vocab: int):
     return random_token_batch(num_queries=4, num_negatives=1, seq_length=10, vocab_size=vocab,
                               generator=torch.Generator().manual_seed(5))
 

@@ -15,6 +15,7 @@ from megatron.core import dist_checkpointing
 
 from megatron_hybridir.checkpointing.model_state import model_sharded_state
 from megatron_hybridir.config import LossConfig, ParallelConfig
+from megatron_hybridir.data.batch import Batch
 from megatron_hybridir.data.synthetic import random_token_batch
 from megatron_hybridir.model.builder import build_model_chunks
 from megatron_hybridir.config.presets import preset
@@ -33,28 +34,17 @@ def model_config(**overrides):
     return preset("tiny", **base)
 
 
-def global_batch(num_queries: int) -> dict:
+def global_batch(num_queries: int) -> Batch:
     return random_token_batch(num_queries=num_queries, num_negatives=LOSS.num_hard_negatives,
                               seq_length=SEQ, vocab_size=250,
                               generator=torch.Generator().manual_seed(2024))
 
 
-def select_queries(batch: dict, indices: list[int]) -> dict:
-    """Rows of the given queries (with their positives and negatives) in the engine's layout."""
-    b, k = batch["num_queries"], batch["num_negatives"]
-    idx = torch.tensor(indices)
-    # Negatives are stored query-major: [n_0,0..n_0,k-1, n_1,0, ...].
-    neg = (2 * b + idx[:, None] * k + torch.arange(k)[None, :]).reshape(-1)
-    order = torch.cat([idx, b + idx, neg])
-    return {"input_ids": batch["input_ids"][order], "attention_mask": batch["attention_mask"][order],
-            "num_queries": len(indices), "num_negatives": k}
-
-
-def micro_batches_for_rank(batch: dict, *, dp_rank: int, dp_size: int, num_micro: int) -> list[dict]:
-    b = batch["num_queries"]
-    local = list(range(b))[dp_rank * b // dp_size:(dp_rank + 1) * b // dp_size]
-    size = len(local) // num_micro
-    return [select_queries(batch, local[i * size:(i + 1) * size]) for i in range(num_micro)]
+def micro_batches_for_rank(batch: Batch, *, dp_rank: int, dp_size: int,
+                           num_micro: int) -> list[Batch]:
+    b = batch.num_queries
+    local = batch.select(range(dp_rank * b // dp_size, (dp_rank + 1) * b // dp_size))
+    return local.split(local.num_queries // num_micro)
 
 
 def save(chunks, path: Path) -> None:

@@ -24,14 +24,14 @@ def hf_loss(hf_dir, family: str) -> float:
     model = AutoModel.from_pretrained(str(hf_dir)).eval()
     model.config.is_causal = False
     b = batch(len(WORDS))
-    mask = b["attention_mask"]
+    mask = b.attention_mask
     with torch.no_grad():
-        out = model(input_ids=b["input_ids"], attention_mask=mask.long())
+        out = model(input_ids=b.input_ids, attention_mask=mask.long())
     hidden = out.last_hidden_state
     pooled = (out.pooler_output if family == "labse"
               else (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True))
     emb = torch.nn.functional.normalize(pooled, dim=-1)
-    n = b["num_queries"]
+    n = b.num_queries
     return info_nce(emb[:n], emb[n:2 * n], emb[2 * n:].reshape(n, 1, -1),
                     scale=torch.tensor(1 / LOSS.temperature)).loss.item()
 

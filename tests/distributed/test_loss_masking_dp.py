@@ -11,6 +11,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from megatron_hybridir.config import LossConfig
+from megatron_hybridir.data.batch import Batch
 from megatron_hybridir.training.forward_step import contrastive_loss
 from tests.distributed.harness import run_ranks
 
@@ -36,13 +37,20 @@ def _global():
     return q, p, n, pos_ids, neg_ids
 
 
+def _ids_batch(pos_ids, neg_ids) -> Batch:
+    """The loss reads only counts and content ids; the tokens are placeholders of the right rows."""
+    rows = len(pos_ids) * (2 + K)
+    return Batch(input_ids=torch.zeros(rows, 1, dtype=torch.long),
+                 attention_mask=torch.ones(rows, 1, dtype=torch.bool), num_queries=len(pos_ids),
+                 num_negatives=K, positive_ids=pos_ids, negative_ids=neg_ids.reshape(-1))
+
+
 def _micro(rows, q, p, n, pos_ids, neg_ids, num_micro):
-    """Embeddings in the engine's row layout + batch dicts, ``num_micro`` micro-batches."""
+    """Embeddings in the engine's row layout + their batches, ``num_micro`` micro-batches."""
     out = []
     for part in torch.tensor_split(torch.tensor(rows), num_micro):
         emb = torch.cat([q[part], p[part], n[part].reshape(-1, D)])
-        out.append((emb, {"num_queries": len(part), "num_negatives": K,
-                          "positive_ids": pos_ids[part], "negative_ids": neg_ids[part].reshape(-1)}))
+        out.append((emb, _ids_batch(pos_ids[part], neg_ids[part])))
     return out
 
 
@@ -83,8 +91,7 @@ def test_masked_loss_under_dp2_and_micro_batches_equals_one_process(tmp_path):
     q, p, n, pos_ids, neg_ids = _global()
     leaves = [t.clone().requires_grad_(True) for t in (q, p, n)]
     emb = torch.cat([leaves[0], leaves[1], leaves[2].reshape(-1, D)])
-    out = contrastive_loss([emb], [{"num_queries": B, "num_negatives": K, "positive_ids": pos_ids,
-                                    "negative_ids": neg_ids.reshape(-1)}],
+    out = contrastive_loss([emb], [_ids_batch(pos_ids, neg_ids)],
                            model=_NoLearnedScale(), loss=LOSS, dp_group=None)
     out.loss.backward()
     parts = [torch.load(tmp_path / f"r{r}_m2.pt") for r in range(2)]

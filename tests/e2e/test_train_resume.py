@@ -79,6 +79,18 @@ def test_resume_continues_exactly(tmp_path, data_dir, layout):
     assert (resumed / "checkpoints" / "latest").read_text().strip() == "6"
 
 
+def test_mixed_batches_are_counted_as_mixed_across_a_resume(tmp_path, data_dir):
+    """data.mode=mixed: every batch is MIXED; the metrics count each as mixed (not cross-lingual),
+    and the checkpoint's counts carry on after a resume."""
+    run_dir = tmp_path / "mixed"
+    run_ranks(_train_rank, 1, _overrides(run_dir, data_dir, 3,
+                                         ["data.mode=mixed", "training.exit_interval=2"]))
+    run_ranks(_train_rank, 1, _overrides(run_dir, data_dir, 3, ["data.mode=mixed"]))
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["monolingual_batches"], r["cross-lingual_batches"], r["mixed_batches"])
+            for r in records] == [(0, 0, 1), (0, 0, 2), (0, 0, 3)]
+
+
 def test_distributed_optimizer_matches_adam(tmp_path, data_dir):
     """Megatron's distributed optimizer (Adam state sharded over DP=2, reduce-scatter of gradients,
     all-gather of parameters) trains the same losses as the replicated optimizer."""

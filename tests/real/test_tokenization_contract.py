@@ -174,10 +174,10 @@ def test_llama3_rows_keep_bos_and_last_token_pooling_reads_the_same_token(corpus
         _, ids, mask = _reference(model, field)
         inference = Pooling(1, "lasttoken")({"token_embeddings": ids.unsqueeze(-1).float(),
                                              "attention_mask": mask.long()})["sentence_embedding"]
-        batch = Collator(ds, num_negatives=0).pad([np.asarray(r) for r in rows], num_queries=0)
+        ids, mask = Collator(ds, num_negatives=0).pad([np.asarray(r) for r in rows])
         from megatron_hybridir.model.pooling.tokens import last_token
 
-        training = last_token(batch["input_ids"].unsqueeze(-1).float(), batch["attention_mask"])
+        training = last_token(ids.unsqueeze(-1).float(), mask)
         assert training.squeeze(-1).tolist() == inference.squeeze(-1).tolist()
     assert ds.manifest["tokenizer"]["special_tokens"] == ["<|begin_of_text|>"]
 

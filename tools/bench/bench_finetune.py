@@ -112,6 +112,7 @@ def ours(tmp: Path, pad_to_multiple: int):
     import yaml
 
     from megatron_hybridir.config import ModelConfig, RunConfig, from_dict
+    from megatron_hybridir.data.batch_kind import BatchKind
     from megatron_hybridir.runtime.distributed import ensure_runtime
     from megatron_hybridir.data.dataset import Collator, TokenizedDataset
     from megatron_hybridir.checkpointing.model_state import load_model_weights
@@ -133,7 +134,8 @@ def ours(tmp: Path, pad_to_multiple: int):
         chunk.train()
     ds = TokenizedDataset(str(tmp / "data"))
     langs = np.array([LANGS.index(t[0]) for t in triples()])
-    micro = SimpleNamespace(items=np.arange(len(langs)), query_lang=langs, passage_lang=langs)
+    micro = SimpleNamespace(items=np.arange(len(langs)), query_lang=langs, passage_lang=langs,
+                            kind=BatchKind.MONOLINGUAL)
     collate = Collator(ds, num_negatives=1, pad_to_multiple=pad_to_multiple)
 
     def step():
@@ -207,11 +209,11 @@ def main() -> None:
         our_step, our_batch = ours(tmp, args.pad_to_multiple)
         peer_step, peer_batch = peer(minilm)
         med = interleaved_medians({"ours": our_step, "peer": peer_step}, steps=args.steps)
-    real = int(our_batch["attention_mask"].sum())
+    real = int(our_batch.attention_mask.sum())
     print(f"all-MiniLM-L6-v2, 32 (query, positive, hard negative) triples of real text in "
           f"{len(LANGS)} languages = 96 sequences, {real} real tokens; {args.threads} threads, "
           f"median of {args.steps} interleaved steps")
-    widths = our_batch.get("segment_lengths") or [our_batch["input_ids"].shape[1]] * 3
+    widths = list(our_batch.segment_lengths or [our_batch.input_ids.shape[1]] * 3)
     print(f"  ours (Megatron, imported checkpoint) {med['ours'] * 1000:8.0f} ms/step  padded to "
           f"q/p/n {widths}  peak RSS {rss['ours']:.2f} GiB")
     print(f"  sentence-transformers (MNRL)         {med['peer'] * 1000:8.0f} ms/step  padded to "

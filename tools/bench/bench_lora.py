@@ -86,7 +86,7 @@ def make_step(model, optimizer, batch):
     return step
 
 
-def make_batch(size: str, queries: int, seq: int) -> dict:
+def make_batch(size: str, queries: int, seq: int):
     from megatron_hybridir.data.synthetic import random_token_batch
 
     return random_token_batch(num_queries=queries, num_negatives=1, seq_length=seq,

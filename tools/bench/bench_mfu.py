@@ -94,9 +94,9 @@ def main() -> None:
     validate(config, world_size=1)
     device = compute_device()
     model, optimizer, _ = build_training(config)
-    micro, _ = BatchSource(config, dp_rank=0, dp_size=1).micro_batches(0)
+    micro = BatchSource(config, dp_rank=0, dp_size=1).micro_batches(0)
     batch = to_compute_device(micro[0])
-    ids, mask = batch["input_ids"], batch["attention_mask"]
+    ids, mask = batch.input_ids, batch.attention_mask
 
     hf = hf_model_from_megatron(unwrap(model[0]), config.model).to(device)   # fp32 weights
     hf_optimizer = torch.optim.AdamW(hf.parameters(), lr=config.optim.lr,

@@ -97,7 +97,7 @@ def main() -> None:
     hf = hf_model_from_megatron(ours, cfg)
     batch = random_token_batch(num_queries=args.queries, num_negatives=1, seq_length=args.seq,
                                vocab_size=cfg.vocab_size, generator=torch.Generator().manual_seed(0))
-    ids, mask = batch["input_ids"], batch["attention_mask"]
+    ids, mask = batch.input_ids, batch.attention_mask
 
     def step(embed):
         q, p, n = split_embeddings(embed(ids, mask), num_queries=args.queries, num_negatives=1)

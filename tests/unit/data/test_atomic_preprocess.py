@@ -117,11 +117,11 @@ def test_plain_pairs_without_negatives_load_and_collate(tmp_path, hf_tokenizer):
     for step in range(4):
         for micro in sampler.global_batch(step).micro_batches(2):
             batch = collate(micro)
-            ids = batch["input_ids"]
+            ids = batch.input_ids
             assert ids.shape[0] == 6          # 2 queries, 2 positives, 2 filled negatives
             # The filler negative of pair n is the other item's positive in n's passage language.
             items = [ds.disk_id(int(i)) for i in micro.items]
             for n in range(2):
                 filler = ds.tokens("positive", items[1 - n], int(micro.passage_lang[n])).tolist()
-                assert ids[4 + n][batch["attention_mask"][4 + n]].tolist() == filler
+                assert ids[4 + n][batch.attention_mask[4 + n]].tolist() == filler
     assert collate.filled_negatives == 8

@@ -8,7 +8,8 @@ import torch
 
 from megatron_hybridir.data.dataset import Collator, TokenizedDataset
 from megatron_hybridir.data.preprocess import PreprocessConfig, preprocess
-from megatron_hybridir.data.sampler import CROSS, MONO, SamplerConfig
+from megatron_hybridir.data.batch_kind import BatchKind
+from megatron_hybridir.data.sampler import SamplerConfig
 from megatron_hybridir.data.tokenizer import Tokenizer
 from tests.unit.data.conftest import LANGS
 
@@ -59,25 +60,26 @@ def test_collated_batches_follow_the_sampler(tmp_path, corpus, hf_tokenizer):
         kinds.add(batch.kind)
         for micro in batch.rank_slice(1, 2).micro_batches(2):
             out = collate(micro)
-            assert out["input_ids"].shape[0] == 2 * 3 and out["input_ids"].shape[1] % 8 == 0
-            lengths = out["attention_mask"].sum(1)
+            assert out.input_ids.shape[0] == 2 * 3 and out.input_ids.shape[1] % 8 == 0
+            assert out.kind == batch.kind and (out.num_queries, out.num_negatives) == (2, 1)
+            lengths = out.attention_mask.sum(1)
             # The mask covers exactly the real tokens: a prefix as long as the row, pads after it.
-            assert (out["attention_mask"] == (torch.arange(out["input_ids"].shape[1])
-                                              < lengths[:, None])).all()
-            assert (out["input_ids"][~out["attention_mask"]] == tok.pad_id).all()
-            assert out["segment_lengths"] == [-(-int(lengths[a:c].max()) // 8) * 8
-                                              for a, c in ((0, 2), (2, 4), (4, 6))]
+            assert (out.attention_mask == (torch.arange(out.input_ids.shape[1])
+                                           < lengths[:, None])).all()
+            assert (out.input_ids[~out.attention_mask] == tok.pad_id).all()
+            assert out.segment_lengths == tuple(-(-int(lengths[a:c].max()) // 8) * 8
+                                                for a, c in ((0, 2), (2, 4), (4, 6)))
             for row in range(6):
-                words = [vocab[int(t)] for t in out["input_ids"][row, : lengths[row]]]
+                words = [vocab[int(t)] for t in out.input_ids[row, : lengths[row]]]
                 assert words[-1] != "<pad>" and words[-1][-1].isalnum()
                 lang = words[2]  # "Query:"/"Passage:" then "Query" ":" split -> prompt is 2 tokens
                 if row < 2:
                     assert lang == LANGS[micro.query_lang[row]]
                 else:  # positives and negatives are in the passage language
                     assert lang == LANGS[micro.passage_lang[(row - 2) % 2]]
-            if batch.kind == MONO:
+            if batch.kind == BatchKind.MONOLINGUAL:
                 assert (micro.query_lang == micro.passage_lang).all()
-    assert kinds == {MONO, CROSS}
+    assert kinds == {BatchKind.MONOLINGUAL, BatchKind.CROSS_LINGUAL}
     assert collate.filled_negatives > 0  # items without negatives were exercised
     assert tok.pad_id == 0
 
@@ -86,7 +88,7 @@ def test_fixed_length_padding_for_pipeline_parallelism(tmp_path, corpus, hf_toke
     ds, _ = _prep(tmp_path, corpus, hf_tokenizer)
     micro = ds.sampler(SamplerConfig(global_batch_size=4)).global_batch(0)
     out = Collator(ds, num_negatives=2, fixed_length=32)(micro)
-    assert out["input_ids"].shape == (4 * 4, 32) and "segment_lengths" not in out
+    assert out.input_ids.shape == (4 * 4, 32) and out.segment_lengths is None
     with pytest.raises(ValueError, match="exceeds fixed length 2"):
         Collator(ds, num_negatives=1, fixed_length=2)(micro)
 

@@ -11,14 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from megatron_hybridir.data.sampler import (
-    CROSS,
-    MIXED,
-    MONO,
-    HybridSampler,
-    SamplerConfig,
-    languages_to_mask,
-)
+from megatron_hybridir.data.batch_kind import BatchKind
+from megatron_hybridir.data.sampler import HybridSampler, SamplerConfig, languages_to_mask
 
 L = 5
 
@@ -43,12 +37,12 @@ def _sampler(mode="hybrid", alpha=0.5, batch=8, seed=0, n_par=40, n_mono=0, choi
 def test_pair_languages_follow_the_batch_kind(seed, step, n_mono, choice, missing):
     sampler = _sampler(seed=seed, n_mono=n_mono, choice=choice, missing=missing)
     batch = sampler.global_batch(step)
-    if batch.kind == MONO:
+    if batch.kind == BatchKind.MONOLINGUAL:
         assert (batch.query_lang == batch.passage_lang).all()
         if choice == "batch" and not missing:
             assert len(set(batch.query_lang[: len(batch.items) - sampler.mono_share])) == 1
     else:
-        assert batch.kind == CROSS
+        assert batch.kind == BatchKind.CROSS_LINGUAL
         assert (batch.query_lang != batch.passage_lang).all()
         assert (batch.items < 40).all()  # monolingual-only items never enter cross batches
     # Every pair uses languages its item really has.
@@ -62,10 +56,10 @@ def test_monolingual_fraction_within_four_sigma_of_alpha():
     sampler = _sampler(alpha=0.5)
     kinds = sampler.kinds(20_000)
     p, n = 0.5, 20_000
-    assert abs((kinds == MONO).mean() - p) < 4 * math.sqrt(p * (1 - p) / n)
-    assert (_sampler(mode="monolingual").kinds(100) == MONO).all()
-    assert (_sampler(mode="cross-lingual").kinds(100) == CROSS).all()
-    assert (_sampler(mode="mixed").kinds(100) == MIXED).all()
+    assert abs((kinds == BatchKind.MONOLINGUAL).mean() - p) < 4 * math.sqrt(p * (1 - p) / n)
+    assert (_sampler(mode="monolingual").kinds(100) == BatchKind.MONOLINGUAL).all()
+    assert (_sampler(mode="cross-lingual").kinds(100) == BatchKind.CROSS_LINGUAL).all()
+    assert (_sampler(mode="mixed").kinds(100) == BatchKind.MIXED).all()
 
 
 @settings(max_examples=25, deadline=None)

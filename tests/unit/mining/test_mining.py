@@ -182,7 +182,7 @@ def test_mined_file_round_trips_through_preprocessing(tmp_path, planted):
     assert ds.content_id(0, en) == ds.content_id(1, en) == ds.content_id(2, en)   # planted copies
     batch = Collator(ds, num_negatives=2)(ds.sampler(SamplerConfig(global_batch_size=4,
                                                                    seed=0)).global_batch(0))
-    assert batch["positive_ids"].shape == (4,) and batch["negative_ids"].shape == (8,)
+    assert batch.positive_ids.shape == (4,) and batch.negative_ids.shape == (8,)
 
 
 def test_hnsw_index_option_matches_exact_on_a_small_pool(tmp_path, planted):

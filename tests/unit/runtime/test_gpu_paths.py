@@ -46,7 +46,7 @@ def test_every_forward_step_gets_its_batch_on_the_compute_device(megatron_runtim
     seen = []
 
     def schedule(*, forward_step_func, data_iterator, num_microbatches, **kwargs):
-        seen.extend(next(data_iterator)["input_ids"].device.type for _ in range(num_microbatches))
+        seen.extend(next(data_iterator).input_ids.device.type for _ in range(num_microbatches))
         return []
 
     monkeypatch.setattr(distributed, "compute_device", lambda: torch.device("meta"))
@@ -56,7 +56,7 @@ def test_every_forward_step_gets_its_batch_on_the_compute_device(megatron_runtim
                                 generator=g) for _ in range(3)]
     engine.run_schedule([torch.nn.Linear(1, 1)], micro, forward_step=None)
     assert seen == ["meta"] * 3
-    assert micro[0]["input_ids"].device.type == "cpu"       # the caller's batches stay as they were
+    assert micro[0].input_ids.device.type == "cpu"       # the caller's batches stay as they were
 
 
 def test_fp8_without_transformer_engine_stops_at_build_time(megatron_runtime):

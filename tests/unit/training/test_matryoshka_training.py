@@ -15,7 +15,6 @@ from megatron_hybridir.config.presets import preset
 from megatron_hybridir.training.engine import forward_backward, wrap_ddp
 from megatron_hybridir.training.forward_step import split_embeddings
 from megatron_hybridir.training.gradcache import gradcache_forward_backward
-from tests.distributed.parity_workers import select_queries
 
 LOSS = LossConfig(temperature=0.05, num_hard_negatives=1, matryoshka_dims=[8, 16, "full"],
                   matryoshka_weights=[0.5, 1.0, 1.0])
@@ -42,7 +41,7 @@ def test_the_step_loss_is_the_sum_over_prefixes(megatron_runtime):
     model, batch = _model(False), _batch()
     out = forward_backward(model, [batch], loss=LOSS, forward_only=True)[0]["loss"]
     with torch.no_grad():
-        emb = model[0].module(batch["input_ids"], batch["attention_mask"])
+        emb = model[0].module(batch.input_ids, batch.attention_mask)
     q, p, n = split_embeddings(emb, num_queries=4, num_negatives=1)
     labels = torch.arange(4)
     reference = 0.0
@@ -61,7 +60,7 @@ def test_gradcache_equals_the_whole_batch_gradient(megatron_runtime, lora):
         if name == "whole":
             forward_backward(model, [batch], loss=LOSS)
         else:
-            micro = [select_queries(batch, [i]) for i in range(4)]
+            micro = batch.split(1)
             gradcache_forward_backward(model, micro, loss=LOSS)
         grads[name] = {n: p.main_grad.clone() for n, p in model[0].module.named_parameters()
                        if p.requires_grad}

@@ -3,6 +3,8 @@ give the loss and gradients of the whole padded batch: padding changes the work,
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -14,14 +16,12 @@ from megatron_hybridir.training.engine import forward_backward, wrap_ddp
 from megatron_hybridir.training.gradcache import gradcache_forward_backward
 
 
-def _batch(segments: bool) -> dict:
+def _batch(segments: bool):
     batch = random_token_batch(num_queries=4, num_negatives=1, seq_length=24, vocab_size=250,
                                generator=torch.Generator().manual_seed(7), min_length=3)
-    batch["attention_mask"][:4, 6:] = False            # short queries, long passages
-    batch["input_ids"] = batch["input_ids"].masked_fill(~batch["attention_mask"], 0)
-    if segments:
-        batch["segment_lengths"] = [8, 24, 24]
-    return batch
+    batch.attention_mask[:4, 6:] = False            # short queries, long passages
+    return dataclasses.replace(batch, input_ids=batch.input_ids.masked_fill(~batch.attention_mask, 0),
+                               segment_lengths=(8, 24, 24) if segments else None)
 
 
 @pytest.mark.parametrize("arch", [{}, {"architecture": "bert", "num_query_groups": None,
@@ -53,7 +53,7 @@ def test_each_segment_runs_at_its_own_length(megatron_runtime):
 
     out = embed(spy, _batch(True))
     assert shapes == [(4, 8), (4, 24), (4, 24)]
-    assert out.squeeze(1).tolist() == _batch(False)["attention_mask"].sum(1).float().tolist()
+    assert out.squeeze(1).tolist() == _batch(False).attention_mask.sum(1).float().tolist()
     shapes.clear()
     embed(spy, _batch(False))
     assert shapes == [(12, 24)]

@@ -1,0 +1,99 @@
+"""The token batch of one micro-batch: what the collator and the synthetic source build and the
+forward step, GradCache and the schedules read (docs/design.md §7.3).
+
+Why it exists: the batch crosses four modules (``data/dataset.py``, ``data/synthetic.py``,
+``training/forward_step.py``, ``training/gradcache.py``); one frozen dataclass states its layout
+and checks it once, where it is built, instead of each reader trusting a dict's keys.
+
+Layout, with b = ``num_queries`` and k = ``num_negatives``: ``input_ids`` / ``attention_mask`` rows
+are ``[q_0..q_{b-1}, p_0..p_{b-1}, n_{0,0}..n_{0,k-1}, n_{1,0}..]`` (negatives item-major), so
+queries and passages travel as one tensor and every pipeline stage sends one activation tensor.
+
+What it does not do: tokenize, sample or pad (the collator), or split embeddings (forward step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from megatron_hybridir.data.batch_kind import BatchKind
+
+
+# eq=False: batches compare by identity (a field-wise == would compare tensors elementwise).
+@dataclass(frozen=True, eq=False)
+class Batch:
+    input_ids: Tensor
+    """[b*(2+k), S] int64, right padded with the tokenizer's pad id."""
+    attention_mask: Tensor
+    """[b*(2+k), S] bool, True on real tokens."""
+    num_queries: int
+    """b: pairs in the micro-batch."""
+    num_negatives: int
+    """k: hard negatives per pair (``loss.num_hard_negatives``)."""
+    kind: BatchKind = BatchKind.MONOLINGUAL
+    """The global batch's kind (the sampler's); synthetic batches are monolingual."""
+    positive_ids: Optional[Tensor] = None
+    """[b] int64 content ids of the positives (false-negative masking), or None."""
+    negative_ids: Optional[Tensor] = None
+    """[b*k] int64 content ids of the negatives, item-major like their rows; set with positive_ids."""
+    segment_lengths: Optional[tuple[int, int, int]] = None
+    """Padded widths of the query, positive and negative segments (each <= S): the forward step runs
+    them as separate passes. None (fixed-length batches, pipeline parallelism): one pass over S."""
+
+    def __post_init__(self):
+        b, k = self.num_queries, self.num_negatives
+        rows = b * (2 + k)
+        if self.input_ids.dim() != 2 or self.input_ids.size(0) != rows:
+            raise ValueError(f"Batch.input_ids: expected [{rows}, S] (b={b}, k={k}), got "
+                             f"{list(self.input_ids.shape)}")
+        if self.attention_mask.shape != self.input_ids.shape:
+            raise ValueError(f"Batch.attention_mask: shape {list(self.attention_mask.shape)} != "
+                             f"input_ids {list(self.input_ids.shape)}")
+        if (self.positive_ids is None) != (self.negative_ids is None):
+            raise ValueError("Batch: positive_ids and negative_ids are given together or not at all")
+        if self.positive_ids is not None and (self.positive_ids.numel() != b
+                                              or self.negative_ids.numel() != b * k):
+            raise ValueError(f"Batch: expected {b} positive_ids and {b * k} negative_ids, got "
+                             f"{self.positive_ids.numel()} and {self.negative_ids.numel()}")
+        object.__setattr__(self, "kind", BatchKind(self.kind))
+        if self.segment_lengths is not None:
+            object.__setattr__(self, "segment_lengths", tuple(int(n) for n in self.segment_lengths))
+
+    @property
+    def has_content_ids(self) -> bool:
+        return self.positive_ids is not None
+
+    def to(self, device, *, non_blocking: bool = True) -> "Batch":
+        """The same batch with every tensor field on ``device`` (subclasses' tensors too)."""
+        moved = {f.name: getattr(self, f.name).to(device, non_blocking=non_blocking)
+                 for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), Tensor)}
+        return dataclasses.replace(self, **moved)
+
+    def select(self, pairs: Sequence[int]) -> "Batch":
+        """The batch of the given pairs (their queries, positives and negatives), in that order.
+
+        Segment widths are kept: they bound the selected rows too, and a wider trim changes no
+        embedding (each row depends only on its real tokens).
+        """
+        b, k = self.num_queries, self.num_negatives
+        idx = torch.as_tensor(list(pairs), dtype=torch.long)
+        neg = (idx[:, None] * k + torch.arange(k)[None, :]).reshape(-1)
+        rows = torch.cat([idx, b + idx, 2 * b + neg])
+        return dataclasses.replace(
+            self, input_ids=self.input_ids[rows], attention_mask=self.attention_mask[rows],
+            num_queries=len(idx),
+            positive_ids=None if self.positive_ids is None else self.positive_ids[idx],
+            negative_ids=None if self.negative_ids is None else self.negative_ids[neg])
+
+    def split(self, pairs_per_chunk: int) -> list["Batch"]:
+        """Consecutive chunks of ``pairs_per_chunk`` pairs (GradCache's micro-batches of a batch)."""
+        if pairs_per_chunk < 1 or self.num_queries % pairs_per_chunk:
+            raise ValueError(f"Batch.split: {self.num_queries} pairs do not divide into chunks of "
+                             f"{pairs_per_chunk}")
+        return [self.select(range(start, start + pairs_per_chunk))
+                for start in range(0, self.num_queries, pairs_per_chunk)]
