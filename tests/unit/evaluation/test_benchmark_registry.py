@@ -4,10 +4,8 @@ scored exactly as a built-in benchmark of its kind on the same data."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
-from unittest.mock import patch
 
 import pytest
 
@@ -19,6 +17,7 @@ from megatron_hybridir.evaluation.benchmarks import (BENCHMARKS, KINDS, Benchmar
 from megatron_hybridir.evaluation.encoder import EncoderConfig
 from megatron_hybridir.evaluation.runner import EvalConfig, check_config, evaluate
 from megatron_hybridir.evaluation.tasks import RetrievalTask
+from tests.registries import temporarily_registered
 from tests.unit.evaluation import formats
 
 BUILT_IN = ["beir", "nq", "miracl", "xquad-r", "mlqa-r", "lareqa"]
@@ -39,13 +38,9 @@ TOY_LAREQA = Benchmark("toy-lareqa", "lareqa",
                        load=lambda c, _, __: loaders.load_lareqa(c.data, ["en", "de"], name="toy"))
 
 
-@contextlib.contextmanager
 def registered(*items):
     """Register for the duration of a block; the registry is as before afterwards."""
-    with patch.dict(BENCHMARKS):
-        for item in items:
-            register_benchmark(item)
-        yield
+    return temporarily_registered(BENCHMARKS, register_benchmark, *items)
 
 
 def _config(tmp_path, name, data, model, **extra):

@@ -7,9 +7,7 @@ dry-run), sentence-transformers export and import, and the ``--pooling`` CLI cho
 
 from __future__ import annotations
 
-import contextlib
 import json
-from unittest.mock import patch
 
 import pytest
 import torch
@@ -18,15 +16,16 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from megatron_hybridir.config import ConfigError, load_config
+from megatron_hybridir.config.presets import preset
 from megatron_hybridir.convert import provenance
 from megatron_hybridir.convert.hf_export import _sentence_transformers_files, st_pooling_mode
 from megatron_hybridir.convert.mappings import ConversionError
 from megatron_hybridir.model.builder import count_parameters
 from megatron_hybridir.model.pooling import (POOLINGS, PoolingType, register_pooling,
                                              sentence_transformers_modes)
-from megatron_hybridir.config.presets import preset
 from megatron_hybridir.training.dry_run import estimate
 from megatron_hybridir.training.flops import forward_flops_per_sequence
+from tests.registries import temporarily_registered
 from tests.unit.convert.hf_fixtures import load_tool
 
 BUILT_IN = ["mean", "last", "first", "latent_attention"]
@@ -66,13 +65,9 @@ class ToyMax(PoolingType):
         return hidden.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
 
 
-@contextlib.contextmanager
 def registered(*items):
     """Register for the duration of a block; the registry is as before afterwards."""
-    with patch.dict(POOLINGS):
-        for item in items:
-            register_pooling(item)
-        yield
+    return temporarily_registered(POOLINGS, register_pooling, *items)
 
 
 def _st_pipeline(flag: str) -> dict:
