@@ -129,8 +129,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     init_from = getattr(getattr(config, "checkpoint", None), "init_from", None)
     if init_from and Path(init_from).exists():
         # NOTE: the one lazy import left in config/: the checkpoint's model section is read by
-        # training/run_identity (through convert/io), which imports this package; a run
-        # config is resolved there, after the YAML is parsed. (A recipe whose checkpoint is not
+        # training/run_identity (through checkpointing/folders), which parses that checkpoint's
+        # config with this package, so neither can import the other at module level. (A recipe whose checkpoint is not
         # there yet still loads, for --dry-run; training then stops naming the missing folder.)
         from megatron_hybridir.training.run_identity import init_model
 
