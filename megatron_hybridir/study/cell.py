@@ -93,6 +93,13 @@ if __name__ == "__main__":
     run(Path(sys.argv[1]))
     # cell.json is written: leave now. A normal interpreter exit waited ~30 s on a loaded machine
     # for the threads of gloo / tokenizers, 27 times per grid.
+    # os._exit skips multiprocessing's exit handlers, so worker processes started during the run
+    # (checkpoint writers) would outlive the cell as orphans: end them first.
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.terminate()
+        child.join(timeout=10)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

@@ -5,6 +5,8 @@ both cells."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,11 +16,32 @@ from megatron_hybridir.study.grid import SizeSpec, StudyConfig, run_grid
 from megatron_hybridir.study.report import write_report
 
 
+def _processes_writing_under(folder: Path) -> list[int]:
+    """Live processes whose stdout is a file under ``folder`` (Linux /proc)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            target = os.readlink(proc / "fd" / "1")
+            state = next(line for line in (proc / "status").read_text().splitlines()
+                         if line.startswith("State:"))
+        except (OSError, StopIteration):
+            continue
+        if target.startswith(str(folder)) and " Z " not in f" {state.split()[1]} ":
+            found.append(int(proc.name))
+    return found
+
+
 def test_two_cell_study_trains_scores_and_reports(tmp_path):
     config = StudyConfig(out=str(tmp_path), sizes=[SizeSpec("XS", 16)], alphas=[0.5, 1.0], seeds=[1],
                          budget=BudgetRule(max_steps=6, interval=3, patience=1, min_delta=0.0))
     result = run_grid(config)
     assert result["failed"] == [] and result["cells"] == 2
+    # A finished cell leaves no worker process behind (it exits with os._exit, which skips
+    # multiprocessing's own clean-up; two orphans per cell before the fix).
+    if Path("/proc/self/fd").exists():
+        assert _processes_writing_under(tmp_path / "cells") == []
     cell = json.loads((tmp_path / "cells" / "XS_a0.5_s1" / "cell.json").read_text())
     assert [h["step"] for h in cell["dev_history"]] in ([3], [3, 6])
     assert cell["best_step"] in (3, 6) and cell["steps_trained"] == cell["dev_history"][-1]["step"]
