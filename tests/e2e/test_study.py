@@ -28,7 +28,7 @@ def _processes_writing_under(folder: Path) -> list[int]:
                          if line.startswith("State:"))
         except (OSError, StopIteration):
             continue
-        if target.startswith(str(folder)) and " Z " not in f" {state.split()[1]} ":
+        if target.startswith(str(folder)) and state.split()[1] != "Z":   # zombies hold nothing
             found.append(int(proc.name))
     return found
 
