@@ -71,8 +71,9 @@ def _lora_step_flops_per_sequence(model: ModelConfig, s: int, gradcache: bool) -
     r, targets = lora.rank, set(lora.target_modules)
     forward = backward = 0.0
     upstream_trains = False
+    linears, core = _layer_linears(model), _attention_core(model, s)   # the same in every layer
     for _ in range(model.num_layers):
-        for name, (i, o) in _layer_linears(model).items():
+        for name, (i, o) in linears.items():
             base, adapter = 2 * s * i * o, (2 * s * r * (i + o) if name in targets else 0)
             forward += base + adapter
             if upstream_trains:
@@ -81,7 +82,6 @@ def _lora_step_flops_per_sequence(model: ModelConfig, s: int, gradcache: bool) -
                 backward += 2 * s * r * (i + 2 * o)  # dA, dB and the rank-r activation's gradient
                 upstream_trains = True
             if name == "qkv":  # the attention core sits between qkv and proj
-                core = _attention_core(model, s)
                 forward += core
                 backward += 2 * core if upstream_trains else 0
     head = _head(model, s)
