@@ -165,6 +165,8 @@ class JsonlTable(_FileTable):
             where = f"{self.path}:{lineno}"
             try:
                 record = self._record(raw, where)
+                # Checked here, where the line number is known (text_at knows only the offset).
+                row_text(record, where, self.text_field, self.title_field)
             except DataError as err:
                 if on_error == "raise":
                     raise
