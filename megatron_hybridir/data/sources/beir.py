@@ -115,7 +115,8 @@ def beir_records(source: dict, report: BuildReport, *, lang: str = "en",
         for qid, docs in positives.items():
             report.candidates += 1
             where = f"{source['name']} query-id {qid}"
-            query, positive = _text(queries, qhandles[qslots[qid]]), _text(corpus, dhandles[dslots[docs[0]]])
+            query = _text(queries, qhandles[qslots[qid]])
+            positive = _text(corpus, dhandles[dslots[docs[0]]])
             if not query or not positive:
                 report.drop("query id not in queries.jsonl or empty" if not query else
                             "positive corpus-id not in corpus.jsonl or empty", where)

@@ -43,13 +43,17 @@ def build_mmarco(*, output: str | Path, languages: Sequence[str], root: Optional
                  max_negatives: Optional[int] = 8, leak_checks: Sequence[LeakSpec] = (),
                  on_leak: str = "drop", on_error: str = "raise", quiet: bool = False) -> BuildReport:
     """Parallel records from mMARCO: TSV files under ``root``, or ``datasets`` ({lang: (queries,
-    collection)} Dataset objects), or the hub name ``hub``; judgements from ``triples`` / ``qrels``."""
+    collection)} Dataset objects), or the hub name ``hub``; judgements from ``triples`` and/or
+    ``qrels``."""
     languages = validate_languages(languages)
     if sum(x is not None for x in (root, datasets, hub)) != 1:
         raise DataError("mmarco: give exactly one of root (TSV files), datasets or hub")
     report, leak = _start(f"mmarco {root or hub or 'datasets'}", output, leak_checks, on_leak,
                           languages=languages, triples=triples, qrels=qrels,
                           max_negatives=max_negatives)
+    if datasets is not None and set(languages) - set(datasets):
+        missing = sorted(set(languages) - set(datasets))
+        raise DataError(f"mmarco: no datasets for language(s) {missing}; got {sorted(datasets)}")
     tables = (mmarco.file_tables(root, languages) if root is not None else
               mmarco.dataset_tables({k: datasets[k] for k in languages}) if datasets is not None
               else mmarco.hub_tables(languages, hub))

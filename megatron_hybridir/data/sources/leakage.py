@@ -20,7 +20,7 @@ evaluation/ and may not import it), and only the queries, never the corpora:
   the training queries too;
 - ``nq``: the questions of ``nq-test.qa.csv`` (``question<TAB>[answers]``);
 - ``miracl``: ``miracl-v1.0-<lang>/topics/topics.miracl-v1.0-<lang>-<split>.tsv`` (default ``dev``)
-  for every language folder found;
+  for every language folder found (all topics: a superset of the judged ones evaluation scores);
 - ``lareqa`` (also ``xquad-r``, ``mlqa-r``): the questions of every ``<lang>.json``.
 
 Each reader is cross-checked against the evaluation loader in the tests.

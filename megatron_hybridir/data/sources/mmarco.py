@@ -70,7 +70,13 @@ def file_tables(root: str | Path, languages: list[str], split: str = "train") ->
 
 
 def dataset_tables(datasets: dict) -> dict:
-    """{lang: (queries Dataset, collection Dataset)} with ``id`` / ``text`` columns -> tables."""
+    """{lang: (queries Dataset, collection Dataset)} with ``id`` / ``text`` columns -> tables.
+    Map-style (memory-mapped) Datasets: texts are read back by row, which streaming
+    ``IterableDataset`` objects cannot do."""
+    for lang, pair in datasets.items():
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise DataError(f"mmarco datasets[{lang!r}]: expected (queries, collection), got "
+                            f"{type(pair).__name__}")
     return {lang: (DatasetTable(q, f"{lang} query", name=f"mmarco queries {lang}"),
                    DatasetTable(c, f"{lang} passage", name=f"mmarco collection {lang}"))
             for lang, (q, c) in datasets.items()}
@@ -187,8 +193,10 @@ def mmarco_records(tables: dict, judgements: Judgements, report: BuildReport, *,
     for qid, positives in judgements.positives.items():
         for pid in positives[:1] + judgements.negatives[qid]:
             pslots.setdefault(pid, len(pslots))
-    qhandles = {lang: index_ids(q, qslots, report, on_error=on_error) for lang, (q, _) in tables.items()}
-    phandles = {lang: index_ids(c, pslots, report, on_error=on_error) for lang, (_, c) in tables.items()}
+    qhandles = {lang: index_ids(queries, qslots, report, on_error=on_error)
+                for lang, (queries, _) in tables.items()}
+    phandles = {lang: index_ids(collection, pslots, report, on_error=on_error)
+                for lang, (_, collection) in tables.items()}
     for qid, positives in judgements.positives.items():
         report.candidates += 1
         where = f"mmarco query id {qid}"

@@ -12,8 +12,9 @@ sum(dropped)``):
   ``on_error="skip"``);
 - ``skipped``: input lines or records that never became a candidate (duplicate ids, unreferenced
   or malformed lines with ``on_error="skip"``);
-- ``trimmed``: parts removed from items that were written (a language without a translation, a
-  negative that is also a positive, extra positives).
+- ``trimmed``: parts removed from items that passed the source's checks (a language without a
+  translation, a negative that is also a positive, extra positives); counted before the leakage
+  check, so an item dropped as leaked afterwards keeps its trims in the counts.
 
 What it does not do: decide what to drop (the source modules and ``leakage.py`` do).
 """

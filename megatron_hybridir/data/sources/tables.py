@@ -44,7 +44,8 @@ def decode(raw: bytes, where: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise DataError(f"{where}: not valid UTF-8 (byte {raw[err.start]:#04x} at column "
-                        f"{err.start + 1}); re-encode the file as UTF-8", reason="not UTF-8") from None
+                        f"{err.start + 1}); re-encode the file as UTF-8",
+                        reason="not UTF-8") from None
 
 
 def passage_text(title: Optional[str], text: str) -> str:

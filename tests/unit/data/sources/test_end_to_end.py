@@ -66,3 +66,13 @@ def test_build_preprocess_and_read_back(mmarco_root, eval_folders, tmp_path, cap
                     tok.encode([f"Query: {query_text(lang, qid)}"])[0]
     assert not ds.has("query", 1, "de")        # 1003 has no German query: absent, not shifted
     assert ds.manifest["counts"]["query.de"] == 3 and ds.manifest["counts"]["query.en"] == 5
+
+
+def test_cli_names_a_malformed_leak_check(tmp_path, capsys):
+    import pytest
+
+    main = runpy.run_path(str(TOOLS / "build_training_data.py"))["main"]
+    with pytest.raises(SystemExit):
+        main(["dpr", "--source", "x.json", "--output", str(tmp_path / "o.jsonl"),
+              "--leak-check", "nq"])
+    assert "--leak-check nq: expected KIND PATH [SPLIT]" in capsys.readouterr().err

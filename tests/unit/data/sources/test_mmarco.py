@@ -144,6 +144,9 @@ def test_unknown_language_and_gzip_are_refused(mmarco_root, tmp_path):
                      triples=str(mmarco_root.parent / "triples.train.ids.small.tsv"), quiet=True)
     with pytest.raises(DataError, match=r"expected a \.jsonl file"):
         _build(mmarco_root, tmp_path / "a.json")
+    with pytest.raises(DataError, match=re.escape("mmarco: no datasets for language(s) ['zh']")):
+        build_mmarco(datasets={"en": (None, None), "de": (None, None)}, languages=LANGS,
+                     output=str(tmp_path / "a.jsonl"), qrels="q.tsv", quiet=True)
 
 
 def _datasets():
