@@ -166,6 +166,9 @@ class LeakFilter:
         named = {}
         for kind, path, split in specs:
             name = f"{kind}:{Path(path).name}" + (f":{split}" if split else "")
+            if name in named:   # two folders of one name: their counts would merge unseen
+                raise DataError(f"leak check {kind} {path}: a benchmark named {name!r} is already "
+                                f"checked; give each evaluation folder once (or rename one)")
             named[name] = read_eval_queries(kind, path, split)
         return cls(named, on_leak)
 

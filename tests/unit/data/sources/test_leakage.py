@@ -80,3 +80,13 @@ def test_normalisation_and_bad_specs():
         leakage.read_eval_queries("trec", "/nowhere")
     with pytest.raises(DataError, match="on_leak: expected one of"):
         leakage.LeakFilter({}, on_leak="warn")
+
+
+def test_two_benchmarks_of_one_name_are_refused(eval_folders, tmp_path):
+    import shutil
+
+    other = tmp_path / "other" / "scifact"
+    shutil.copytree(eval_folders["beir"], other)
+    with pytest.raises(DataError, match="a benchmark named 'beir:scifact' is already checked"):
+        leakage.LeakFilter.from_specs([("beir", str(eval_folders["beir"]), None),
+                                       ("beir", str(other), None)])
