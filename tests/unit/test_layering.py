@@ -31,6 +31,10 @@ FORBIDDEN = [
     ("megatron_hybridir/model", "megatron_hybridir.training", "model code knows nothing of training"),
     ("megatron_hybridir/model", "megatron_hybridir.convert", "model code knows nothing of conversion"),
     ("megatron_hybridir/data", "megatron_hybridir.model", "data never imports the model"),
+    ("megatron_hybridir/data", "megatron_hybridir.evaluation",
+     "data sits below evaluation (data/sources reads evaluation queries itself)"),
+    ("megatron_hybridir/data/sources", "megatron.core",
+     "building training records needs no Megatron-Core"),
     ("megatron_hybridir/evaluation", "megatron.core", "evaluation runs without Megatron-Core"),
     *[("megatron_hybridir", cli, "the library never imports a command-line module")
       for cli in CLI_MODULES],
