@@ -221,6 +221,12 @@ class DataConfig:
     """0: batch languages uniform; T > 0: weights proportional to pairs_per_language**(1/T)."""
     source_weights: Optional[list[float]] = None
     """Relative share of each source per epoch (None: proportional to size, the paper's rule)."""
+    same_source_batches: bool = False
+    """Draw every global batch from one source, so in-batch negatives come from the query's own
+    source (another source's are trivially easy): sources are drawn in proportion to their size
+    (or ``source_weights``) among those that can fill the batch kind drawn first (monolingual-only
+    sources fill only monolingual batches); per-source counts go to metrics.jsonl
+    (``data/source_batches.py``). false: sources mix within a batch."""
     global_batch_size: int = 16
     """Queries per optimizer step over all data-parallel ranks (the in-batch negatives' pool)."""
     micro_batch_size: int = 4
@@ -234,6 +240,7 @@ class DataConfig:
             mode=self.mode, alpha=self.alpha, language_choice=self.language_choice,
             language_temperature=self.language_temperature,
             source_weights=tuple(self.source_weights) if self.source_weights else None,
+            same_source_batches=self.same_source_batches,
             global_batch_size=self.global_batch_size, seed=seed)
 
 

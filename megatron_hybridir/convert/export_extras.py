@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 import yaml
@@ -33,6 +33,16 @@ def tensor_groups(model: ModelConfig, ckpt: Path) -> Iterator[dict[str, torch.Te
     if model.lora is not None:
         return lora_merge.iter_merged_tensors(model, ckpt)
     return iter_megatron_tensors(model, ckpt)
+
+
+def tensor_reader(model: ModelConfig, ckpt: Path) -> Callable[[str], torch.Tensor]:
+    """One tensor by local (TP=1) name, in any order (adapters merged): what merging reads."""
+    from megatron_hybridir.convert.hf_export import CheckpointReader, checkpoint_keys, local_key
+
+    if model.lora is not None:
+        return lora_merge.MergedReader(model, ckpt).read
+    reader, keys = CheckpointReader(ckpt), checkpoint_keys(model)
+    return lambda name: reader.read(*local_key(keys, name))
 
 
 def run_loss_section(checkpoint: Path) -> dict:

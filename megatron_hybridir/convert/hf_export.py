@@ -161,6 +161,19 @@ def checkpoint_keys(model: ModelConfig) -> dict[str, str]:
             if not name.endswith("_extra_state") and hasattr(value, "key")}
 
 
+def local_key(keys: dict[str, str], name: str) -> tuple[str, Optional[int]]:
+    """(checkpoint key, layer or None) of the local TP=1 name ``name`` (``decoder.layers.3.x`` is
+    layer 3 of the stacked key of ``decoder.layers.0.x``), given :func:`checkpoint_keys`."""
+    if name.startswith("decoder.layers."):
+        _, _, i, rest = name.split(".", 3)
+        template = f"decoder.layers.0.{rest}"
+        if template in keys:
+            return keys[template], int(i)
+    elif name in keys:
+        return keys[name], None
+    raise ConversionError(f"no checkpoint key for tensor {name} in this model's layout")
+
+
 def iter_megatron_tensors(model: ModelConfig, ckpt: Path) -> Iterator[dict[str, torch.Tensor]]:
     """Yield {local name: tensor} for the non-layer tensors, then for each layer in turn."""
     reader = CheckpointReader(ckpt)

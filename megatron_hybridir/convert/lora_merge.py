@@ -50,30 +50,45 @@ def adapter_base(ckpt: Path) -> dict:
     return ref
 
 
+class MergedReader:
+    """Tensors of an adapter checkpoint by local (TP=1) name, in any order, with the adapters
+    merged into their linears' weights; head tensors come from the adapter checkpoint (trained),
+    everything else from the base it names. Memory: one tensor (plus its adapter pair)."""
+
+    def __init__(self, model: ModelConfig, ckpt: Path):
+        from megatron_hybridir.convert.hf_export import CheckpointReader, checkpoint_keys
+
+        self.base = CheckpointReader(Path(adapter_base(ckpt)["checkpoint"]))
+        self.adapters = CheckpointReader(ckpt)
+        self.keys = checkpoint_keys(model)
+        self.scale = model.lora.alpha / model.lora.rank
+        self.linears = {LINEAR[target] for target in model.lora.target_modules}
+
+    def _read(self, key: str, layer=None) -> torch.Tensor:
+        return (self.adapters if key in self.adapters.metadata else self.base).read(key, layer)
+
+    def read(self, name: str) -> torch.Tensor:
+        from megatron_hybridir.convert.hf_export import local_key
+
+        key, layer = local_key(self.keys, name)
+        tensor = self._read(key, layer)
+        linear = name.split(".", 3)[-1].removesuffix(".weight")
+        if layer is not None and name.endswith(".weight") and linear in self.linears:
+            a, b = (self._read(self.keys[f"decoder.layers.0.{linear}.{f}"], layer)
+                    for f in ("lora_a", "lora_b"))
+            tensor = merge_into(tensor, a, b, self.scale)
+        return tensor
+
+
 def iter_merged_tensors(model: ModelConfig, ckpt: Path) -> Iterator[dict[str, torch.Tensor]]:
     """Like ``hf_export.iter_megatron_tensors`` for an adapter checkpoint: base tensors with the
     adapters merged; trained head tensors from the adapter checkpoint."""
-    from megatron_hybridir.convert.hf_export import CheckpointReader, checkpoint_keys
-
-    base = CheckpointReader(Path(adapter_base(ckpt)["checkpoint"]))
-    adapters = CheckpointReader(ckpt)
-    keys = checkpoint_keys(model)
-
-    def read(key: str, layer=None) -> torch.Tensor:
-        return (adapters if key in adapters.metadata else base).read(key, layer)
-
-    yield {n: read(k) for n, k in keys.items() if not n.startswith("decoder.layers.")}
-    layer_keys = {n.removeprefix("decoder.layers.0."): k for n, k in keys.items()
-                  if n.startswith("decoder.layers.")}
-    scale = model.lora.alpha / model.lora.rank
+    reader = MergedReader(model, ckpt)
+    names = [n for n in reader.keys if not is_adapter_name(n)]
+    yield {n: reader.read(n) for n in names if not n.startswith("decoder.layers.")}
+    layer_names = [n.removeprefix("decoder.layers.0.") for n in names if n.startswith("decoder.layers.")]
     for i in range(model.num_layers):
-        group = {n: read(k, i) for n, k in layer_keys.items() if not is_adapter_name(n)}
-        for target in model.lora.target_modules:
-            linear = LINEAR[target]
-            a, b = (read(layer_keys[f"{linear}.{f}"], i) for f in ("lora_a", "lora_b"))
-            weight = f"{linear}.weight"
-            group[weight] = merge_into(group[weight], a, b, scale)
-        yield {f"decoder.layers.{i}.{n}": t for n, t in group.items()}
+        yield {f"decoder.layers.{i}.{n}": reader.read(f"decoder.layers.{i}.{n}") for n in layer_names}
 
 
 def write_peft_adapter(model: ModelConfig, ckpt: Path, out: Path, *, base_name: str) -> Path:

@@ -15,6 +15,8 @@ Design:
   function of the seed (computed vectorised and cached).
 - An item appears at most once per global batch; where an epoch boundary would repeat one, the
   repeat is replaced deterministically by an unused item.
+- ``same_source_batches``: every batch's items come from one source (``source_batches.py``),
+  drawn after the batch kind among the sources that can fill it.
 - Languages: per batch (default, the paper's rule: one language for a whole monolingual batch,
   drawn uniformly or temperature-weighted) or per example; a cross-lingual pair draws (a, b), a != b,
   from the item's own languages. Items missing the batch language fall back to one of their own
@@ -57,7 +59,10 @@ class SamplerConfig:
     seed: int = 1234
     source_weights: Optional[tuple] = None
     """Relative share of each source per epoch (None: proportional to size, the paper's rule).
-    A source given more than its size repeats items across the epoch, never within a batch."""
+    A source given more than its size repeats items across the epoch, never within a batch.
+    With ``same_source_batches``: each source's share of the batches instead."""
+    same_source_batches: bool = False
+    """Draw every global batch from one source (``data/source_batches.py``); off: sources mix."""
 
     def __post_init__(self):
         check_settings(self, where="sampler")
@@ -81,6 +86,9 @@ def check_settings(settings: Any, *, where: str) -> None:
     if weights is not None and not (all(w >= 0 for w in weights) and sum(weights) > 0):
         raise ValueError(f"{where}.source_weights: weights must be >= 0 and not all 0, got "
                          f"{list(weights)}")
+    if not isinstance(settings.same_source_batches, bool):
+        raise ValueError(f"{where}.same_source_batches: expected true or false, got "
+                         f"{settings.same_source_batches!r}")
 
 
 @dataclass
@@ -92,6 +100,8 @@ class GlobalBatch:
     passage_lang: np.ndarray  # [B] int16
     fallbacks: int = 0
     """Pairs of a per-batch-language monolingual batch that lacked that language."""
+    source: Optional[int] = None
+    """The one source every item came from (``same_source_batches``); None when sources mix."""
 
     def rank_slice(self, dp_rank: int, dp_size: int) -> "GlobalBatch":
         """This data-parallel rank's contiguous share (B must divide by dp_size)."""
@@ -100,14 +110,14 @@ class GlobalBatch:
             raise ValueError(f"global batch {b} is not divisible by data-parallel size {dp_size}")
         part = slice(dp_rank * b // dp_size, (dp_rank + 1) * b // dp_size)
         return GlobalBatch(self.step, self.kind, self.items[part], self.query_lang[part],
-                           self.passage_lang[part], self.fallbacks)
+                           self.passage_lang[part], self.fallbacks, self.source)
 
     def micro_batches(self, size: int) -> list["GlobalBatch"]:
         if len(self.items) % size:
             raise ValueError(f"batch of {len(self.items)} is not divisible by micro batch {size}")
         return [GlobalBatch(self.step, self.kind, self.items[i:i + size],
                             self.query_lang[i:i + size], self.passage_lang[i:i + size],
-                            self.fallbacks) for i in range(0, len(self.items), size)]
+                            self.fallbacks, self.source) for i in range(0, len(self.items), size)]
 
 
 def _rng(*keys: int) -> np.random.Generator:
@@ -170,6 +180,20 @@ class HybridSampler:
         per_lang = per_lang + np.bincount(self.mono_langs, minlength=num_languages)
         self.lang_weights = language_weights(per_lang, config.language_temperature)
         self._kinds_cache = np.zeros(0, dtype=np.int8)
+        self.same_source = None
+        if config.same_source_batches:
+            from megatron_hybridir.data.source_batches import SourceBatches
+
+            self.same_source = SourceBatches(
+                seed=config.seed, batch_size=b, parallel_sources=self._sources[_STREAM_PARALLEL],
+                mono_sources=self._sources[_STREAM_MONO], weights=self._weights,
+                kinds_possible=self._possible_kinds())
+
+    def _possible_kinds(self) -> list[BatchKind]:
+        if self.config.mode == "mixed":
+            return [BatchKind.MIXED]
+        return ([BatchKind.MONOLINGUAL] if self.alpha > 0 else []) + (
+            [BatchKind.CROSS_LINGUAL] if self.alpha < 1 else [])
 
     # ---------------------------------------------------------------------------------------
     @property
@@ -217,12 +241,13 @@ class HybridSampler:
         """The whole global batch of ``step`` (identical on every rank)."""
         cfg = self.config
         kind = BatchKind(int(self.kinds(step + 1)[step]))
-        par_pos, mono_pos = self._positions(step)
-        n_mono = self.mono_share if kind == BatchKind.MONOLINGUAL else 0
-        par = _unique(self._take(_STREAM_PARALLEL, par_pos, cfg.global_batch_size - n_mono),
-                      _rng(cfg.seed, step, 1), self._sources[_STREAM_PARALLEL])
-        mono = (_unique(self._take(_STREAM_MONO, mono_pos, n_mono), _rng(cfg.seed, step, 2),
-                        self._sources[_STREAM_MONO]) if n_mono else np.zeros(0, np.int64))
+        source = None
+        if self.same_source is not None:
+            source, ids = self.same_source.items(step, self.kinds(step + 1))
+            n_par = len(self.parallel_masks)
+            par, mono = ids[ids < n_par], ids[ids >= n_par] - n_par
+        else:
+            par, mono = self._mixed_sources(step, kind)
         rng = _rng(cfg.seed, step, 3)
         masks = self.parallel_masks[par]
         if kind == BatchKind.CROSS_LINGUAL:
@@ -238,12 +263,28 @@ class HybridSampler:
         items = np.concatenate([par, mono + len(self.parallel_masks)])
         q_all = np.concatenate([q, self.mono_langs[mono]]).astype(np.int16)
         p_all = np.concatenate([p, self.mono_langs[mono]]).astype(np.int16)
-        return GlobalBatch(step, kind, items, q_all, p_all, fallbacks)
+        return GlobalBatch(step, kind, items, q_all, p_all, fallbacks, source)
+
+    def _mixed_sources(self, step: int, kind: BatchKind) -> tuple[np.ndarray, np.ndarray]:
+        """(parallel, monolingual-only) items of ``step`` read from the two streams."""
+        cfg = self.config
+        par_pos, mono_pos = self._positions(step)
+        n_mono = self.mono_share if kind == BatchKind.MONOLINGUAL else 0
+        par = _unique(self._take(_STREAM_PARALLEL, par_pos, cfg.global_batch_size - n_mono),
+                      _rng(cfg.seed, step, 1), self._sources[_STREAM_PARALLEL])
+        mono = (_unique(self._take(_STREAM_MONO, mono_pos, n_mono), _rng(cfg.seed, step, 2),
+                        self._sources[_STREAM_MONO]) if n_mono else np.zeros(0, np.int64))
+        return par, mono
 
     def _mono_languages(self, masks: np.ndarray, rng) -> tuple[np.ndarray, int]:
         if self.config.language_choice == "example":
             return _draw_from_masks(masks, self.lang_weights, rng), 0
-        lang = int(rng.choice(self.num_languages, p=self.lang_weights))
+        weights = self.lang_weights
+        if self.same_source is not None and len(masks):
+            from megatron_hybridir.data.source_batches import batch_language_weights
+
+            weights = batch_language_weights(masks, weights)
+        lang = int(rng.choice(self.num_languages, p=weights))
         has = ((masks >> np.uint64(lang)) & np.uint64(1)).astype(bool)
         langs = np.full(len(masks), lang, dtype=np.int64)
         if not has.all():

@@ -53,6 +53,30 @@ class BatchKindCounts:
         return {f"{label}_batches": count for label, count in self.counts.items()}
 
 
+class SourceBatchCounts:
+    """Trained batches per source when each batch has one (``data.same_source_batches``):
+    ``source_batches`` ({source: count}) in every record, ``extra.sources`` in checkpoints."""
+
+    def __init__(self, names: list[str]):
+        self.names, self.counts = names, {name: 0 for name in names}
+
+    def add(self, source: int) -> None:
+        self.counts[self.names[source]] += 1
+
+    def restore(self, saved: dict, *, where: str = "checkpoint") -> None:
+        unknown = sorted(set(saved) - set(self.counts))
+        if unknown:
+            raise ValueError(f"{where}: extra.sources has unknown sources {unknown}; this run's data "
+                             f"has {self.names}")
+        self.counts.update({name: int(count) for name, count in saved.items()})
+
+    def state(self) -> dict:
+        return dict(self.counts)
+
+    def record(self) -> dict:
+        return {"source_batches": dict(self.counts)}
+
+
 def _drop_records_after(path: Path, step: int) -> None:
     """A run killed after its last checkpoint logged steps it will train again on resume (and maybe
     half a line): keep only the records up to the step it resumes from, so the log holds each

@@ -38,7 +38,7 @@ from megatron_hybridir.training.checkpoint import latest_step, load_checkpoint, 
 from megatron_hybridir.training.engine import forward_backward, wrap_ddp
 from megatron_hybridir.training.flops import peak_tflops, training_flops
 from megatron_hybridir.training.gradcache import gradcache_forward_backward
-from megatron_hybridir.training.metrics_log import BatchKindCounts, MetricsLog
+from megatron_hybridir.training.metrics_log import BatchKindCounts, MetricsLog, SourceBatchCounts
 from megatron_hybridir.training.run_identity import check_data, init_model, prepare_run_dir
 from megatron_hybridir.data.synthetic import related_pairs
 
@@ -65,12 +65,14 @@ class BatchSource:
         self.config, self.dp_rank, self.dp_size = config, dp_rank, dp_size
         data = config.data
         fixed = config.seq_length if config.parallel.pipeline_model_parallel_size > 1 else None
-        self.sampler = self.collate = None
+        self.sampler = self.collate = self.last_source = None
+        self.source_names: list[str] = []
         if data.path is not None:
             from megatron_hybridir.data.dataset import Collator, TokenizedDataset
 
             dataset = TokenizedDataset(data.path)
             self.sampler = dataset.sampler(data.sampler_config(seed=config.seed))
+            self.source_names = [s["source"] for s in dataset.manifest["sources"]]
             self.collate = Collator(dataset, num_negatives=config.loss.num_hard_negatives,
                                     pad_to_multiple=data.pad_to_multiple, fixed_length=fixed)
 
@@ -80,6 +82,7 @@ class BatchSource:
         data = self.config.data
         if self.sampler is not None:
             batch = self.sampler.global_batch(step).rank_slice(self.dp_rank, self.dp_size)
+            self.last_source = batch.source
             micro = [self.collate(m) for m in batch.micro_batches(data.micro_batch_size)]
             self._check_ids(micro, step)
             return micro
@@ -91,6 +94,12 @@ class BatchSource:
                                    vocab_size=self.config.model.vocab_size, generator=g)
                      for _ in range(per_rank * self.dp_size)]
         return all_micro[self.dp_rank::self.dp_size]
+
+    def source_counts(self) -> Optional[SourceBatchCounts]:
+        """Per-source batch counters when every batch has one source (``same_source_batches``)."""
+        if self.sampler is None or self.sampler.same_source is None:
+            return None
+        return SourceBatchCounts(self.source_names)
 
     def _check_ids(self, micro: list[Batch], step: int) -> None:
         """Ids past the vocabulary would index nothing at TP=1 and read zero rows at TP > 1 (each
@@ -217,6 +226,7 @@ class Trainer:
         self.model, self.optimizer, self.scheduler = build_training(config)
         self.source = BatchSource(config, dp_rank=self.info.dp_rank, dp_size=self.info.dp_size)
         self.result, self.kinds, self.skipped = TrainResult(), BatchKindCounts(), 0
+        self.sources = self.source.source_counts()
         self.base_ref = self.lora_base_ref()
         self.on_checkpoint = on_checkpoint
         self.step_fn = (gradcache_forward_backward if config.training.gradcache
@@ -253,6 +263,9 @@ class Trainer:
                 self.result.start_step = resumed["step"]
                 self.kinds.restore(resumed["extra"].get("kinds", {}),
                                    where=f"{self.run_dir} step {resumed['step']}")
+                if self.sources is not None:
+                    self.sources.restore(resumed["extra"].get("sources", {}),
+                                         where=f"{self.run_dir} step {resumed['step']}")
                 _honour_optim(self.config, self.optimizer, self.scheduler)
                 if self.base_ref is not None:
                     check_same_base(resumed["extra"].get("lora_base"), self.base_ref,
@@ -280,10 +293,13 @@ class Trainer:
         elapsed = time.perf_counter() - start
         self.scheduler.step(increment=1)
         self.kinds.add(micro[0].kind)
+        if self.sources is not None:
+            self.sources.add(self.source.last_source)
         self.result.losses.append(loss)
         return {"step": step + 1, "loss": loss, "accuracy": acc, "masked_negatives": masked,
                 "lr": self.scheduler.get_lr(self.optimizer.param_groups[0]),
                 "grad_norm": grad_norm, "step_time": elapsed, **self.kinds.record(),
+                **(self.sources.record() if self.sources is not None else {}),
                 **_throughput(self.config, micro, elapsed, dp_size=self.info.dp_size,
                               gpus=self.info.world_size)}
 
@@ -302,6 +318,7 @@ class Trainer:
         if self.run_dir is None or not (force or step == total or (interval and step % interval == 0)):
             return False
         extra = {"kinds": self.kinds.state(),
+                 **({"sources": self.sources.state()} if self.sources is not None else {}),
                  **({"lora_base": self.base_ref} if self.base_ref else {})}
         save_checkpoint(self.run_dir, step, model=self.model, optimizer=self.optimizer,
                         scheduler=self.scheduler, extra=extra,

@@ -199,3 +199,29 @@ def test_merged_export_matches_the_model_with_adapters_and_peft_loads_the_adapte
     assert (a - b)[mask].abs().max().item() < 1e-5
     assert (b - hidden)[mask].abs().max().item() < 1e-5
     assert expected.shape == (4, 16)
+
+
+def test_lora_run_merges_through_its_merged_weights(lora_runs, bases, megatron_runtime, tmp_path):
+    """A LoRA run merged with its base: the adapters are folded in first (W + alpha/r B A), then
+    averaged; the output is a plain model (no adapters, model.lora unset)."""
+    from megatron_hybridir.checkpointing.folders import resolve_checkpoint
+    from megatron_hybridir.convert.hf_export import iter_megatron_tensors
+    from megatron_hybridir.convert.lora_merge import iter_merged_tensors
+    from megatron_hybridir.convert.merge import merge_checkpoints
+
+    def tensors(groups):
+        return {k: v for group in groups for k, v in group.items()}
+
+    run = lora_runs["straight"]
+    lora = tensors(iter_merged_tensors(*resolve_checkpoint(run)[:2]))
+    base = tensors(iter_megatron_tensors(*resolve_checkpoint(bases[0])[:2]))
+    out = merge_checkpoints([run, bases[0]], tmp_path / "merged", weights=[0.5, 0.5])
+    model_cfg, ckpt, _ = resolve_checkpoint(out)
+    assert model_cfg.lora is None
+    merged = tensors(iter_megatron_tensors(model_cfg, ckpt))
+    assert sorted(merged) == sorted(lora)
+    for name in merged:
+        expected = (0.5 * lora[name].double() + 0.5 * base[name].double()).to(lora[name].dtype)
+        assert torch.equal(merged[name], expected), name
+    assert not torch.equal(merged["decoder.layers.0.self_attention.linear_qkv.weight"],
+                           base["decoder.layers.0.self_attention.linear_qkv.weight"])
