@@ -168,8 +168,8 @@ export CONFIG={shlex.quote(c['recipe'])}
 export RUN_DIR=${{RUN_DIRS[$i]}}
 # Imported weights and this size's token ids (import_/prep_{c['size']}.sbatch); the fixed budget.
 # shellcheck source=slurm/launch.sh
-source slurm/launch.sh {shlex.quote(f"checkpoint.init_from={config.out}/checkpoints/{c['size']}")} \
-    {shlex.quote(f"data.path={config.out}/data/{c['size']}")} "training.train_steps={c['train_steps']}" \
+source slurm/launch.sh {shlex.quote(f"checkpoint.init_from={config.out}/checkpoints/{c['size']}")} \\
+    {shlex.quote(f"data.path={config.out}/data/{c['size']}")} "training.train_steps={c['train_steps']}" \\
     "data.alpha=${{ALPHAS[$i]}}" "seed=${{SEEDS[$i]}}" "$@"
 """
 

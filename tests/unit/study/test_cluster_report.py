@@ -137,3 +137,15 @@ def test_mismatched_query_sets_and_stale_tables_are_refused(study):
     path.write_text("".join(line + "\n" for line in original.splitlines()[1:]))   # a row lost
     with pytest.raises(StudyDataError, match=r"per_query.jsonl gives all nDCG@10 = .*, results.json says"):
         write_cluster_report(out, draws=200)
+
+
+def test_the_report_job_command_writes_the_report(study):
+    import runpy
+    from pathlib import Path
+
+    out, plan = study
+    tool = Path(__file__).resolve().parents[3] / "tools" / "run_study.py"
+    main = runpy.run_path(str(tool), run_name="run_study")["main"]
+    assert main(["--plan", "slurm", "--report-only", "--out", str(out), "--draws", "100"]) == 0
+    assert json.loads((out / "report.json").read_text())["study_id"] == plan["study_id"]
+    assert f"--plan slurm --report-only --out {out}" in (out / "report.sbatch").read_text()
