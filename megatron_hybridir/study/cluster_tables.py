@@ -54,7 +54,8 @@ def _check_means(path: Path, results: dict, table: dict) -> None:
     means = setting_means(table)
     expected = {}
     if results.get("settings"):                                           # LAReQA
-        expected = {(s, "AP"): v["mAP"] for s, v in results["settings"].items()}
+        # A setting without queries has no rows (rank_metrics reports 0 for it).
+        expected = {(s, "AP"): v["mAP"] for s, v in results["settings"].items() if v.get("queries", 1)}
         langs = results["matrix"]["languages"]
         expected.update({(f"pool:{a}", "AP"): v for a, v in zip(langs, results["matrix"]["pool"])})
     elif results.get("per_language"):                                     # MIRACL

@@ -91,3 +91,19 @@ def test_a_bad_table_line_names_file_and_line(tmp_path):
                     '{"setting": "all", "query": "q1", "metric": "nDCG@10", "value": 0.7}\n')
     with pytest.raises(ValueError, match=r"per_query.jsonl:2: .*query 'q1' repeated"):
         read_table(path)
+
+
+def test_the_cluster_reports_per_query_metrics_average_to_the_summary(tmp_path, tiny_st_model):
+    """On real evaluation output with every question in every language, the study's per-query
+    metrics (``<lang>:<qid>``, study.cluster_tables) average to results.json's summary, and the
+    table passes the report's consistency check."""
+    from megatron_hybridir.study.cluster_tables import _check_means, _study_metrics
+
+    results, out = _run(tmp_path, "xquad-r", formats.write_lareqa(tmp_path / "x"), tiny_st_model)
+    table = read_table(out / "per_query.jsonl")
+    _check_means(out, results, table)
+    study = _study_metrics("xquad-r", "xquad-r", table)
+    for metric in ("mono_mAP", "cross_mAP", "multi_mAP", "rank_distance", "same_language_top"):
+        values = study[f"xquad-r:{metric}"]
+        assert len(values) == 27 and np.mean(list(values.values())) == pytest.approx(
+            results["metrics"][metric], abs=1e-12), metric
