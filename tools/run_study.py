@@ -4,7 +4,7 @@ or (``--plan slurm``) the same study for 7B / 14B / 30B as a Slurm job array.
     python tools/run_study.py --out runs/study                      # grid (resumable) + report
     python tools/run_study.py --out runs/study --report-only        # statistics + report only
     python tools/run_study.py --plan slurm --out runs/study-slurm \
-        --hf 7b=/models/Mistral-7B-v0.1 14b=/models/Qwen2.5-14B 30b=/models/Qwen3-30B \
+        --hf 7b=/models/Mistral-7B-v0.1 14b=/models/Qwen2.5-14B 30b=/models/Qwen3-32B \
         --data-sources 'mmarco miracl nq-dpr'             # the whole pipeline as sbatch jobs
     python tools/run_study.py --plan slurm --out runs/study-slurm --report-only   # cluster report
 

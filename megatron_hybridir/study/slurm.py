@@ -211,7 +211,7 @@ evaluate nq benchmark=nq "data=$DATA/nq-dpr"
 evaluate miracl benchmark=miracl "data=$DATA/miracl"
 evaluate xquad-r benchmark=xquad-r "data=$DATA/lareqa/xquad-r"
 evaluate mlqa-r benchmark=mlqa-r "data=$DATA/lareqa/mlqa-r"
-"$PY" -m megatron_hybridir.study.slurm annotate "$RUN_DIR" "$RUN_DIR"/eval/*/results.json \
+"$PY" -m megatron_hybridir.study.slurm annotate "$RUN_DIR" "$RUN_DIR"/eval/*/results.json \\
     --study {config.study_id()}
 """
 
