@@ -5,10 +5,11 @@ or (``--plan slurm``) the same study for 7B / 14B / 30B as a Slurm job array.
     python tools/run_study.py --out runs/study --report-only        # statistics + report only
     python tools/run_study.py --plan slurm --out runs/study-slurm \
         --hf 7b=/models/Mistral-7B-v0.1 14b=/models/Qwen2.5-14B 30b=/models/Qwen3-32B \
-        --data-sources 'mmarco miracl nq-dpr'             # the whole pipeline as sbatch jobs
+        --data-source 'mmarco --root /d/mmarco/data/v2 --languages en de zh' \
+        --data-source 'dpr --source /d/biencoder-nq-train.json'   # the whole pipeline as sbatch jobs
     python tools/run_study.py --plan slurm --out runs/study-slurm --report-only   # cluster report
 
---data-sources are passed verbatim to tools/build_training_data.py (its data.sbatch job).
+Each --data-source is one tools/build_training_data.py call in the data.sbatch job, verbatim.
 """
 
 import argparse
@@ -45,9 +46,10 @@ def main(argv=None) -> int:
     parser.add_argument("--gpu", default="H100", help="slurm: GPU whose bf16 peak prices the FLOPs")
     parser.add_argument("--hf", nargs="+", action="extend", default=[], metavar="SIZE=FOLDER",
                         help="slurm: the Hugging Face folder each size is imported from")
-    parser.add_argument("--data-sources", default="", metavar="'ARGS'",
-                        help="slurm: the arguments of tools/build_training_data.py as one "
-                             "shell-quoted string, passed to it verbatim (before --out)")
+    parser.add_argument("--data-source", action="append", default=[], metavar="'KIND ARGS'",
+                        help="slurm, repeatable: one tools/build_training_data.py call, e.g. "
+                             "'dpr --source biencoder-nq-train.json --leak-check nq nq', passed "
+                             "verbatim; the plan adds --output <study>/data/records/<n>_<kind>.jsonl")
     parser.add_argument("--languages", nargs="+", default=None,
                         help="slurm: languages tokenized for training (default: the XQuAD-R 11)")
     parser.add_argument("--budget", choices=["fixed"], default="fixed",

@@ -72,7 +72,7 @@ class PlanConfig:
     time_margin: float = 1.3        # sbatch --time = wall estimate x margin (requeue covers overruns)
     recipes: dict[str, str] = field(default_factory=dict)   # size -> recipe override (tests)
     hf: dict[str, str] = field(default_factory=dict)        # size -> Hugging Face folder to import
-    data_sources: list[str] = field(default_factory=list)   # tools/build_training_data.py arguments
+    data_sources: list[str] = field(default_factory=list)   # one build_training_data.py call each
     languages: list[str] = field(default_factory=lambda: ["ar", "de", "el", "en", "es", "hi", "ru",
                                                           "th", "tr", "vi", "zh"])  # tokenized
     budget: str = "fixed"                                   # see BUDGET_RULES
@@ -99,8 +99,10 @@ class PlanConfig:
             raise ConfigError(f"--hf: no Hugging Face folder for size(s) {missing}; give "
                               f"--hf {missing[0]}=/path/to/model (the checkpoint each cell starts from)")
         if not self.data_sources:
-            raise ConfigError("--data-sources: the training-data builder's sources are required "
-                              "(passed verbatim to tools/build_training_data.py)")
+            raise ConfigError("--data-source: at least one training-data source is required "
+                              "('<kind> <arguments>' of tools/build_training_data.py)")
+        for text in self.data_sources:
+            slurm_pipeline.check_data_source(text)
 
     def study_id(self) -> str:
         """A digest of what defines the study's cells: a cell evaluated under another plan (other
@@ -328,7 +330,7 @@ def main_plan(args) -> int:
         write_cluster_report(Path(out), draws=args.draws)
         return 0
     config = PlanConfig(out=out, alphas=args.alphas, seeds=args.seeds, mfu=args.mfu, gpu=args.gpu,
-                        hf=_hf_pairs(args.hf), data_sources=shlex.split(args.data_sources or ""),
+                        hf=_hf_pairs(args.hf), data_sources=list(args.data_source or []),
                         budget=args.budget, train_steps=args.train_steps)
     if args.languages:
         config.languages = list(args.languages)

@@ -13,10 +13,10 @@ writes the rest and the submission script, whose graph is
 with ``sbatch --parsable`` ids and ``--dependency=afterok:``. (Import and data building are
 independent: the tokenizer is read from the Hugging Face folder, so neither waits for the other.)
 
-The builder's interface is not fixed here: ``data.sbatch`` calls
-``python tools/build_training_data.py <sources...> --out <study>/data/records`` with the plan's
-``--data-sources`` passed through verbatim, and ``prep_<size>.sbatch`` tokenizes every ``*.jsonl``
-/ ``*.parquet`` file the builder wrote there (failing when there is none).
+Each ``--data-source`` of the plan is one invocation of ``tools/build_training_data.py``
+(``'<kind> <its arguments>'``, e.g. ``'dpr --source biencoder-nq-train.json --leak-check nq nq'``),
+passed verbatim; the plan adds only ``--output <study>/data/records/<n>_<kind>.jsonl``, and
+``prep_<size>.sbatch`` tokenizes every ``*.jsonl`` there (failing when there is none).
 What it does not do: estimate costs (``study.slurm``) or run anything.
 """
 
@@ -43,12 +43,34 @@ def _q(value) -> str:
     return shlex.quote(str(value))
 
 
+BUILDER_KINDS = ("mmarco", "miracl", "dpr", "beir")    # tools/build_training_data.py sub-commands
+
+
+def check_data_source(text: str) -> list[str]:
+    """One ``--data-source`` as arguments; the builder's kind first, ``--output`` left to the plan."""
+    from megatron_hybridir.config import ConfigError
+
+    args = shlex.split(text)
+    if not args or args[0] not in BUILDER_KINDS:
+        raise ConfigError(f"--data-source {text!r}: expected '<kind> <arguments>' with kind one of "
+                          f"{list(BUILDER_KINDS)} (tools/build_training_data.py)")
+    if any(a == "--output" or a.startswith("--output=") for a in args):
+        raise ConfigError(f"--data-source {text!r}: leave out --output; the plan writes each source "
+                          f"to <study>/data/records/<n>_<kind>.jsonl")
+    return args
+
+
 def data_script(out: str, sources: list[str]) -> str:
+    records = out + "/data/records"
+    lines = [f"mkdir -p {_q(records)}"]
+    for n, text in enumerate(sources):
+        args = check_data_source(text)
+        lines.append(f"\"$PY\" tools/build_training_data.py {' '.join(_q(a) for a in args)} "
+                     f"--output {_q(f'{records}/{n}_{args[0]}.jsonl')}")
     return (HEADER.format(name="study-data", cpus=32, mem="128G", time="24:00:00")
             + "# Build the training records (query, positive, hard negatives, per language) from the\n"
-            + "# public sources; the arguments are the plan's --data-sources, verbatim.\n" + PREAMBLE
-            + f"\"$PY\" tools/build_training_data.py {' '.join(_q(s) for s in sources)} "
-            + f"--out {_q(out + '/data/records')}\n")
+            + "# public sources: one builder call per --data-source of the plan, verbatim.\n" + PREAMBLE
+            + "\n".join(lines) + "\n")
 
 
 def prep_script(out: str, size: str, hf: str, languages: list[str]) -> str:
@@ -57,9 +79,9 @@ def prep_script(out: str, size: str, hf: str, languages: list[str]) -> str:
             + f"# Tokenize the records with the {size} model's own tokenizer ({hf}) into\n"
             + f"# {out}/data/{size}, the data.path of the {size} training array.\n" + PREAMBLE
             + "shopt -s nullglob\n"
-            + f"sources=({records}/*.jsonl {records}/*.parquet)\n"
+            + f"sources=({records}/*.jsonl)\n"
             + 'if [ "${#sources[@]}" -eq 0 ]; then\n'
-            + f"    echo \"prep: no *.jsonl / *.parquet records in {out}/data/records\" >&2\n"
+            + f"    echo \"prep: no *.jsonl records in {out}/data/records\" >&2\n"
             + "    exit 1\nfi\n"
             + f"\"$PY\" tools/preprocess_data.py --sources \"${{sources[@]}}\" --languages "
             + f"{' '.join(_q(lang) for lang in languages)} --tokenizer {_q(hf)} "

@@ -62,7 +62,7 @@ def study(tmp_path):
     out = tmp_path / "study"
     plan = write_plan(PlanConfig(out=str(out), sizes=SIZES, alphas=ALPHAS, seeds=SEEDS, beir=["scifact"],
                                  recipes={s: "examples/tiny_cpu.yaml" for s in SIZES}, train_steps=3,
-                                 hf={s: f"/models/{s}" for s in SIZES}, data_sources=["mmarco"]))
+                                 hf={s: f"/models/{s}" for s in SIZES}, data_sources=["dpr --source nq.json"]))
     plan["evaluations"] = ["beir-scifact", "nq", "miracl", "xquad-r"]       # no MLQA-R in the fixture
     (out / "plan.json").write_text(json.dumps(plan))
     rng = np.random.default_rng(0)

@@ -46,7 +46,8 @@ def plan(tmp_path_factory):
 
 
 HF = {"7b": "/models/Mistral 7B", "14b": "/models/Qwen2.5-14B", "30b": "/models/Qwen3-30B"}
-SOURCES = ["--mmarco", "/data/mmarco", "--miracl", "/data/miracl train"]
+SOURCES = ["mmarco --root /data/mmarco/data/v2 --languages en de zh --leak-check lareqa xquad-r",
+           "dpr --source '/data/nq train.json' --leak-check nq nq"]
 
 
 def test_gpu_hours_come_from_the_dry_run_flops_at_the_stated_mfu(plan):
@@ -127,19 +128,24 @@ def test_pipeline_jobs_import_build_and_tokenize_per_size(plan, tmp_path):
         assert done.returncode == 0, done.stderr
     # No records yet: preprocessing stops with a message instead of tokenizing nothing.
     done = subprocess.run(["bash", str(out / "prep_14b.sbatch")], env=env, capture_output=True, text=True)
-    assert done.returncode == 1 and f"no *.jsonl / *.parquet records in {out}/data/records" in done.stderr
-    (out / "data" / "records").mkdir(parents=True)
-    for name in ("mmarco.jsonl", "nq.parquet"):
+    assert done.returncode == 1 and f"no *.jsonl records in {out}/data/records" in done.stderr
+    (out / "data" / "records").mkdir(parents=True, exist_ok=True)
+    for name in ("0_mmarco.jsonl", "1_dpr.jsonl", "1_dpr.report.json"):
         (out / "data" / "records" / name).write_text("")
     done = subprocess.run(["bash", str(out / "prep_14b.sbatch")], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     calls = log.read_text().splitlines()
-    assert calls[0] == f"tools/build_training_data.py {' '.join(SOURCES)} --out {out}/data/records"
-    assert calls[1] == (f"tools/convert_hf_to_megatron.py --hf /models/Qwen3-30B --output {out}/checkpoints/30b "
+    assert calls[0] == ("tools/build_training_data.py mmarco --root /data/mmarco/data/v2 --languages en de zh "
+                        f"--leak-check lareqa xquad-r --output {out}/data/records/0_mmarco.jsonl")
+    # One argument with a space stays one argument (the stand-in logs "$@" joined by spaces).
+    assert calls[1] == ("tools/build_training_data.py dpr --source /data/nq train.json --leak-check nq nq "
+                        f"--output {out}/data/records/1_dpr.jsonl")
+    assert "--source '/data/nq train.json'" in (out / "data.sbatch").read_text()
+    assert calls[2] == (f"tools/convert_hf_to_megatron.py --hf /models/Qwen3-30B --output {out}/checkpoints/30b "
                         "--tensor-parallel 8 --pipeline-parallel 2 --dtype bf16 --pooling mean "
                         "--attention bidirectional --overwrite")
     records = f"{out}/data/records"
-    assert calls[2] == (f"tools/preprocess_data.py --sources {records}/mmarco.jsonl {records}/nq.parquet "
+    assert calls[3] == (f"tools/preprocess_data.py --sources {records}/0_mmarco.jsonl {records}/1_dpr.jsonl "
                         "--languages ar de el en es hi ru th tr vi zh --tokenizer /models/Qwen2.5-14B "
                         f"--output {out}/data/14b --workers 4")
     train = (out / "train_7b.sbatch").read_text()
@@ -179,7 +185,7 @@ def test_evaluation_script_exports_then_evaluates_every_benchmark(plan, tmp_path
 def test_a_training_array_task_runs_its_alpha_and_seed_through_srun(tmp_path):
     out = tmp_path / "study"
     write_plan(PlanConfig(out=str(out), sizes=["7b"], recipes={"7b": "examples/tiny_cpu.yaml"},
-                          hf={"7b": "/models/tiny"}, data_sources=["x"]))
+                          hf={"7b": "/models/tiny"}, data_sources=["dpr --source x"]))
     srun_log = tmp_path / "srun.log"
     bin_dir = _bin(tmp_path, srun=STAND_IN_SRUN, scontrol='#!/usr/bin/env bash\nexit 0\n')
     python_wrapper(bin_dir)
@@ -215,19 +221,24 @@ def test_plan_config_errors_name_the_option():
     with pytest.raises(ConfigError, match=r"--mfu: expected a fraction in \(0, 1\], got 1.5"):
         PlanConfig(mfu=1.5).check()
     with pytest.raises(ConfigError, match=r"--hf: no Hugging Face folder for size\(s\) \['14b', '30b'\]"):
-        PlanConfig(hf={"7b": "/m"}, data_sources=["x"]).check()
-    with pytest.raises(ConfigError, match=r"--data-sources: the training-data builder's sources are required"):
+        PlanConfig(hf={"7b": "/m"}, data_sources=["dpr"]).check()
+    with pytest.raises(ConfigError, match=r"--data-source: at least one training-data source is required"):
         PlanConfig(hf=HF).check()
+    with pytest.raises(ConfigError, match=r"--data-source '--nq x': expected '<kind> <arguments>' with kind "
+                                          r"one of \['mmarco', 'miracl', 'dpr', 'beir'\]"):
+        PlanConfig(hf=HF, data_sources=["--nq x"]).check()
+    with pytest.raises(ConfigError, match=r"--data-source 'dpr --output a.jsonl': leave out --output"):
+        PlanConfig(hf=HF, data_sources=["dpr --output a.jsonl"]).check()
     with pytest.raises(ConfigError, match=r"--train-steps: expected a positive step count, got 0"):
-        PlanConfig(hf=HF, data_sources=["x"], train_steps=0).check()
+        PlanConfig(hf=HF, data_sources=["dpr"], train_steps=0).check()
 
 
 def test_the_study_id_changes_with_what_defines_the_cells():
-    base = PlanConfig(hf=HF, data_sources=["x"])
-    assert base.study_id() == PlanConfig(hf=HF, data_sources=["x"], mfu=0.5).study_id()   # cost only
-    for change in ({"seeds": [1, 2]}, {"data_sources": ["y"]}, {"train_steps": 10},
+    base = PlanConfig(hf=HF, data_sources=["dpr"])
+    assert base.study_id() == PlanConfig(hf=HF, data_sources=["dpr"], mfu=0.5).study_id()   # cost only
+    for change in ({"seeds": [1, 2]}, {"data_sources": ["beir"]}, {"train_steps": 10},
                    {"hf": {**HF, "7b": "/other"}}):
-        assert PlanConfig(**{"hf": HF, "data_sources": ["x"], **change}).study_id() != base.study_id()
+        assert PlanConfig(**{"hf": HF, "data_sources": ["dpr"], **change}).study_id() != base.study_id()
 
 
 def test_cli_passes_hf_folders_and_data_sources_through(tmp_path):
@@ -236,8 +247,11 @@ def test_cli_passes_hf_folders_and_data_sources_through(tmp_path):
     main = runpy.run_path(str(ROOT / "tools" / "run_study.py"), run_name="run_study")["main"]
     out = tmp_path / "s"
     main(["--plan", "slurm", "--out", str(out), "--sizes", "7b", "--hf", "7b=/m/a b",
-          "--data-sources=--nq '/d/nq x' --lang de", "--train-steps", "5"])
+          "--data-source", "miracl --source '/d/m x.jsonl' --lang sw", "--data-source", "dpr --source /d/nq.json",
+          "--train-steps", "5"])
     plan = json.loads((out / "plan.json").read_text())
     assert plan["config"]["hf"] == {"7b": "/m/a b"} and plan["budget"]["train_steps"] == {"7b": 5}
-    assert plan["config"]["data_sources"] == ["--nq", "/d/nq x", "--lang", "de"]
-    assert "build_training_data.py --nq '/d/nq x' --lang de --out" in (out / "data.sbatch").read_text()
+    assert plan["config"]["data_sources"] == ["miracl --source '/d/m x.jsonl' --lang sw", "dpr --source /d/nq.json"]
+    text = (out / "data.sbatch").read_text()
+    assert f"build_training_data.py miracl --source '/d/m x.jsonl' --lang sw --output {out}/data/records/0_miracl.jsonl" in text
+    assert f"build_training_data.py dpr --source /d/nq.json --output {out}/data/records/1_dpr.jsonl" in text
