@@ -28,24 +28,16 @@ def run_from_search(query_ids: Sequence[str], doc_ids: Sequence[str], scores: np
     return run
 
 
-def ir_per_query(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]],
-                 measures: Iterable[str] = DEFAULT_MEASURES) -> dict[str, dict[str, float]]:
-    """{measure: {query: value}} over judged queries (ir_measures' iter_calc); a judged query with
-    no retrieved document scores 0, as in trec_eval -c."""
+def ir_metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]],
+               measures: Iterable[str] = DEFAULT_MEASURES) -> dict[str, float]:
+    """Mean over judged queries (a query with no retrieved document scores 0, as in trec_eval -c)."""
     import ir_measures
 
     parsed = [ir_measures.parse_measure(m) for m in measures]
     per_query = {str(m): {q: 0.0 for q in qrels} for m in parsed}
     for row in ir_measures.iter_calc(parsed, qrels, run):
         per_query[str(row.measure)][row.query_id] = float(row.value)
-    return per_query
-
-
-def ir_metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]],
-               measures: Iterable[str] = DEFAULT_MEASURES) -> dict[str, float]:
-    """Mean over judged queries of :func:`ir_per_query`."""
-    return {name: float(np.mean(list(values.values())))
-            for name, values in ir_per_query(qrels, run, measures).items()}
+    return {name: float(np.mean(list(values.values()))) for name, values in per_query.items()}
 
 
 def trec_tie_order(doc_ids: Sequence[str]) -> np.ndarray:
@@ -105,7 +97,8 @@ def rank_metrics(ranks: Sequence[np.ndarray], cutoffs: Sequence[int] = (1, 10)) 
     for r in ranks:
         if len(r) == 0:
             continue
-        aps.append(average_precision(r))
+        r = np.sort(r)
+        aps.append(float(np.mean(np.arange(1, len(r) + 1) / r)))
         for k in cutoffs:
             recalls[k].append(float(np.mean(r <= k)))
     result = {"mAP": float(np.mean(aps)) if aps else 0.0}
@@ -123,11 +116,11 @@ def language_bias(ranks: Sequence[np.ndarray], rank_langs: Sequence[Sequence[str
     """
     by_lang: dict[str, list[float]] = {}
     pref: dict[str, list[float]] = {}
-    for qlang, distance, same in bias_per_query(ranks, rank_langs, query_langs):
-        if distance is None:
+    for r, langs, qlang in zip(ranks, rank_langs, query_langs):
+        if len(r) < 2:
             continue
-        by_lang.setdefault(qlang, []).append(distance)
-        pref.setdefault(qlang, []).append(same)
+        by_lang.setdefault(qlang, []).append(float(r.max() - r.min()))
+        pref.setdefault(qlang, []).append(float(langs[int(np.argmin(r))] == qlang))
     per_lang = {lang: float(np.mean(v)) for lang, v in sorted(by_lang.items())}
     per_pref = {lang: float(np.mean(v)) for lang, v in sorted(pref.items())}
     return {"rank_distance": float(np.mean(list(per_lang.values()))) if per_lang else 0.0,
@@ -136,10 +129,30 @@ def language_bias(ranks: Sequence[np.ndarray], rank_langs: Sequence[Sequence[str
             "same_language_top_per_language": per_pref}
 
 
+def ir_per_query(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]],
+                 measures: Iterable[str] = DEFAULT_MEASURES) -> dict[str, dict[str, float]]:
+    """{measure: {query: value}} over judged queries: the values :func:`ir_metrics` averages
+    (ir_measures' iter_calc; a judged query with no retrieved document scores 0, trec_eval -c)."""
+    import ir_measures
+
+    parsed = [ir_measures.parse_measure(m) for m in measures]
+    per_query = {str(m): {q: 0.0 for q in qrels} for m in parsed}
+    for row in ir_measures.iter_calc(parsed, qrels, run):
+        per_query[str(row.measure)][row.query_id] = float(row.value)
+    return per_query
+
+
+def average_precision(ranks: np.ndarray) -> float:
+    """AP of one query from the 1-based ranks of all its relevant items (as :func:`rank_metrics`)."""
+    r = np.sort(ranks)
+    return float(np.mean(np.arange(1, len(r) + 1) / r))
+
+
 def bias_per_query(ranks: Sequence[np.ndarray], rank_langs: Sequence[Sequence[str]],
                    query_langs: Sequence[str]) -> list[tuple[str, Optional[float], Optional[float]]]:
-    """Per query (query language, rank distance, 1.0 if its best-ranked relevant candidate is in
-    its language); None for both when it has fewer than two relevant candidates (no distance)."""
+    """Per query the values :func:`language_bias` averages: (query language, rank distance, 1.0 if
+    its best-ranked relevant candidate is in its language); None for both with fewer than two
+    relevant candidates (no distance)."""
     out = []
     for r, langs, qlang in zip(ranks, rank_langs, query_langs):
         if len(r) < 2:
@@ -147,12 +160,6 @@ def bias_per_query(ranks: Sequence[np.ndarray], rank_langs: Sequence[Sequence[st
         else:
             out.append((qlang, float(r.max() - r.min()), float(langs[int(np.argmin(r))] == qlang)))
     return out
-
-
-def average_precision(ranks: np.ndarray) -> float:
-    """AP of one query from the 1-based ranks of all its relevant items (as :func:`rank_metrics`)."""
-    r = np.sort(ranks)
-    return float(np.mean(np.arange(1, len(r) + 1) / r))
 
 
 # DPR's SimpleTokenizer: alphanumeric runs and single non-space characters, matched uncased after NFD.

@@ -164,8 +164,7 @@ def _lareqa_summary(langs: list[str], settings: dict, pool_rows: list[dict], bia
 def evaluate_lareqa(task: LAReQATask, encoder: Encoder, *, candidate_context: bool = False,
                     progress: bool = True, timings: Optional[dict] = None,
                     per_query: Optional[PerQueryTable] = None, run_depth: int = 100) -> dict:
-    """Every X->Y setting, the multilingual pool, and the language-bias measures (per query into
-    ``per_query`` when given, with the pool's top ``run_depth`` as a TREC run)."""
+    """Every X->Y setting, the multilingual pool, and the language-bias measures."""
     timings = {} if timings is None else timings
     langs = task.languages
     tick = time.perf_counter()
@@ -181,9 +180,9 @@ def evaluate_lareqa(task: LAReQATask, encoder: Encoder, *, candidate_context: bo
         relevant = [[cand_index[b][task.answer[b][q]]] for q in qids]
         ranks = metrics.relevant_ranks(q_emb[a][rows], c_emb[b], relevant,
                                        candidate_ids=[cid for cid, _, _ in task.candidates[b]])
-        settings[f"{a}->{b}"] = dict(metrics.rank_metrics(ranks), queries=len(qids))
-        if per_query is not None:
+        if per_query is not None:     # per query, and the pool's top run_depth as a TREC run
             per_query.add_ranks(f"{a}->{b}", qids, ranks)
+        settings[f"{a}->{b}"] = dict(metrics.rank_metrics(ranks), queries=len(qids))
         grid[langs.index(a), langs.index(b)] = settings[f"{a}->{b}"]["mAP"]
     pool = np.concatenate([c_emb[lang] for lang in langs])
     pool_ids = [cid for lang in langs for cid, _, _ in task.candidates[lang]]
