@@ -3,7 +3,13 @@ or (``--plan slurm``) the same study for 7B / 14B / 30B as a Slurm job array.
 
     python tools/run_study.py --out runs/study                      # grid (resumable) + report
     python tools/run_study.py --out runs/study --report-only        # statistics + report only
-    python tools/run_study.py --plan slurm --out runs/study-slurm   # sbatch scripts, nothing runs
+    python tools/run_study.py --plan slurm --out runs/study-slurm \
+        --hf 7b=/models/Mistral-7B-v0.1 14b=/models/Qwen2.5-14B 30b=/models/Qwen3-32B \
+        --data-source 'mmarco --root /d/mmarco/data/v2 --languages en de zh' \
+        --data-source 'dpr --source /d/biencoder-nq-train.json'   # the whole pipeline as sbatch jobs
+    python tools/run_study.py --plan slurm --out runs/study-slurm --report-only   # cluster report
+
+Each --data-source is one tools/build_training_data.py call in the data.sbatch job, verbatim.
 """
 
 import argparse
@@ -38,7 +44,21 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="local grid: cells run at once")
     parser.add_argument("--mfu", type=float, default=0.35, help="slurm: assumed MFU for GPU-hours")
     parser.add_argument("--gpu", default="H100", help="slurm: GPU whose bf16 peak prices the FLOPs")
-    parser.add_argument("--report-only", action="store_true", help="no training: statistics + report")
+    parser.add_argument("--hf", nargs="+", action="extend", default=[], metavar="SIZE=FOLDER",
+                        help="slurm: the Hugging Face folder each size is imported from")
+    parser.add_argument("--data-source", action="append", default=[], metavar="'KIND ARGS'",
+                        help="slurm, repeatable: one tools/build_training_data.py call, e.g. "
+                             "'dpr --source biencoder-nq-train.json --leak-check nq nq', passed "
+                             "verbatim; the plan adds --output <study>/data/records/<n>_<kind>.jsonl")
+    parser.add_argument("--languages", nargs="+", default=None,
+                        help="slurm: languages tokenized for training (default: the XQuAD-R 11)")
+    parser.add_argument("--budget", choices=["fixed"], default="fixed",
+                        help="slurm: budget rule; fixed = every cell of a size trains --train-steps "
+                             "and its last checkpoint is evaluated (no dev selection at scale)")
+    parser.add_argument("--train-steps", type=int, default=None,
+                        help="slurm: the fixed budget in steps (default: each size's recipe)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="no training: statistics + report (slurm: the cluster report over --out)")
     parser.add_argument("--draws", type=int, default=10_000, help="bootstrap draws per comparison")
     parser.add_argument("overrides", nargs="*", help="training config overrides for every cell, key=value")
     args = parser.parse_args(argv)

@@ -129,6 +129,39 @@ def language_bias(ranks: Sequence[np.ndarray], rank_langs: Sequence[Sequence[str
             "same_language_top_per_language": per_pref}
 
 
+def ir_per_query(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]],
+                 measures: Iterable[str] = DEFAULT_MEASURES) -> dict[str, dict[str, float]]:
+    """{measure: {query: value}} over judged queries: the values :func:`ir_metrics` averages
+    (ir_measures' iter_calc; a judged query with no retrieved document scores 0, trec_eval -c)."""
+    import ir_measures
+
+    parsed = [ir_measures.parse_measure(m) for m in measures]
+    per_query = {str(m): {q: 0.0 for q in qrels} for m in parsed}
+    for row in ir_measures.iter_calc(parsed, qrels, run):
+        per_query[str(row.measure)][row.query_id] = float(row.value)
+    return per_query
+
+
+def average_precision(ranks: np.ndarray) -> float:
+    """AP of one query from the 1-based ranks of all its relevant items (as :func:`rank_metrics`)."""
+    r = np.sort(ranks)
+    return float(np.mean(np.arange(1, len(r) + 1) / r))
+
+
+def bias_per_query(ranks: Sequence[np.ndarray], rank_langs: Sequence[Sequence[str]],
+                   query_langs: Sequence[str]) -> list[tuple[str, Optional[float], Optional[float]]]:
+    """Per query the values :func:`language_bias` averages: (query language, rank distance, 1.0 if
+    its best-ranked relevant candidate is in its language); None for both with fewer than two
+    relevant candidates (no distance)."""
+    out = []
+    for r, langs, qlang in zip(ranks, rank_langs, query_langs):
+        if len(r) < 2:
+            out.append((qlang, None, None))
+        else:
+            out.append((qlang, float(r.max() - r.min()), float(langs[int(np.argmin(r))] == qlang)))
+    return out
+
+
 # DPR's SimpleTokenizer: alphanumeric runs and single non-space characters, matched uncased after NFD.
 _DPR_TOKENS = regex.compile(r"([\p{L}\p{N}\p{M}]+)|([^\p{Z}\p{C}])",
                             flags=regex.IGNORECASE | regex.UNICODE | regex.MULTILINE)

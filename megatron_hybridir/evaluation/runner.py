@@ -19,6 +19,7 @@ from typing import Optional
 import numpy as np
 
 from megatron_hybridir.evaluation import matryoshka, metrics, report, search
+from megatron_hybridir.evaluation.per_query import PerQueryTable
 from megatron_hybridir.evaluation.benchmarks import BENCHMARKS, Benchmark
 from megatron_hybridir.evaluation.encoder import Encoder, EncoderConfig, encode_corpus
 from megatron_hybridir.evaluation.tasks import LAReQATask, RetrievalTask, lareqa_settings
@@ -91,19 +92,24 @@ def _retrieve(config: EvalConfig, encoder: Encoder, task: RetrievalTask, timings
 
 
 def _retrieve_and_score(config: EvalConfig, bench: Benchmark, encoder: Encoder, task: RetrievalTask,
-                        timings: dict) -> tuple[dict, Optional[dict]]:
+                        timings: dict, per_query: Optional[PerQueryTable] = None,
+                        setting: str = "all") -> tuple[dict, Optional[dict]]:
     """The benchmark's metrics, and per Matryoshka dimension when ``encoder.truncate_dim`` asks."""
     keep: dict = {}
-    scored = bench.score(config, task, *_retrieve(config, encoder, task, timings, keep))
+    scores, positions = _retrieve(config, encoder, task, timings, keep)
+    scored = bench.score(config, task, scores, positions)
+    if per_query is not None:
+        per_query.add_retrieval(bench, config, task, scores, positions, setting)
     per_dim = (matryoshka.score_per_dimension(config, task, keep, bench.score)
                if config.encoder.truncate_dim else None)
     return scored, per_dim
 
 
-def _evaluate_retrieval(config: EvalConfig, bench: Benchmark, encoder: Encoder, timings: dict) -> dict:
+def _evaluate_retrieval(config: EvalConfig, bench: Benchmark, encoder: Encoder, timings: dict,
+                        per_query: Optional[PerQueryTable] = None) -> dict:
     if bench.languages is None:
         task = bench.load_task(config)
-        scored, per_dim = _retrieve_and_score(config, bench, encoder, task, timings)
+        scored, per_dim = _retrieve_and_score(config, bench, encoder, task, timings, per_query)
         body = {"dataset": task.name, "metrics": scored,
                 "sizes": {"queries": len(task.query_ids), "corpus": len(task.corpus_ids)}}
         if per_dim:
@@ -114,7 +120,8 @@ def _evaluate_retrieval(config: EvalConfig, bench: Benchmark, encoder: Encoder, 
     per_language, per_dim = {}, {}
     for lang in langs:
         per_language[lang], dims = _retrieve_and_score(config, bench, encoder,
-                                                       bench.load_task(config, lang), timings)
+                                                       bench.load_task(config, lang), timings,
+                                                       per_query, lang)
         if dims:
             per_dim[lang] = dims
     keys = next(iter(per_language.values())).keys()
@@ -155,7 +162,8 @@ def _lareqa_summary(langs: list[str], settings: dict, pool_rows: list[dict], bia
 
 
 def evaluate_lareqa(task: LAReQATask, encoder: Encoder, *, candidate_context: bool = False,
-                    progress: bool = True, timings: Optional[dict] = None) -> dict:
+                    progress: bool = True, timings: Optional[dict] = None,
+                    per_query: Optional[PerQueryTable] = None, run_depth: int = 100) -> dict:
     """Every X->Y setting, the multilingual pool, and the language-bias measures."""
     timings = {} if timings is None else timings
     langs = task.languages
@@ -172,6 +180,8 @@ def evaluate_lareqa(task: LAReQATask, encoder: Encoder, *, candidate_context: bo
         relevant = [[cand_index[b][task.answer[b][q]]] for q in qids]
         ranks = metrics.relevant_ranks(q_emb[a][rows], c_emb[b], relevant,
                                        candidate_ids=[cid for cid, _, _ in task.candidates[b]])
+        if per_query is not None:     # per query, and the pool's top run_depth as a TREC run
+            per_query.add_ranks(f"{a}->{b}", qids, ranks)
         settings[f"{a}->{b}"] = dict(metrics.rank_metrics(ranks), queries=len(qids))
         grid[langs.index(a), langs.index(b)] = settings[f"{a}->{b}"]["mAP"]
     pool = np.concatenate([c_emb[lang] for lang in langs])
@@ -186,6 +196,11 @@ def evaluate_lareqa(task: LAReQATask, encoder: Encoder, *, candidate_context: bo
             rel_langs.append(present)
         ranks = metrics.relevant_ranks(q_emb[a], pool, relevant, candidate_ids=pool_ids)
         pool_rows.append(metrics.rank_metrics(ranks))
+        if per_query is not None:
+            per_query.add_ranks(f"pool:{a}", list(task.questions[a]), ranks)
+            per_query.add_bias([(a, q) for q in task.questions[a]], ranks, rel_langs, [a] * len(ranks))
+            per_query.add_pool_run([f"{a}:{q}" for q in task.questions[a]], q_emb[a], pool, pool_ids,
+                                   run_depth)
         pool_langs += rel_langs
         query_langs += [a] * len(ranks)
         per_language[a] = {"mono_mAP": settings[f"{a}->{a}"]["mAP"],
@@ -209,13 +224,14 @@ def evaluate_lareqa(task: LAReQATask, encoder: Encoder, *, candidate_context: bo
 
 
 def _evaluate_lareqa_benchmark(config: EvalConfig, bench: Benchmark, encoder: Encoder,
-                               timings: dict) -> dict:
+                               timings: dict, per_query: Optional[PerQueryTable] = None) -> dict:
     tick = time.perf_counter()
     task = bench.load_task(config)
     timings["load_data"] = time.perf_counter() - tick
     memo = matryoshka.MemoEncoder(encoder)      # encoded once for every dimension
     body = evaluate_lareqa(task, memo, candidate_context=config.candidate_context,
-                           progress=config.progress, timings=timings)
+                           progress=config.progress, timings=timings, per_query=per_query,
+                           run_depth=config.k)
     if config.encoder.truncate_dim:
         body["per_dimension"] = {
             str(d): evaluate_lareqa(task, matryoshka.TruncatedEncoder(memo, d),
@@ -238,10 +254,12 @@ def evaluate(config: EvalConfig) -> dict:
     encoder = Encoder(config.encoder)
     timings["load_model"] = time.perf_counter() - tick
     bench = BENCHMARKS[config.benchmark]
+    table = PerQueryTable(Path(config.output).name)
     try:
-        body = _KINDS[bench.kind](config, bench, encoder, timings)
+        body = _KINDS[bench.kind](config, bench, encoder, timings, table)
     finally:
         encoder.close()
+    body["per_query"] = table.write(Path(config.output))     # per_query.jsonl, run*.trec
     timings["total"] = time.perf_counter() - started
     results = {"model": config.encoder.model, "benchmark": config.benchmark, **body,
                "config": asdict(config), "versions": report.library_versions(),

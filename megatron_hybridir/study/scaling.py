@@ -8,8 +8,8 @@ alpha, seed; :func:`run_info` reads them off a run directory, and the demo pipel
 FLOPs, alpha) — so several benchmarks of one model share a row; columns are ``<benchmark>:<metric>``
 so XQuAD-R and MLQA-R mAP, or BEIR and MIRACL nDCG@10, never mix (a file without a ``benchmark``
 field keeps the plain metric name). Several files of one benchmark and seed (BEIR datasets) are
-averaged; seeds give mean ± std. What it does not do: significance (the per-query study in
-``study.report`` does; the evaluation CLI keeps means only).
+averaged; seeds give mean ± std. What it does not do: significance (``study.report`` for the
+CPU study, ``study.cluster_report`` from the evaluations' per-query tables for the Slurm study).
 """
 
 from __future__ import annotations

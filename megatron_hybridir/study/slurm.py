@@ -1,36 +1,46 @@
-"""The size x alpha x seed study at 7B / 14B / 30B as a Slurm plan: sbatch arrays, chained
-evaluations, the scaling report, and the GPU-hours it will cost.
+"""The size x alpha x seed study at 7B / 14B / 30B as a Slurm plan: the whole pipeline from the
+Hugging Face checkpoints and the public data sources to the report, and the GPU-hours it will cost.
 
 Why it exists: ``tools/run_study.py --plan slurm`` writes everything a cluster user submits with one
 command (``bash <out>/submit.sh``); nothing runs here. Written under ``out``:
 
+- ``data.sbatch``, ``import_<size>.sbatch``, ``prep_<size>.sbatch``: the training records built
+  from ``--data-sources``, each size's ``--hf`` folder imported to ``<out>/checkpoints/<size>`` and
+  the records tokenized with its tokenizer into ``<out>/data/<size>`` (``study.slurm_pipeline``);
 - ``train_<size>.sbatch``: one job array per size (resources differ between sizes), one task per
-  (alpha, seed), each running the size's recipe through ``slurm/launch.sh`` with ``data.alpha`` and
-  ``seed`` set, in its own run directory (requeue on preemption as in the recipes);
+  (alpha, seed), each running the size's recipe through ``slurm/launch.sh`` with
+  ``checkpoint.init_from``, ``data.path``, ``training.train_steps`` (the budget), ``data.alpha``
+  and ``seed`` set, in its own run directory (requeue on preemption as in the recipes);
 - ``eval_cell.sbatch RUN_DIR``: export to Hugging Face, then ``python -m megatron_hybridir.evaluate``
   on BEIR, NQ, MIRACL (the monolingual side) and XQuAD-R, MLQA-R (cross-lingual / multilingual,
   with the language-bias measures), then the run's parameters / FLOPs / alpha / seed written into
   each ``results.json`` (``annotate``), which ``tools/scaling_report.py`` needs;
-- ``report.sbatch``: ``tools/scaling_report.py`` over every cell's results;
-- ``submit.sh``: submits the arrays, one evaluation per training task with
-  ``--dependency=afterok:<array job>_<task>``, and the report after all evaluations (afterok);
+- ``report.sbatch``: ``tools/scaling_report.py`` over every cell's results, and the cluster
+  report (``study.cluster_report``: paired bootstrap over the per-query tables, Holm);
+- ``submit.sh``: the dependency graph (``study.slurm_pipeline``);
 - ``plan.md`` / ``plan.json``: per cell the FLOPs of one step from the dry run
-  (``training.dry_run.estimate``) and GPU-hours = FLOPs per step x steps / (MFU x peak bf16 FLOP/s).
+  (``training.dry_run.estimate``) and GPU-hours = FLOPs per step x steps / (MFU x peak bf16 FLOP/s),
+  the study id every evaluation is stamped with, and the budget rule.
 
-What it does not do: early stopping at scale (each cell trains its recipe's ``train_steps``, the same
-number of steps for every size; the CPU study's dev-based rule needs a multi-rank stop decision that
-the trainer hook leaves to the caller), or per-query statistics (the evaluation CLI reports means).
+The budget rule at scale is a documented fixed budget (``--budget fixed``, the only rule offered):
+every cell of a size trains ``--train-steps`` steps (default: the size's recipe), passed explicitly
+as ``training.train_steps``, and its last checkpoint is evaluated. Dev-split checkpoint selection
+(the CPU study's rule) is not offered at scale: it needs every saved checkpoint exported and scored
+on a dev split. The report states the rule and the steps each cell reached.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from megatron_hybridir.config import load_config
+from megatron_hybridir.study import slurm_pipeline
 from megatron_hybridir.training.dry_run import estimate
 from megatron_hybridir.training.flops import PEAK_BF16_TFLOPS
 
@@ -61,6 +71,12 @@ class PlanConfig:
     beir: list[str] = field(default_factory=lambda: ["scifact", "nfcorpus", "fiqa"])
     time_margin: float = 1.3        # sbatch --time = wall estimate x margin (requeue covers overruns)
     recipes: dict[str, str] = field(default_factory=dict)   # size -> recipe override (tests)
+    hf: dict[str, str] = field(default_factory=dict)        # size -> Hugging Face folder to import
+    data_sources: list[str] = field(default_factory=list)   # one build_training_data.py call each
+    languages: list[str] = field(default_factory=lambda: ["ar", "de", "el", "en", "es", "hi", "ru",
+                                                          "th", "tr", "vi", "zh"])  # tokenized
+    budget: str = "fixed"                                   # see BUDGET_RULES
+    train_steps: Optional[int] = None                       # fixed budget; None: each recipe's
 
     def check(self) -> None:
         from megatron_hybridir.config import ConfigError
@@ -74,6 +90,32 @@ class PlanConfig:
             raise ConfigError(f"--gpu: expected one of {sorted(PEAK_BF16_TFLOPS)}, got {self.gpu!r}")
         if any(not 0.0 <= a <= 1.0 for a in self.alphas) or not self.seeds:
             raise ConfigError(f"alphas must lie in [0, 1] and seeds be non-empty, got {self.alphas}, {self.seeds}")
+        if self.budget not in BUDGET_RULES:
+            raise ConfigError(f"--budget: expected one of {sorted(BUDGET_RULES)}, got {self.budget!r}")
+        if self.train_steps is not None and self.train_steps < 1:
+            raise ConfigError(f"--train-steps: expected a positive step count, got {self.train_steps}")
+        missing = [s for s in self.sizes if s not in self.hf]
+        if missing:
+            raise ConfigError(f"--hf: no Hugging Face folder for size(s) {missing}; give "
+                              f"--hf {missing[0]}=/path/to/model (the checkpoint each cell starts from)")
+        if not self.data_sources:
+            raise ConfigError("--data-source: at least one training-data source is required "
+                              "('<kind> <arguments>' of tools/build_training_data.py)")
+        for text in self.data_sources:
+            slurm_pipeline.check_data_source(text)
+
+    def study_id(self) -> str:
+        """A digest of what defines the study's cells: a cell evaluated under another plan (other
+        sizes, models, data, grid or budget) carries another id and the report refuses it."""
+        keys = ("sizes", "alphas", "seeds", "hf", "data_sources", "languages", "beir", "budget",
+                "train_steps", "recipes")
+        text = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+BUDGET_RULES = {"fixed": "fixed budget: every cell of a size trains the same number of steps "
+                         "(--train-steps, default the size's recipe) and its last checkpoint is "
+                         "evaluated; no dev-split selection"}
 
 
 def cost(config: PlanConfig, size: str) -> dict:
@@ -82,7 +124,7 @@ def cost(config: PlanConfig, size: str) -> dict:
     recipe = config.recipes.get(size, spec.recipe)
     run = load_config(ROOT / recipe)
     e = estimate(run, world_size=spec.gpus)
-    steps = run.training.train_steps
+    steps = config.train_steps or run.training.train_steps
     total = e["flops_per_step"] * steps
     gpu_hours = total / (config.mfu * PEAK_BF16_TFLOPS[config.gpu] * 1e12) / 3600
     return {"size": size, "recipe": recipe, "gpus": spec.gpus, "parameters": e["parameters"],
@@ -126,8 +168,11 @@ RUN_DIRS={_bash_array(r for _, _, r in cells)}
 i=${{SLURM_ARRAY_TASK_ID:?submit as an array job (submit.sh)}}
 export CONFIG={shlex.quote(c['recipe'])}
 export RUN_DIR=${{RUN_DIRS[$i]}}
+# Imported weights and this size's token ids (import_/prep_{c['size']}.sbatch); the fixed budget.
 # shellcheck source=slurm/launch.sh
-source slurm/launch.sh "data.alpha=${{ALPHAS[$i]}}" "seed=${{SEEDS[$i]}}" "$@"
+source slurm/launch.sh {shlex.quote(f"checkpoint.init_from={config.out}/checkpoints/{c['size']}")} \\
+    {shlex.quote(f"data.path={config.out}/data/{c['size']}")} "training.train_steps={c['train_steps']}" \\
+    "data.alpha=${{ALPHAS[$i]}}" "seed=${{SEEDS[$i]}}" "$@"
 """
 
 
@@ -168,7 +213,8 @@ evaluate nq benchmark=nq "data=$DATA/nq-dpr"
 evaluate miracl benchmark=miracl "data=$DATA/miracl"
 evaluate xquad-r benchmark=xquad-r "data=$DATA/lareqa/xquad-r"
 evaluate mlqa-r benchmark=mlqa-r "data=$DATA/lareqa/mlqa-r"
-"$PY" -m megatron_hybridir.study.slurm annotate "$RUN_DIR" "$RUN_DIR"/eval/*/results.json
+"$PY" -m megatron_hybridir.study.slurm annotate "$RUN_DIR" "$RUN_DIR"/eval/*/results.json \\
+    --study {config.study_id()}
 """
 
 
@@ -180,35 +226,16 @@ def report_script(config: PlanConfig) -> str:
 #SBATCH --cpus-per-task=4
 #SBATCH --time=0:30:00
 #SBATCH --output=logs/%x-%j.out
-# The scaling report over every evaluated cell (submit.sh runs it after all evaluations).
+# The scaling report over every evaluated cell (submit.sh runs it after all evaluations), and
+# the cluster report: paired bootstrap over queries and seeds, Holm, missing cells named.
 set -euo pipefail
 cd "${{SLURM_SUBMIT_DIR:-.}}"
 PY=${{PYTHON:-python3}}
 shopt -s nullglob
 results=({shlex.quote(config.out)}/runs/*/eval/*/results.json)
 "$PY" tools/scaling_report.py --out {shlex.quote(config.out + '/scaling')} "${{results[@]}}"
+"$PY" tools/run_study.py --plan slurm --report-only --out {shlex.quote(config.out)}
 """
-
-
-def submit_script(config: PlanConfig, costs: list[dict]) -> str:
-    lines = ["#!/usr/bin/env bash",
-             "# Submit the whole study: training arrays, one evaluation per training task (afterok),",
-             "# then the scaling report after every evaluation. Run from the repository root.",
-             "set -euo pipefail", "mkdir -p logs", "eval_jobs=()"]
-    for c in costs:
-        n = len(_cells(config, c["size"]))
-        runs = _bash_array(r for _, _, r in _cells(config, c["size"]))
-        var = "train_" + c["size"].replace(".", "_")
-        lines += [f"{var}=$(sbatch --parsable {shlex.quote(config.out)}/train_{c['size']}.sbatch)",
-                  f"runs={runs}",
-                  f"for i in $(seq 0 {n - 1}); do",
-                  f"    eval_jobs+=(\"$(sbatch --parsable \"--dependency=afterok:${{{var}%%;*}}_$i\" "
-                  f"{shlex.quote(config.out)}/eval_cell.sbatch \"${{runs[$i]}}\")\")",
-                  "done"]
-    lines += ['deps=$(IFS=:; echo "${eval_jobs[*]%%;*}")',
-              f"report=$(sbatch --parsable \"--dependency=afterok:$deps\" {shlex.quote(config.out)}/report.sbatch)",
-              'echo "submitted ${#eval_jobs[@]} evaluations; report job $report"']
-    return "\n".join(lines) + "\n"
 
 
 def plan_table(config: PlanConfig, costs: list[dict]) -> str:
@@ -225,44 +252,88 @@ def plan_table(config: PlanConfig, costs: list[dict]) -> str:
                                f"evaluation jobs come on top (8 GPUs each, not estimated).")
 
 
+def evaluations(config: PlanConfig) -> list[str]:
+    """The evaluation folders ``eval_cell.sbatch`` writes under ``<run>/eval/``."""
+    return [f"beir-{b}" for b in config.beir] + ["nq", "miracl", "xquad-r", "mlqa-r"]
+
+
 def write_plan(config: PlanConfig) -> dict:
     config.check()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     costs = [cost(config, s) for s in config.sizes]
+    (out / "data.sbatch").write_text(slurm_pipeline.data_script(config.out, config.data_sources))
     for c in costs:
-        (out / f"train_{c['size']}.sbatch").write_text(train_script(config, c))
+        size = c["size"]
+        (out / f"import_{size}.sbatch").write_text(slurm_pipeline.import_script(
+            config.out, size, config.hf[size], load_config(ROOT / c["recipe"])))
+        (out / f"prep_{size}.sbatch").write_text(slurm_pipeline.prep_script(
+            config.out, size, config.hf[size], config.languages))
+        (out / f"train_{size}.sbatch").write_text(train_script(config, c))
     (out / "eval_cell.sbatch").write_text(eval_script(config))
     (out / "report.sbatch").write_text(report_script(config))
-    (out / "submit.sh").write_text(submit_script(config, costs))
+    runs = {s: [r for _, _, r in _cells(config, s)] for s in config.sizes}
+    (out / "submit.sh").write_text(slurm_pipeline.submit_script(config.out, config.sizes, runs))
     table = plan_table(config, costs)
-    (out / "plan.md").write_text(f"# Study plan: sizes {', '.join(config.sizes)} x alphas "
-                                 f"{config.alphas} x seeds {config.seeds}\n\n{table}\n\n"
-                                 f"Submit: `bash {out}/submit.sh`\n")
-    plan = {"config": asdict(config), "cells": costs}
+    budget = {"rule": config.budget, "about": BUDGET_RULES[config.budget],
+              "train_steps": {c["size"]: c["train_steps"] for c in costs}}
+    (out / "plan.md").write_text(
+        f"# Study plan: sizes {', '.join(config.sizes)} x alphas {config.alphas} x seeds "
+        f"{config.seeds}\n\nStudy id `{config.study_id()}`. Budget rule: {budget['about']}; steps "
+        f"{budget['train_steps']}.\n\n{table}\n\nJobs: data.sbatch -> prep_<size>.sbatch, "
+        f"import_<size>.sbatch -> train_<size>.sbatch (array) -> eval_cell.sbatch -> report.sbatch."
+        f"\n\nSubmit: `bash {out}/submit.sh`\n")
+    plan = {"config": asdict(config), "study_id": config.study_id(), "budget": budget,
+            "evaluations": evaluations(config),
+            "runs": {s: [Path(r).name for r in rs] for s, rs in runs.items()}, "cells": costs}
     (out / "plan.json").write_text(json.dumps(plan, indent=2))
     print(table)
-    print(f"\nwrote {out}/submit.sh, train_*.sbatch, eval_cell.sbatch, report.sbatch, plan.md")
+    print(f"\nwrote {out}/submit.sh, data.sbatch, import_*.sbatch, prep_*.sbatch, train_*.sbatch, "
+          f"eval_cell.sbatch, report.sbatch, plan.md")
     return plan
 
 
-def annotate(run_dir: str | Path, results: list[str | Path]) -> None:
-    """Write the run's parameters, FLOPs, alpha and seed into evaluation results (``run_info``)."""
+def annotate(run_dir: str | Path, results: list[str | Path], study: Optional[str] = None) -> None:
+    """Write the run's parameters, FLOPs, alpha and seed (and the plan's study id) into evaluation
+    results (``run_info``)."""
     from megatron_hybridir.study.scaling import run_info
 
     info = run_info(Path(run_dir))
     if not info:
         raise FileNotFoundError(f"{run_dir}: no config.yaml; not a training run directory")
+    if study:
+        info["study"] = study
     for path in results:
         data = json.loads(Path(path).read_text())
         data["run_info"] = info
         Path(path).write_text(json.dumps(data, indent=2))
 
 
+def _hf_pairs(values: list[str]) -> dict[str, str]:
+    from megatron_hybridir.config import ConfigError
+
+    out = {}
+    for value in values or []:
+        size, sep, folder = value.partition("=")
+        if not sep or not size or not folder:
+            raise ConfigError(f"--hf {value!r}: expected SIZE=FOLDER, e.g. 7b=/models/Mistral-7B-v0.1")
+        out[size] = folder
+    return out
+
+
 def main_plan(args) -> int:
-    """``tools/run_study.py --plan slurm``."""
-    config = PlanConfig(out=args.out or "runs/study-slurm", alphas=args.alphas, seeds=args.seeds,
-                        mfu=args.mfu, gpu=args.gpu)
+    """``tools/run_study.py --plan slurm`` (with ``--report-only``: the cluster report)."""
+    out = args.out or "runs/study-slurm"
+    if args.report_only:
+        from megatron_hybridir.study.cluster_report import write_cluster_report
+
+        write_cluster_report(Path(out), draws=args.draws)
+        return 0
+    config = PlanConfig(out=out, alphas=args.alphas, seeds=args.seeds, mfu=args.mfu, gpu=args.gpu,
+                        hf=_hf_pairs(args.hf), data_sources=list(args.data_source or []),
+                        budget=args.budget, train_steps=args.train_steps)
+    if args.languages:
+        config.languages = list(args.languages)
     if args.sizes:
         config.sizes = list(args.sizes)
     write_plan(config)
@@ -270,9 +341,12 @@ def main_plan(args) -> int:
 
 
 if __name__ == "__main__":
-    import sys
+    import argparse
 
-    if len(sys.argv) >= 3 and sys.argv[1] == "annotate":
-        annotate(sys.argv[2], sys.argv[3:])
-    else:
-        raise SystemExit("usage: python -m megatron_hybridir.study.slurm annotate RUN_DIR RESULTS.json ...")
+    parser = argparse.ArgumentParser(prog="python -m megatron_hybridir.study.slurm annotate")
+    parser.add_argument("command", choices=["annotate"])
+    parser.add_argument("run_dir")
+    parser.add_argument("results", nargs="+")
+    parser.add_argument("--study", default=None, help="the plan's study id (plan.json)")
+    args = parser.parse_args()
+    annotate(args.run_dir, args.results, args.study)

