@@ -13,6 +13,7 @@ import csv
 import gzip
 import json
 import math
+import zlib
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -53,13 +54,17 @@ def _unique_column(ids, source: str, kind: str) -> None:
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """Numbered text lines; a byte that is not UTF-8 stops with the file and line."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        for lineno, raw in enumerate(handle, 1):
-            try:
-                yield lineno, raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise EvalDataError(f"{path}:{lineno}: not valid UTF-8 (byte {raw[err.start]:#04x} "
-                                    f"at column {err.start + 1})") from None
+    lineno = 0
+    try:
+        with opener(path, "rb") as handle:
+            for lineno, raw in enumerate(handle, 1):
+                try:
+                    yield lineno, raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise EvalDataError(f"{path}:{lineno}: not valid UTF-8 (byte "
+                                        f"{raw[err.start]:#04x} at column {err.start + 1})") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise EvalDataError(f"{path}:{lineno + 1}: not a valid gzip stream ({err})") from None
 
 
 def _field(record: dict, key: str, where: str, types: tuple, expected: str):
@@ -67,6 +72,8 @@ def _field(record: dict, key: str, where: str, types: tuple, expected: str):
     if not isinstance(value, types) or isinstance(value, bool):
         raise EvalDataError(f"{where}: field {key!r} must be {expected}, got "
                             f"{type(value).__name__} {value!r:.60}")
+    if isinstance(value, str):
+        _unicode(value, where, key)
     return value
 
 
@@ -78,6 +85,8 @@ def _jsonl(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
             record = json.loads(line)
         except json.JSONDecodeError as err:
             raise EvalDataError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+        except (ValueError, RecursionError) as err:    # over-long integers, deep nesting
+            raise EvalDataError(f"{path}:{lineno}: not valid JSON ({str(err)[:100]})") from None
         if not isinstance(record, dict):
             raise EvalDataError(f"{path}:{lineno}: expected a JSON object, got "
                                 f"{type(record).__name__}")
@@ -123,6 +132,19 @@ def _qrels_tsv(path: Path, trec: bool = False) -> dict[str, dict[str, int]]:
     return qrels
 
 
+def _csv_rows(reader, path: Path) -> Iterator[list[str]]:
+    """Rows of a ``csv.reader``; its errors (a quote left open at the end of the file) name the
+    file and line."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            raise EvalDataError(f"{path}:{reader.line_num}: not valid TSV ({err})") from None
+        yield row
+
+
 def load_beir(folder: str | Path, split: str = "test") -> RetrievalTask:
     """A BEIR dataset folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv."""
     folder = Path(folder)
@@ -152,7 +174,7 @@ def load_nq(folder: str | Path, qa_file: str = "nq-test.qa.csv") -> RetrievalTas
     ids, titles, texts = [], [], []
     seen = _Unique("passage id")
     reader = csv.reader((line for _, line in _lines(psgs)), delimiter="\t")
-    for row in reader:
+    for row in _csv_rows(reader, psgs):
         lineno = reader.line_num
         if lineno == 1 and row[:1] == ["id"]:
             continue
@@ -165,19 +187,24 @@ def load_nq(folder: str | Path, qa_file: str = "nq-test.qa.csv") -> RetrievalTas
         titles.append(row[2])
     qa_path = _find(folder, qa_file)
     qids, qtexts, answers = [], [], {}
-    for lineno, row in enumerate(csv.reader((line for _, line in _lines(qa_path)),
-                                            delimiter="\t"), 1):
+    reader = csv.reader((line for _, line in _lines(qa_path)), delimiter="\t")
+    for row in _csv_rows(reader, qa_path):
+        lineno = reader.line_num
         if len(row) != 2:
             raise EvalDataError(f"{qa_path}:{lineno}: expected 'question<TAB>[answers]', "
                                 f"found {len(row)} column(s)")
         try:
             answer_list = ast.literal_eval(row[1])
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             raise EvalDataError(f"{qa_path}:{lineno}: answers {row[1][:60]!r} are not a "
                                 f"Python/JSON list of strings") from None
-        if not isinstance(answer_list, list) or not all(isinstance(a, str) for a in answer_list):
-            raise EvalDataError(f"{qa_path}:{lineno}: answers must be a list of strings")
-        qid = str(lineno - 1)
+        if (not isinstance(answer_list, list) or not answer_list
+                or not all(isinstance(a, str) and a.strip() for a in answer_list)):
+            raise EvalDataError(f"{qa_path}:{lineno}: answers must be a non-empty list of "
+                                f"non-empty strings, got {row[1][:60]!r}")
+        for answer in answer_list:
+            _unicode(answer, f"{qa_path}:{lineno}", "answers")
+        qid = str(len(qids))              # DPR numbers the questions in file order
         qids.append(qid)
         qtexts.append(row[0])
         answers[qid] = answer_list
@@ -194,8 +221,8 @@ def load_miracl(root: str | Path, lang: str, split: str = "dev") -> RetrievalTas
     seen = _Unique("query id")
     for lineno, line in _lines(topics):
         parts = line.rstrip("\r\n").split("\t")
-        if len(parts) != 2:
-            raise EvalDataError(f"{topics}:{lineno}: expected 'qid<TAB>query'")
+        if len(parts) != 2 or not parts[0]:
+            raise EvalDataError(f"{topics}:{lineno}: expected 'qid<TAB>query' with a non-empty qid")
         seen.add(parts[0], f"{topics}:{lineno}")
         qids.append(parts[0])
         qtexts.append(parts[1])
@@ -224,48 +251,139 @@ def _answer_sentence(breaks: list, start: int, where: str) -> int:
     raise EvalDataError(f"{where}: answer_start {start} lies in no sentence of sentence_breaks")
 
 
+def _typed(value, types: tuple, where: str, field: str, expected: str):
+    """``value`` if it has one of ``types`` (a bool is no integer); else the place and the field."""
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        raise EvalDataError(f"{where}: field {field!r} must be {expected}, got "
+                            f"{type(value).__name__} {value!r:.60}")
+    if isinstance(value, str):
+        _unicode(value, where, field)
+    return value
+
+
+def _unicode(text: str, where: str, field: str) -> None:
+    """JSON escapes can encode lone surrogates, which no tokenizer or UTF-8 writer accepts."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise EvalDataError(f"{where}: field {field!r} holds a lone surrogate "
+                            f"({text[err.start]!r} at character {err.start}), not Unicode text") from None
+
+
+def _lareqa_paragraph(para, where: str, lang: str, a: int, p: int, candidates: list,
+                      questions: dict, answer: dict, seen: "_Unique") -> None:
+    """Add one paragraph's sentences to ``candidates`` and its questions to ``questions`` /
+    ``answer``, checking every field the scoring reads."""
+    _typed(para, (dict,), where, "paragraph", "an object")
+    for key in ("context", "sentences", "sentence_breaks"):
+        if key not in para:
+            hint = "" if key == "context" else (" (the LAReQA files add 'sentences' / "
+                                                "'sentence_breaks' to XQuAD and MLQA)")
+            raise EvalDataError(f"{where}: missing field {key!r}{hint}")
+    context = _typed(para["context"], (str,), where, "context", "a string")
+    sentences = _typed(para["sentences"], (list,), where, "sentences", "a list of strings")
+    breaks = _typed(para["sentence_breaks"], (list,), where, "sentence_breaks",
+                    "a list of [begin, end] pairs")
+    if len(sentences) != len(breaks):
+        raise EvalDataError(f"{where}: {len(sentences)} 'sentences' but {len(breaks)} "
+                            f"'sentence_breaks'; expected one break per sentence")
+    for s, (sentence, pair) in enumerate(zip(sentences, breaks)):
+        _typed(sentence, (str,), where, f"sentences[{s}]", "a string")
+        if (not isinstance(pair, list) or len(pair) != 2
+                or not all(isinstance(x, int) and not isinstance(x, bool) for x in pair)
+                or not 0 <= pair[0] <= pair[1]):
+            raise EvalDataError(f"{where}: field 'sentence_breaks[{s}]' must be [begin, end] with "
+                                f"integers 0 <= begin <= end, got {pair!r:.60}")
+    base = len(candidates)
+    candidates += [(f"{lang}:{a}:{p}:{s}", sentence, context) for s, sentence in enumerate(sentences)]
+    for q, qa in enumerate(_typed(para.get("qas", []), (list,), where, "qas", "a list")):
+        at = f"{where}.qas[{q}]"
+        _typed(qa, (dict,), at, "question", "an object")
+        for key in ("id", "question", "answers"):
+            if key not in qa:
+                raise EvalDataError(f"{at}: missing field {key!r}")
+        qid = str(_typed(qa["id"], (str, int), at, "id", "a string or an integer"))
+        at = f"{at} (id {qid!r})"
+        text = _typed(qa["question"], (str,), at, "question", "a string")
+        if not text.strip():
+            raise EvalDataError(f"{at}: question {qid!r} is empty")
+        answers = _typed(qa["answers"], (list,), at, "answers", "a list of answers")
+        if not answers:
+            raise EvalDataError(f"{at}: question {qid!r} has no answers")
+        first = _typed(answers[0], (dict,), at, "answers[0]", "an object")
+        if "answer_start" not in first:
+            raise EvalDataError(f"{at}: missing field 'answers[0].answer_start'")
+        start = _typed(first["answer_start"], (int,), at, "answers[0].answer_start",
+                       "an integer")
+        seen.add(qid, f"{where} question {qid!r}")
+        questions[qid] = text
+        answer[qid] = candidates[base + _answer_sentence(breaks, start, at)][0]
+
+
+def _read_lareqa_file(path: Path) -> list:
+    """The ``data`` list of a SQuAD-style JSON file."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise EvalDataError(f"{path}: not valid UTF-8 (byte offset {err.start})") from None
+    except (ValueError, RecursionError) as err:      # JSONDecodeError, over-long integers, nesting
+        raise EvalDataError(f"{path}: not valid JSON ({str(err)[:120]})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise EvalDataError(f"{path}: expected a SQuAD-style JSON object with a 'data' list")
+    return data["data"]
+
+
+def _check_aligned(source: str, questions: dict[str, dict[str, str]]) -> None:
+    """Every language has the same question ids (a parallel benchmark): else stop, naming per
+    language how many ids it lacks and a few of them."""
+    union = set().union(*(set(q) for q in questions.values()))
+    lacking = {lang: sorted(union - set(q)) for lang, q in questions.items()}
+    lacking = {lang: ids for lang, ids in lacking.items() if ids}
+    if lacking:
+        detail = "; ".join(f"{lang} lacks {len(ids)} of {len(union)} (e.g. {ids[:3]})"
+                           for lang, ids in lacking.items())
+        raise EvalDataError(f"{source}: question ids do not align across languages "
+                            f"{sorted(questions)}: {detail}. This benchmark is parallel (every "
+                            f"question in every language); use benchmark=mlqa-r for partially "
+                            f"parallel files")
+
+
 def load_lareqa(folder: str | Path, languages: Optional[list[str]] = None,
-                name: Optional[str] = None) -> LAReQATask:
+                name: Optional[str] = None, *, parallel: bool = True) -> LAReQATask:
     """XQuAD-R / MLQA-R as released by LAReQA: one SQuAD-style <lang>.json per language with
-    ``sentences`` and ``sentence_breaks`` per paragraph; question ids are shared across languages."""
+    ``sentences`` and ``sentence_breaks`` per paragraph; question ids are shared across languages.
+
+    Alignment rule: with ``parallel`` (XQuAD-R, the generic ``lareqa`` form, the demo) every
+    evaluated language must hold exactly the same question ids, else the run stops naming, per
+    language, the ids it lacks. Without (MLQA-R, whose questions exist in 2-4 of its 7 languages)
+    each X->Y setting is scored over the questions X and Y share, and a setting that shares none is
+    n/a (``runner.evaluate_lareqa``). A malformed field stops with the file, the paragraph
+    (``data[a].paragraphs[p]``), the question (``qas[q]``, id) and the field.
+    """
     folder = Path(folder)
     files = {p.stem: p for p in sorted(folder.glob("*.json"))}
     if not files:
         raise EvalDataError(f"{folder}: no <lang>.json files (LAReQA layout, e.g. xquad-r/en.json)")
     languages = languages or sorted(files)
+    if len(set(languages)) != len(languages):
+        raise EvalDataError(f"languages: a language is named twice in {languages}")
     missing = [lang for lang in languages if lang not in files]
     if missing:
         raise EvalDataError(f"{folder}: no file for language(s) {missing}; found {sorted(files)}")
     questions, candidates, answer = {}, {}, {}
     for lang in languages:
         path = files[lang]
-        try:
-            data = json.loads(path.read_bytes().decode("utf-8"))["data"]
-        except UnicodeDecodeError as err:
-            raise EvalDataError(f"{path}: not valid UTF-8 (byte offset {err.start})") from None
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise EvalDataError(f"{path}: not a SQuAD-style JSON with a 'data' list ({err})") from None
         questions[lang], candidates[lang], answer[lang] = {}, [], {}
         seen = _Unique("question id")
-        for a, article in enumerate(data):
-            for p, para in enumerate(article.get("paragraphs", [])):
-                where = f"{path} data[{a}].paragraphs[{p}]"
-                if "sentences" not in para or "sentence_breaks" not in para:
-                    raise EvalDataError(f"{where}: missing 'sentences'/'sentence_breaks' (the "
-                                        f"LAReQA files add them to XQuAD/MLQA)")
-                base = len(candidates[lang])
-                for s, sentence in enumerate(para["sentences"]):
-                    candidates[lang].append((f"{lang}:{a}:{p}:{s}", sentence, para["context"]))
-                for qa in para.get("qas", []):
-                    if not qa.get("question", "").strip():
-                        raise EvalDataError(f"{where}: question {qa.get('id')!r} is empty")
-                    if not qa.get("answers"):
-                        raise EvalDataError(f"{where}: question {qa['id']!r} has no answers")
-                    seen.add(qa.get("id"), f"{where} question {qa.get('id')!r}")
-                    index = _answer_sentence(para["sentence_breaks"],
-                                             qa["answers"][0]["answer_start"], where)
-                    questions[lang][qa["id"]] = qa["question"]
-                    answer[lang][qa["id"]] = candidates[lang][base + index][0]
+        for a, article in enumerate(_read_lareqa_file(path)):
+            _typed(article, (dict,), f"{path} data[{a}]", "article", "an object")
+            paragraphs = _typed(article.get("paragraphs", []), (list,), f"{path} data[{a}]",
+                                "paragraphs", "a list")
+            for p, para in enumerate(paragraphs):
+                _lareqa_paragraph(para, f"{path} data[{a}].paragraphs[{p}]", lang, a, p,
+                                  candidates[lang], questions[lang], answer[lang], seen)
+    if parallel and len(languages) > 1:
+        _check_aligned(str(folder), questions)
     return LAReQATask(name or folder.name, list(languages), questions, candidates, answer)
 
 
@@ -362,4 +480,6 @@ def load_xquad_r_hub(languages: list[str]) -> LAReQATask:
             index = _answer_sentence(spans, row["answers"]["answer_start"][0], f"hub xquad_r {lang} {row['id']}")
             questions[lang][row["id"]] = row["question"]
             answer[lang][row["id"]] = candidates[lang][seen[context] + index][0]
+    if len(languages) > 1:
+        _check_aligned("hub xquad_r", questions)
     return LAReQATask("xquad-r", list(languages), questions, candidates, answer)
