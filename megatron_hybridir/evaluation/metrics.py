@@ -35,7 +35,7 @@ def check_range(name: str, values, low: float, high: float = float("inf")) -> No
     bad = ~(np.isfinite(arr) & (arr >= low) & (arr <= high))
     if bad.any():
         raise MetricRangeError(f"metric {name}: {int(bad.sum())} value(s) outside [{low}, {high}], "
-                               f"e.g. {arr[bad][0]!r}; the scores or ranks it was computed from "
+                               f"e.g. {float(arr[bad][0])!r}; the scores or ranks it was computed from "
                                f"are invalid (non-finite embeddings?)")
 
 
