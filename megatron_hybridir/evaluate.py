@@ -18,6 +18,7 @@ from pathlib import Path
 
 from megatron_hybridir.config import ConfigError
 from megatron_hybridir.evaluation.benchmarks import choices_help
+from megatron_hybridir.evaluation.encoder import EmbeddingError
 from megatron_hybridir.evaluation.loading import load_eval_config
 from megatron_hybridir.evaluation.runner import evaluate
 from megatron_hybridir.evaluation.tasks import EvalDataError
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_eval_config(args.config, args.overrides)
         results = evaluate(config)
-    except (ConfigError, EvalDataError) as err:
+    except (ConfigError, EvalDataError, EmbeddingError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(Path(config.output, "results.md").read_text())

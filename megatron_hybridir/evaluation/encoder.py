@@ -30,6 +30,27 @@ import numpy as np
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+class EmbeddingError(ValueError):
+    """Embeddings that cannot be scored: non-finite values from the model, or a damaged cache."""
+
+
+def check_finite(emb: np.ndarray, *, model: str, kind: str,
+                 indices: Optional[Sequence[int]] = None) -> np.ndarray:
+    """``emb`` [n, d] unchanged if every value is finite; else an :class:`EmbeddingError` naming
+    the model, the index of the first bad text (``indices[row]`` when given: corpus positions) and
+    how many rows are bad."""
+    bad = ~np.isfinite(emb).all(axis=1) if emb.size else np.zeros(len(emb), bool)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        first = int(indices[rows[0]]) if indices is not None else int(rows[0])
+        raise EmbeddingError(
+            f"encoder.model {model}: {len(rows)} of {len(emb)} {kind} embeddings in this batch are "
+            f"not finite (NaN or inf), first at {kind} index {first}; the model's output overflowed "
+            f"(try encoder.dtype=float32) or its weights hold NaN/inf")
+    return emb
 
 
 @dataclass
@@ -97,11 +118,13 @@ class Encoder:
         digest.update(f"{self.dtype}|{self.model.max_seq_length}|{self.config.normalize}".encode())
         return digest.hexdigest()[:16]
 
-    def _encode(self, texts: Sequence[str], prompt: str, progress: bool) -> np.ndarray:
+    def _encode(self, texts: Sequence[str], prompt: str, progress: bool, kind: str,
+                indices: Optional[Sequence[int]] = None) -> np.ndarray:
         out = self.model.encode(list(texts), prompt=prompt or None, batch_size=self.config.batch_size,
                                 show_progress_bar=progress, convert_to_numpy=True,
                                 normalize_embeddings=self.config.normalize, pool=self._pool)
-        return np.asarray(out, dtype=np.float32)
+        return check_finite(np.asarray(out, dtype=np.float32), model=self.config.model, kind=kind,
+                            indices=indices)
 
     def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
         """Tokens per text as the model will see it (special tokens in, truncated to its limit);
@@ -114,29 +137,33 @@ class Encoder:
         out = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         return np.minimum(out, self.model.max_seq_length or np.iinfo(np.int64).max)
 
-    def encode_passages_in_order(self, texts: Sequence[str], on_batch: Callable[[int], None] = None
-                                 ) -> np.ndarray:
+    def encode_passages_in_order(self, texts: Sequence[str], on_batch: Callable[[int], None] = None,
+                                 positions: Optional[Sequence[int]] = None) -> np.ndarray:
         """Encode in batches of consecutive texts (the caller's order). One device: one ``encode``
         call per batch, so sentence-transformers' own character-length re-sort cannot regroup them;
-        several devices: the process pool takes the whole list."""
+        several devices: the process pool takes the whole list. ``positions``: the texts' corpus
+        positions, named by a non-finite-embedding error."""
         if self._pool is not None:
-            out = self.encode_passages(texts)
+            out = self.encode_passages(texts, positions=positions)
             if on_batch:
                 on_batch(len(texts))
             return out
         step = self.config.batch_size
         parts = []
         for start in range(0, len(texts), step):
-            parts.append(self.encode_passages(texts[start:start + step]))
+            parts.append(self.encode_passages(
+                texts[start:start + step],
+                positions=None if positions is None else positions[start:start + step]))
             if on_batch:
                 on_batch(len(parts[-1]))
         return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
 
     def encode_queries(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        return self._encode(texts, self.query_prompt, progress)
+        return self._encode(texts, self.query_prompt, progress, "query")
 
-    def encode_passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        return self._encode(texts, self.passage_prompt, progress)
+    def encode_passages(self, texts: Sequence[str], progress: bool = False,
+                        positions: Optional[Sequence[int]] = None) -> np.ndarray:
+        return self._encode(texts, self.passage_prompt, progress, "passage", positions)
 
 
 _RACY_NS = 2_000_000_000   # files changed this recently are hashed again next time
@@ -193,17 +220,52 @@ class CorpusShards:
     size: int
 
     def shards(self) -> "Iterator[tuple[np.ndarray, np.ndarray]]":
-        for emb, idx in zip(self.shard_files, self.index_files):
-            yield np.load(emb, mmap_mode="r"), np.load(idx)
+        for path, idx in zip(self.shard_files, self.index_files):
+            emb = np.load(path, mmap_mode="r")
+            for start in range(0, len(emb), _CHECK_ROWS):     # bounded memory on huge shards
+                block = emb[start:start + _CHECK_ROWS]
+                bad = ~np.isfinite(block).all(axis=1)
+                if bad.any():
+                    raise EmbeddingError(
+                        f"{path}: {int(bad.sum())} cached embedding row(s) from row "
+                        f"{start + int(np.flatnonzero(bad)[0])} are not finite (NaN or inf); the "
+                        f"cache is damaged: delete {self.folder} to encode the corpus again")
+            yield emb, np.load(idx)
 
     @classmethod
     def open(cls, folder: Path) -> Optional["CorpusShards"]:
+        """The shard set in ``folder``; None when there is none or when its files do not match its
+        ``meta.json`` (a damaged cache is encoded again, with a warning)."""
         meta_path = folder / "meta.json"
         if not meta_path.exists():
             return None
-        meta = json.loads(meta_path.read_text())
-        return cls(folder, [folder / f for f in meta["shards"]], [folder / f for f in meta["indices"]],
-                   meta["dim"], meta["size"])
+        try:
+            meta = json.loads(meta_path.read_text())
+            shards = cls(folder, [folder / f for f in meta["shards"]],
+                         [folder / f for f in meta["indices"]], int(meta["dim"]), int(meta["size"]))
+            shards._check_layout()
+        except (OSError, ValueError, KeyError, TypeError, EOFError) as err:
+            log.warning("cached corpus embeddings in %s are damaged (%s); encoding again", folder, err)
+            return None
+        return shards
+
+    def _check_layout(self) -> None:
+        """Each shard's shape matches its positions and ``dim``; the positions cover 0..size-1
+        exactly once (``np.load`` reads only the shard headers)."""
+        if len(self.shard_files) != len(self.index_files):
+            raise ValueError(f"{len(self.shard_files)} shards but {len(self.index_files)} indices")
+        seen = np.zeros(self.size, dtype=bool)
+        for path, idx in zip(self.shard_files, self.index_files):
+            emb, positions = np.load(path, mmap_mode="r"), np.load(idx)
+            if emb.ndim != 2 or emb.shape != (len(positions), self.dim):
+                raise ValueError(f"{path.name}: shape {emb.shape}, expected ({len(positions)}, "
+                                 f"{self.dim})")
+            if len(positions) and (positions.min() < 0 or positions.max() >= self.size
+                                   or seen[positions].any()):
+                raise ValueError(f"{idx.name}: positions out of range or repeated")
+            seen[positions] = True
+        if not seen.all():
+            raise ValueError(f"{int((~seen).sum())} of {self.size} corpus positions have no row")
 
 
 def corpus_hash(passages: Callable[[int], str], size: int) -> str:
@@ -222,6 +284,11 @@ def write_shards(folder: Path, chunks, dim: int, size: int, float16: bool) -> Co
     shards, indices = [], []
     for k, (emb, positions) in enumerate(chunks):
         name, iname = f"emb_{k:05d}.npy", f"pos_{k:05d}.npy"
+        if float16 and emb.size and np.abs(emb).max() > _FLOAT16_MAX:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise EmbeddingError(f"float16_shards: embeddings reach {np.abs(emb).max():.4g}, beyond "
+                                 f"float16's range (+-{_FLOAT16_MAX:.0f}), so the stored shard would "
+                                 f"hold inf; set float16_shards=false or encoder.normalize=true")
         np.save(tmp / name, emb.astype(np.float16 if float16 else np.float32))
         np.save(tmp / iname, np.asarray(positions, dtype=np.int64))
         shards.append(name)
@@ -234,6 +301,7 @@ def write_shards(folder: Path, chunks, dim: int, size: int, float16: bool) -> Co
 
 
 _LENGTH_CHUNK = 10_000   # passages tokenized at once when sorting by length
+_CHECK_ROWS = 262_144    # cached rows checked for finiteness at once
 
 
 def encode_corpus(encoder: Encoder, passages: Callable[[int], str], size: int, cache_dir: Path,
@@ -258,7 +326,8 @@ def encode_corpus(encoder: Encoder, passages: Callable[[int], str], size: int, c
     def chunks():
         for start in range(0, size, shard_size):
             positions = order[start:start + shard_size]
-            emb = encoder.encode_passages_in_order([passages(int(i)) for i in positions], bar.update)
+            emb = encoder.encode_passages_in_order([passages(int(i)) for i in positions], bar.update,
+                                                   positions=positions)
             yield emb, positions
 
     shards = write_shards(folder, chunks(), encoder.dim, size, float16)

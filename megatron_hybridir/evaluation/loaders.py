@@ -2,7 +2,8 @@
 
 Each reads the benchmark's own release layout from a local folder (no network needed); BEIR and
 MIRACL can also come through ``datasets`` from the Hugging Face hub (:func:`load_beir_hub`,
-:func:`load_miracl_hub`). Malformed input stops with the file, line and what was expected.
+:func:`load_miracl_hub`). Malformed input stops with the file, line and what was expected. The
+LAReQA loaders live in ``lareqa_loader.py`` and are re-exported here.
 What it does not do: encode or score (``encoder.py``, ``metrics.py``).
 """
 
@@ -13,10 +14,15 @@ import csv
 import gzip
 import json
 import math
+import zlib
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator
 
-from megatron_hybridir.evaluation.tasks import EvalDataError, LAReQATask, RetrievalTask
+from megatron_hybridir.evaluation.fields import Unique, check_unicode
+# LAReQA's nested JSON has its own module; its loaders are offered here with the others.
+from megatron_hybridir.evaluation.lareqa_loader import (load_lareqa, load_xquad_r_hub,  # noqa: F401
+                                                        split_sentences)
+from megatron_hybridir.evaluation.tasks import EvalDataError, RetrievalTask
 
 csv.field_size_limit(1 << 30)
 
@@ -29,23 +35,9 @@ def _find(folder: Path, *names: str) -> Path:
     raise EvalDataError(f"{folder}: missing {' or '.join(names)} (looked for plain and .gz)")
 
 
-class _Unique:
-    """Ids seen so far and where; a repeated id stops with both places (a dict would silently keep
-    the last one, replacing one query or document by another)."""
-
-    def __init__(self, kind: str):
-        self.kind, self.first = kind, {}
-
-    def add(self, key, where: str) -> None:
-        if key in self.first:
-            raise EvalDataError(f"{where}: duplicate {self.kind} {key!r} (first at "
-                                f"{self.first[key]})")
-        self.first[key] = where
-
-
 def _unique_column(ids, source: str, kind: str) -> None:
     """Hub datasets: the same check over a column, naming the rows."""
-    seen = _Unique(kind)
+    seen = Unique(kind)
     for row, key in enumerate(ids):
         seen.add(key, f"{source} row {row}")
 
@@ -53,13 +45,17 @@ def _unique_column(ids, source: str, kind: str) -> None:
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """Numbered text lines; a byte that is not UTF-8 stops with the file and line."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        for lineno, raw in enumerate(handle, 1):
-            try:
-                yield lineno, raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise EvalDataError(f"{path}:{lineno}: not valid UTF-8 (byte {raw[err.start]:#04x} "
-                                    f"at column {err.start + 1})") from None
+    lineno = 0
+    try:
+        with opener(path, "rb") as handle:
+            for lineno, raw in enumerate(handle, 1):
+                try:
+                    yield lineno, raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise EvalDataError(f"{path}:{lineno}: not valid UTF-8 (byte "
+                                        f"{raw[err.start]:#04x} at column {err.start + 1})") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise EvalDataError(f"{path}:{lineno + 1}: not a valid gzip stream ({err})") from None
 
 
 def _field(record: dict, key: str, where: str, types: tuple, expected: str):
@@ -67,6 +63,8 @@ def _field(record: dict, key: str, where: str, types: tuple, expected: str):
     if not isinstance(value, types) or isinstance(value, bool):
         raise EvalDataError(f"{where}: field {key!r} must be {expected}, got "
                             f"{type(value).__name__} {value!r:.60}")
+    if isinstance(value, str):
+        check_unicode(value, where, key)
     return value
 
 
@@ -78,6 +76,8 @@ def _jsonl(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
             record = json.loads(line)
         except json.JSONDecodeError as err:
             raise EvalDataError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+        except (ValueError, RecursionError) as err:    # over-long integers, deep nesting
+            raise EvalDataError(f"{path}:{lineno}: not valid JSON ({str(err)[:100]})") from None
         if not isinstance(record, dict):
             raise EvalDataError(f"{path}:{lineno}: expected a JSON object, got "
                                 f"{type(record).__name__}")
@@ -99,7 +99,7 @@ def _jsonl(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
 def _qrels_tsv(path: Path, trec: bool = False) -> dict[str, dict[str, int]]:
     """BEIR ``query-id corpus-id score`` (with header) or TREC ``qid Q0 docid rel``."""
     qrels: dict[str, dict[str, int]] = {}
-    pairs = _Unique("judgement for (query, document)")
+    pairs = Unique("judgement for (query, document)")
     for lineno, line in _lines(path):
         parts = line.rstrip("\r\n").split("\t") if "\t" in line else line.split()
         if not parts or not line.strip():
@@ -123,19 +123,32 @@ def _qrels_tsv(path: Path, trec: bool = False) -> dict[str, dict[str, int]]:
     return qrels
 
 
+def _csv_rows(reader, path: Path) -> Iterator[list[str]]:
+    """Rows of a ``csv.reader``; its errors (a quote left open at the end of the file) name the
+    file and line."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            raise EvalDataError(f"{path}:{reader.line_num}: not valid TSV ({err})") from None
+        yield row
+
+
 def load_beir(folder: str | Path, split: str = "test") -> RetrievalTask:
     """A BEIR dataset folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv."""
     folder = Path(folder)
     corpus_path = _find(folder, "corpus.jsonl")
     ids, titles, texts = [], [], []
-    seen = _Unique("corpus id")
+    seen = Unique("corpus id")
     for lineno, rec in _jsonl(corpus_path, ("_id", "text")):
         seen.add(rec["_id"], f"{corpus_path}:{lineno}")
         ids.append(rec["_id"])
         titles.append(rec.get("title") or "")
         texts.append(rec["text"])
     qids, qtexts = [], []
-    queries_path, seen = _find(folder, "queries.jsonl"), _Unique("query id")
+    queries_path, seen = _find(folder, "queries.jsonl"), Unique("query id")
     for lineno, rec in _jsonl(queries_path, ("_id", "text")):
         seen.add(rec["_id"], f"{queries_path}:{lineno}")
         qids.append(rec["_id"])
@@ -150,9 +163,9 @@ def load_nq(folder: str | Path, qa_file: str = "nq-test.qa.csv") -> RetrievalTas
     folder = Path(folder)
     psgs = _find(folder, "psgs_w100.tsv")
     ids, titles, texts = [], [], []
-    seen = _Unique("passage id")
+    seen = Unique("passage id")
     reader = csv.reader((line for _, line in _lines(psgs)), delimiter="\t")
-    for row in reader:
+    for row in _csv_rows(reader, psgs):
         lineno = reader.line_num
         if lineno == 1 and row[:1] == ["id"]:
             continue
@@ -165,19 +178,24 @@ def load_nq(folder: str | Path, qa_file: str = "nq-test.qa.csv") -> RetrievalTas
         titles.append(row[2])
     qa_path = _find(folder, qa_file)
     qids, qtexts, answers = [], [], {}
-    for lineno, row in enumerate(csv.reader((line for _, line in _lines(qa_path)),
-                                            delimiter="\t"), 1):
+    reader = csv.reader((line for _, line in _lines(qa_path)), delimiter="\t")
+    for row in _csv_rows(reader, qa_path):
+        lineno = reader.line_num
         if len(row) != 2:
             raise EvalDataError(f"{qa_path}:{lineno}: expected 'question<TAB>[answers]', "
                                 f"found {len(row)} column(s)")
         try:
             answer_list = ast.literal_eval(row[1])
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             raise EvalDataError(f"{qa_path}:{lineno}: answers {row[1][:60]!r} are not a "
                                 f"Python/JSON list of strings") from None
-        if not isinstance(answer_list, list) or not all(isinstance(a, str) for a in answer_list):
-            raise EvalDataError(f"{qa_path}:{lineno}: answers must be a list of strings")
-        qid = str(lineno - 1)
+        if (not isinstance(answer_list, list) or not answer_list
+                or not all(isinstance(a, str) and a.strip() for a in answer_list)):
+            raise EvalDataError(f"{qa_path}:{lineno}: answers must be a non-empty list of "
+                                f"non-empty strings, got {row[1][:60]!r}")
+        for answer in answer_list:
+            check_unicode(answer, f"{qa_path}:{lineno}", "answers")
+        qid = str(len(qids))              # DPR numbers the questions in file order
         qids.append(qid)
         qtexts.append(row[0])
         answers[qid] = answer_list
@@ -191,11 +209,11 @@ def load_miracl(root: str | Path, lang: str, split: str = "dev") -> RetrievalTas
     topic_dir = root / f"miracl-v1.0-{lang}"
     topics = _find(topic_dir / "topics", f"topics.miracl-v1.0-{lang}-{split}.tsv")
     qids, qtexts = [], []
-    seen = _Unique("query id")
+    seen = Unique("query id")
     for lineno, line in _lines(topics):
         parts = line.rstrip("\r\n").split("\t")
-        if len(parts) != 2:
-            raise EvalDataError(f"{topics}:{lineno}: expected 'qid<TAB>query'")
+        if len(parts) != 2 or not parts[0]:
+            raise EvalDataError(f"{topics}:{lineno}: expected 'qid<TAB>query' with a non-empty qid")
         seen.add(parts[0], f"{topics}:{lineno}")
         qids.append(parts[0])
         qtexts.append(parts[1])
@@ -205,7 +223,7 @@ def load_miracl(root: str | Path, lang: str, split: str = "dev") -> RetrievalTas
     if not shards:
         raise EvalDataError(f"{corpus_dir}: no docs-*.jsonl[.gz] corpus shards")
     ids, titles, texts = [], [], []
-    seen = _Unique("docid")
+    seen = Unique("docid")
     for shard in shards:
         for lineno, rec in _jsonl(shard, ("docid", "text")):
             seen.add(rec["docid"], f"{shard}:{lineno}")
@@ -217,58 +235,6 @@ def load_miracl(root: str | Path, lang: str, split: str = "dev") -> RetrievalTas
                          ).check(str(topic_dir))
 
 
-def _answer_sentence(breaks: list, start: int, where: str) -> int:
-    for index, (begin, end) in enumerate(breaks):
-        if begin <= start < end:
-            return index
-    raise EvalDataError(f"{where}: answer_start {start} lies in no sentence of sentence_breaks")
-
-
-def load_lareqa(folder: str | Path, languages: Optional[list[str]] = None,
-                name: Optional[str] = None) -> LAReQATask:
-    """XQuAD-R / MLQA-R as released by LAReQA: one SQuAD-style <lang>.json per language with
-    ``sentences`` and ``sentence_breaks`` per paragraph; question ids are shared across languages."""
-    folder = Path(folder)
-    files = {p.stem: p for p in sorted(folder.glob("*.json"))}
-    if not files:
-        raise EvalDataError(f"{folder}: no <lang>.json files (LAReQA layout, e.g. xquad-r/en.json)")
-    languages = languages or sorted(files)
-    missing = [lang for lang in languages if lang not in files]
-    if missing:
-        raise EvalDataError(f"{folder}: no file for language(s) {missing}; found {sorted(files)}")
-    questions, candidates, answer = {}, {}, {}
-    for lang in languages:
-        path = files[lang]
-        try:
-            data = json.loads(path.read_bytes().decode("utf-8"))["data"]
-        except UnicodeDecodeError as err:
-            raise EvalDataError(f"{path}: not valid UTF-8 (byte offset {err.start})") from None
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise EvalDataError(f"{path}: not a SQuAD-style JSON with a 'data' list ({err})") from None
-        questions[lang], candidates[lang], answer[lang] = {}, [], {}
-        seen = _Unique("question id")
-        for a, article in enumerate(data):
-            for p, para in enumerate(article.get("paragraphs", [])):
-                where = f"{path} data[{a}].paragraphs[{p}]"
-                if "sentences" not in para or "sentence_breaks" not in para:
-                    raise EvalDataError(f"{where}: missing 'sentences'/'sentence_breaks' (the "
-                                        f"LAReQA files add them to XQuAD/MLQA)")
-                base = len(candidates[lang])
-                for s, sentence in enumerate(para["sentences"]):
-                    candidates[lang].append((f"{lang}:{a}:{p}:{s}", sentence, para["context"]))
-                for qa in para.get("qas", []):
-                    if not qa.get("question", "").strip():
-                        raise EvalDataError(f"{where}: question {qa.get('id')!r} is empty")
-                    if not qa.get("answers"):
-                        raise EvalDataError(f"{where}: question {qa['id']!r} has no answers")
-                    seen.add(qa.get("id"), f"{where} question {qa.get('id')!r}")
-                    index = _answer_sentence(para["sentence_breaks"],
-                                             qa["answers"][0]["answer_start"], where)
-                    questions[lang][qa["id"]] = qa["question"]
-                    answer[lang][qa["id"]] = candidates[lang][base + index][0]
-    return LAReQATask(name or folder.name, list(languages), questions, candidates, answer)
-
-
 def load_beir_hub(name: str, split: str = "test") -> RetrievalTask:
     """A BEIR dataset from the hub (``BeIR/<name>`` corpus + queries, ``BeIR/<name>-qrels``)."""
     import datasets
@@ -277,7 +243,7 @@ def load_beir_hub(name: str, split: str = "test") -> RetrievalTask:
     queries = datasets.load_dataset(f"BeIR/{name}", "queries", split="queries")
     qrels_rows = datasets.load_dataset(f"BeIR/{name}-qrels", split=split)
     qrels: dict[str, dict[str, int]] = {}
-    pairs = _Unique("judgement for (query, document)")
+    pairs = Unique("judgement for (query, document)")
     for index, row in enumerate(qrels_rows):
         key = (str(row["query-id"]), str(row["corpus-id"]))
         pairs.add(key, f"hub BeIR/{name}-qrels {split} row {index}")
@@ -322,44 +288,3 @@ def load_nq_hub(split: str = "validation") -> RetrievalTask:
     return RetrievalTask("nq", [str(i) for i in passages["id"]], list(passages["text"]), qids,
                          list(questions["question"]), answers=answers,
                          corpus_titles=list(passages["title"])).check("hub nq_open")
-
-
-# Sentence ends for contexts that come without LAReQA's sentence breaks (Latin, CJK, Devanagari,
-# Arabic, Greek question mark, Thai has none: its contexts split on runs of spaces instead).
-_SENTENCE_END = __import__("re").compile(r"(?<=[.!?。！？।؟;])\s+|(?<=[。！？])")
-
-
-def split_sentences(context: str) -> list[list[int]]:
-    """[start, end) character spans of the sentences of ``context``."""
-    spans, start = [], 0
-    for match in _SENTENCE_END.finditer(context):
-        if match.start() > start:
-            spans.append([start, match.start()])
-        start = match.end()
-    if start < len(context):
-        spans.append([start, len(context)])
-    return spans
-
-
-def load_xquad_r_hub(languages: list[str]) -> LAReQATask:
-    """XQuAD-R from the hub (``xquad_r``). The hub copy has no sentence breaks, so sentences are
-    split by punctuation (:func:`split_sentences`): close to, not identical with, LAReQA's release —
-    use the GitHub files with :func:`load_lareqa` for numbers comparable with papers."""
-    import datasets
-
-    questions, candidates, answer = {}, {}, {}
-    for lang in languages:
-        rows = datasets.load_dataset("xquad_r", lang, split="validation")
-        questions[lang], candidates[lang], answer[lang] = {}, [], {}
-        seen: dict[str, int] = {}
-        for row in rows:
-            context = row["context"]
-            if context not in seen:
-                seen[context] = len(candidates[lang])
-                for s, (begin, end) in enumerate(split_sentences(context)):
-                    candidates[lang].append((f"{lang}:{len(seen) - 1}:{s}", context[begin:end], context))
-            spans = split_sentences(context)
-            index = _answer_sentence(spans, row["answers"]["answer_start"][0], f"hub xquad_r {lang} {row['id']}")
-            questions[lang][row["id"]] = row["question"]
-            answer[lang][row["id"]] = candidates[lang][seen[context] + index][0]
-    return LAReQATask("xquad-r", list(languages), questions, candidates, answer)

@@ -18,6 +18,25 @@ import numpy as np
 import regex
 
 DEFAULT_MEASURES = ("nDCG@10", "R@100", "RR@10", "AP@100")
+# ir_measures families whose per-query value is a share or a precision, hence in [0, 1].
+BOUNDED_MEASURES = frozenset({"AP", "nDCG", "R", "RR", "P", "Success", "Judged", "Rprec", "Bpref",
+                              "infAP", "SetP", "SetR", "SetF", "SetAP", "ERR", "NERR8", "NERR9",
+                              "NERR10", "NERR11", "alpha_nDCG", "INST", "INSQ", "Compat"})
+
+
+class MetricRangeError(ValueError):
+    """A metric left its range (an AP above 1, a rank below 1): the scores or ranks it was computed
+    from are invalid (non-finite embeddings, a broken tie rule). Never reported as a result."""
+
+
+def check_range(name: str, values, low: float, high: float = float("inf")) -> None:
+    """Raise :class:`MetricRangeError` unless every value is finite and in [low, high]."""
+    arr = np.asarray(values, dtype=np.float64).ravel()
+    bad = ~(np.isfinite(arr) & (arr >= low) & (arr <= high))
+    if bad.any():
+        raise MetricRangeError(f"metric {name}: {int(bad.sum())} value(s) outside [{low}, {high}], "
+                               f"e.g. {float(arr[bad][0])!r}; the scores or ranks it was computed from "
+                               f"are invalid (non-finite embeddings?)")
 
 
 def run_from_search(query_ids: Sequence[str], doc_ids: Sequence[str], scores: np.ndarray,
@@ -37,6 +56,9 @@ def ir_metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]
     per_query = {str(m): {q: 0.0 for q in qrels} for m in parsed}
     for row in ir_measures.iter_calc(parsed, qrels, run):
         per_query[str(row.measure)][row.query_id] = float(row.value)
+    for m in parsed:
+        if m.NAME in BOUNDED_MEASURES:
+            check_range(str(m), list(per_query[str(m)].values()), 0.0, 1.0)
     return {name: float(np.mean(list(values.values()))) for name, values in per_query.items()}
 
 
@@ -69,6 +91,13 @@ def relevant_ranks(queries: np.ndarray, candidates: np.ndarray, relevant: Sequen
     import torch
 
     cand = torch.from_numpy(np.ascontiguousarray(candidates, dtype=np.float32))
+    # NaN compares false with everything: a NaN score would rank every relevant item first.
+    for what, emb in (("candidate", cand), ("query", np.asarray(queries, dtype=np.float32))):
+        finite = np.isfinite(np.asarray(emb)).all(axis=1) if len(emb) else np.ones(0, bool)
+        if not finite.all():
+            raise ValueError(f"{int((~finite).sum())} of {len(emb)} {what} embeddings are not "
+                             f"finite (first at row {int(np.flatnonzero(~finite)[0])}); ranks "
+                             f"would be meaningless")
     if candidate_ids is not None:
         if len(candidate_ids) != cand.shape[0]:
             raise ValueError(f"{len(candidate_ids)} candidate ids for {cand.shape[0]} candidates")
@@ -87,22 +116,33 @@ def relevant_ranks(queries: np.ndarray, candidates: np.ndarray, relevant: Sequen
             s = row[rel_t][:, None]                                             # [n_rel, 1]
             higher = (row[None, :] > s).sum(1)
             ties = ((row[None, :] == s) & (positions[None, :] < positions[rel_t][:, None])).sum(1)
-            out.append((1 + higher + ties).numpy())
+            ranks = (1 + higher + ties).numpy()
+            check_range("rank", ranks, 1, cand.shape[0])
+            out.append(ranks)
     return out
 
 
-def rank_metrics(ranks: Sequence[np.ndarray], cutoffs: Sequence[int] = (1, 10)) -> dict[str, float]:
-    """mAP and recall@k from the ranks of the relevant items, macro-averaged over queries."""
+def rank_metrics(ranks: Sequence[np.ndarray], cutoffs: Sequence[int] = (1, 10)
+                 ) -> dict[str, Optional[float]]:
+    """mAP and recall@k from the ranks of the relevant items, macro-averaged over queries.
+
+    With no query that has a relevant item every value is None (n/a): a setting nothing was asked
+    in has no score, and a 0.0 would enter the means as a failure."""
     aps, recalls = [], {k: [] for k in cutoffs}
     for r in ranks:
         if len(r) == 0:
             continue
         r = np.sort(r)
+        # n distinct relevant items occupy n distinct ranks: the j-th best is at rank >= j.
+        check_range("rank - position among the relevant", r - np.arange(1, len(r) + 1), 0)
         aps.append(float(np.mean(np.arange(1, len(r) + 1) / r)))
         for k in cutoffs:
             recalls[k].append(float(np.mean(r <= k)))
-    result = {"mAP": float(np.mean(aps)) if aps else 0.0}
-    result.update({f"R@{k}": float(np.mean(v)) if v else 0.0 for k, v in recalls.items()})
+    result = {"mAP": float(np.mean(aps)) if aps else None}
+    result.update({f"R@{k}": float(np.mean(v)) if v else None for k, v in recalls.items()})
+    for name, value in result.items():
+        if value is not None:
+            check_range(name, value, 0.0, 1.0)
     return result
 
 
@@ -119,13 +159,16 @@ def language_bias(ranks: Sequence[np.ndarray], rank_langs: Sequence[Sequence[str
     for r, langs, qlang in zip(ranks, rank_langs, query_langs):
         if len(r) < 2:
             continue
+        check_range("rank distance - (relevant - 1)", r.max() - r.min() - (len(r) - 1), 0)
         by_lang.setdefault(qlang, []).append(float(r.max() - r.min()))
         pref.setdefault(qlang, []).append(float(langs[int(np.argmin(r))] == qlang))
     per_lang = {lang: float(np.mean(v)) for lang, v in sorted(by_lang.items())}
     per_pref = {lang: float(np.mean(v)) for lang, v in sorted(pref.items())}
-    return {"rank_distance": float(np.mean(list(per_lang.values()))) if per_lang else 0.0,
+    check_range("same_language_top", list(per_pref.values()), 0.0, 1.0)
+    # No query with two relevant candidates (one language, or none shared): n/a, not "no bias".
+    return {"rank_distance": float(np.mean(list(per_lang.values()))) if per_lang else None,
             "rank_distance_per_language": per_lang,
-            "same_language_top": float(np.mean(list(per_pref.values()))) if per_pref else 0.0,
+            "same_language_top": float(np.mean(list(per_pref.values()))) if per_pref else None,
             "same_language_top_per_language": per_pref}
 
 
@@ -185,7 +228,9 @@ def has_answer(passage: str, answers: Iterable[str]) -> bool:
 
 def topk_accuracy(hits: np.ndarray, cutoffs: Sequence[int] = (20, 100)) -> dict[str, float]:
     """hits[q, i] = passage i of query q's ranking contains an answer; accuracy = any hit in top k."""
-    return {f"top{k}": float(np.mean(hits[:, :k].any(axis=1))) for k in cutoffs}
+    out = {f"top{k}": float(np.mean(hits[:, :k].any(axis=1))) for k in cutoffs}
+    check_range("top-k accuracy", list(out.values()), 0.0, 1.0)
+    return out
 
 
 def answer_hits(positions: np.ndarray, passages: Sequence[str], answers: Sequence[Sequence[str]],

@@ -30,8 +30,16 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def _fmt(value) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+def _fmt(value, digits: int = 4) -> str:
+    """A value for the table; None (a measure with nothing to measure) is "n/a"."""
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _nan(value) -> float:
+    """None -> NaN for plots (matplotlib leaves NaN cells and bars empty)."""
+    return float("nan") if value is None else value
 
 
 def markdown(results: dict) -> str:
@@ -46,14 +54,16 @@ def markdown(results: dict) -> str:
                   "| q \\ c | " + " | ".join(langs) + " | pool |",
                   "|---" * (len(langs) + 2) + "|"]
         for i, lang in enumerate(langs):
-            row = " | ".join(f"{v:.3f}" for v in matrix["map"][i])
-            lines.append(f"| {lang} | {row} | {matrix['pool'][i]:.3f} |")
+            row = " | ".join(_fmt(v, 3) for v in matrix["map"][i])
+            lines.append(f"| {lang} | {row} | {_fmt(matrix['pool'][i], 3)} |")
     per_language = results.get("per_language")
     if per_language:
         keys = sorted({k for v in per_language.values() for k in v})
         lines += ["", "| language | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
         for lang, vals in per_language.items():
             lines.append(f"| {lang} | " + " | ".join(_fmt(vals.get(k, "")) for k in keys) + " |")
+    for note in results.get("notes", []):
+        lines += ["", f"n/a: {note}"]
     timings = results.get("timings", {})
     if timings:
         lines += ["", "timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items())]
@@ -70,7 +80,7 @@ def plot(results: dict, folder: Path) -> list[Path]:
     matrix = results.get("matrix")
     if matrix:
         langs = matrix["languages"]
-        grid = np.array(matrix["map"])
+        grid = np.array([[_nan(v) for v in row] for row in matrix["map"]], dtype=float)
         fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(langs), 0.8 + 0.55 * len(langs)))
         image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis")
         ax.set_xticks(range(len(langs)), langs)
@@ -79,7 +89,8 @@ def plot(results: dict, folder: Path) -> list[Path]:
         ax.set_ylabel("query language")
         for i in range(len(langs)):
             for j in range(len(langs)):
-                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                ax.text(j, i, "n/a" if np.isnan(grid[i, j]) else f"{grid[i, j]:.2f}",
+                        ha="center", va="center", fontsize=7,
                         color="white" if grid[i, j] < 0.5 else "black")
         fig.colorbar(image, ax=ax, label="mAP")
         ax.set_title(f"{results['benchmark']} mAP")
@@ -97,12 +108,12 @@ def plot(results: dict, folder: Path) -> list[Path]:
         x = np.arange(len(langs))
         width = 0.8 / max(1, len(keys))
         for n, key in enumerate(keys):
-            axes[0, 0].bar(x + n * width, [per_language[l].get(key, 0) for l in langs], width, label=key)
+            axes[0, 0].bar(x + n * width, [_nan(per_language[l].get(key)) for l in langs], width, label=key)
         axes[0, 0].set_xticks(x + width * (len(keys) - 1) / 2, langs)
         axes[0, 0].legend(fontsize=7)
         axes[0, 0].set_title("per query language")
         if axes.shape[1] == 2:
-            axes[0, 1].bar(x, [per_language[l]["rank_distance"] for l in langs], color="tab:red")
+            axes[0, 1].bar(x, [_nan(per_language[l]["rank_distance"]) for l in langs], color="tab:red")
             axes[0, 1].set_xticks(x, langs)
             axes[0, 1].set_title("language bias: rank distance (lower is better)")
         fig.tight_layout()
@@ -115,7 +126,8 @@ def plot(results: dict, folder: Path) -> list[Path]:
 def write_results(results: dict, folder: Path, plots: bool = True) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": folder / "results.json", "markdown": folder / "results.md"}
-    paths["json"].write_text(json.dumps(results, indent=2, sort_keys=False))
+    # allow_nan=False: a NaN or inf would be written as non-JSON; n/a values are None (null).
+    paths["json"].write_text(json.dumps(results, indent=2, sort_keys=False, allow_nan=False))
     paths["markdown"].write_text(markdown(results))
     if plots:
         for png in plot(results, folder):

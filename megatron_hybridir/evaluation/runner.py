@@ -21,7 +21,8 @@ import numpy as np
 from megatron_hybridir.evaluation import matryoshka, metrics, report, search
 from megatron_hybridir.evaluation.per_query import PerQueryTable
 from megatron_hybridir.evaluation.benchmarks import BENCHMARKS, Benchmark
-from megatron_hybridir.evaluation.encoder import Encoder, EncoderConfig, encode_corpus
+from megatron_hybridir.evaluation.checks import check_config, check_model, check_retrieval_task
+from megatron_hybridir.evaluation.encoder import EmbeddingError, Encoder, EncoderConfig, encode_corpus
 from megatron_hybridir.evaluation.tasks import LAReQATask, RetrievalTask, lareqa_settings
 
 log = logging.getLogger(__name__)
@@ -46,24 +47,6 @@ class EvalConfig:
     plots: bool = True
     progress: bool = True
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-
-
-def check_config(config: EvalConfig) -> None:
-    from megatron_hybridir.config import ConfigError
-
-    if config.benchmark not in BENCHMARKS:
-        raise ConfigError(f"benchmark: expected one of {list(BENCHMARKS)}, got {config.benchmark!r}")
-    bench = BENCHMARKS[config.benchmark]
-    if not config.encoder.model:
-        raise ConfigError("encoder.model: a Hugging Face or sentence-transformers folder is required")
-    if config.hub and bench.load_hub is None:
-        raise ConfigError(f"hub: {bench.name} {bench.no_hub or 'has no hub loader; set data='}")
-    if not config.data and not (config.hub and not bench.hub_data):
-        raise ConfigError("data: the benchmark folder is required")
-    if config.data and not config.hub and not Path(config.data).exists():
-        raise ConfigError(f"data: {config.data} does not exist")
-    if config.k < 1 or config.shard_size < 1:
-        raise ConfigError("k and shard_size must be positive")
 
 
 def _retrieve(config: EvalConfig, encoder: Encoder, task: RetrievalTask, timings: dict,
@@ -95,6 +78,7 @@ def _retrieve_and_score(config: EvalConfig, bench: Benchmark, encoder: Encoder, 
                         timings: dict, per_query: Optional[PerQueryTable] = None,
                         setting: str = "all") -> tuple[dict, Optional[dict]]:
     """The benchmark's metrics, and per Matryoshka dimension when ``encoder.truncate_dim`` asks."""
+    check_retrieval_task(config, bench, task, encoder.dim)      # before any encoding
     keep: dict = {}
     scores, positions = _retrieve(config, encoder, task, timings, keep)
     scored = bench.score(config, task, scores, positions)
@@ -140,31 +124,64 @@ def _encode_lareqa(task: LAReQATask, encoder: Encoder, candidate_context: bool,
     q_emb, c_emb, c_offset = {}, {}, {}
     offset = 0
     for lang in task.languages:
-        q_emb[lang] = encoder.encode_queries(list(task.questions[lang].values()), progress=progress)
         texts = [f"{s} {c}" if candidate_context else s for _, s, c in task.candidates[lang]]
-        c_emb[lang] = encoder.encode_passages(texts, progress=progress)
+        try:
+            q_emb[lang] = encoder.encode_queries(list(task.questions[lang].values()),
+                                                 progress=progress)
+            c_emb[lang] = encoder.encode_passages(texts, progress=progress)
+        except EmbeddingError as err:
+            raise EmbeddingError(f"{task.name} language {lang!r}: {err}") from None
         c_offset[lang] = offset
         offset += len(texts)
     return q_emb, c_emb, c_offset
 
 
+def _mean(values) -> Optional[float]:
+    """Mean over the values that exist; None (n/a) when none does — never 0.0 for "nothing"."""
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
+
+
 def _lareqa_summary(langs: list[str], settings: dict, pool_rows: list[dict], bias: dict) -> dict:
     mono = [settings[f"{a}->{a}"] for a in langs]
     cross = [settings[f"{a}->{b}"] for a in langs for b in langs if a != b]
-    return {"mono_mAP": float(np.mean([s["mAP"] for s in mono])),
-            "cross_mAP": float(np.mean([s["mAP"] for s in cross])) if cross else 0.0,
-            "multi_mAP": float(np.mean([r["mAP"] for r in pool_rows])),
-            "mono_R@1": float(np.mean([s["R@1"] for s in mono])),
-            "cross_R@1": float(np.mean([s["R@1"] for s in cross])) if cross else 0.0,
-            "multi_R@10": float(np.mean([r["R@10"] for r in pool_rows])),
+    multi = len(langs) > 1          # one language: the pool is the X->X setting again
+    return {"mono_mAP": _mean(s["mAP"] for s in mono),
+            "cross_mAP": _mean(s["mAP"] for s in cross),
+            "multi_mAP": _mean(r["mAP"] for r in pool_rows) if multi else None,
+            "mono_R@1": _mean(s["R@1"] for s in mono),
+            "cross_R@1": _mean(s["R@1"] for s in cross),
+            "multi_R@10": _mean(r["R@10"] for r in pool_rows) if multi else None,
             "rank_distance": bias["rank_distance"],
             "same_language_top": bias["same_language_top"]}
+
+
+def _lareqa_notes(langs: list[str], settings: dict) -> list[str]:
+    """Why values are n/a, for results.json / results.md and the log."""
+    notes = []
+    if len(langs) == 1:
+        notes.append(f"one language ({langs[0]}): cross-lingual, multilingual-pool and language-bias "
+                     f"measures are n/a")
+    empty = [name for name, s in settings.items() if s["queries"] == 0]
+    if empty:
+        notes.append(f"{len(empty)} setting(s) share no question and are n/a, left out of every "
+                     f"mean: {', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}")
+    for note in notes:
+        log.warning(note)
+    return notes
 
 
 def evaluate_lareqa(task: LAReQATask, encoder: Encoder, *, candidate_context: bool = False,
                     progress: bool = True, timings: Optional[dict] = None,
                     per_query: Optional[PerQueryTable] = None, run_depth: int = 100) -> dict:
-    """Every X->Y setting, the multilingual pool, and the language-bias measures."""
+    """Every X->Y setting, the multilingual pool, and the language-bias measures.
+
+    A setting X->Y is scored over the questions of X that have an answer in Y; a setting with no
+    such question (possible in a partially parallel benchmark, MLQA-R) is n/a: its values are None
+    (null in results.json, "n/a" in results.md) and it enters no mean. With one language the
+    cross-lingual, pool and bias measures are n/a. Which question ids must align across languages
+    is the loader's rule (``loaders.load_lareqa``, ``parallel``).
+    """
     timings = {} if timings is None else timings
     langs = task.languages
     tick = time.perf_counter()
@@ -172,7 +189,7 @@ def evaluate_lareqa(task: LAReQATask, encoder: Encoder, *, candidate_context: bo
     timings["encode"] = time.perf_counter() - tick
     tick = time.perf_counter()
     cand_index = {lang: {cid: i for i, (cid, _, _) in enumerate(task.candidates[lang])} for lang in langs}
-    grid = np.zeros((len(langs), len(langs)))
+    grid: list[list[Optional[float]]] = [[None] * len(langs) for _ in langs]
     settings = {}
     for a, b in lareqa_settings(task):
         qids = [q for q in task.questions[a] if q in task.answer[b]]
@@ -183,11 +200,12 @@ def evaluate_lareqa(task: LAReQATask, encoder: Encoder, *, candidate_context: bo
         if per_query is not None:     # per query, and the pool's top run_depth as a TREC run
             per_query.add_ranks(f"{a}->{b}", qids, ranks)
         settings[f"{a}->{b}"] = dict(metrics.rank_metrics(ranks), queries=len(qids))
-        grid[langs.index(a), langs.index(b)] = settings[f"{a}->{b}"]["mAP"]
+        grid[langs.index(a)][langs.index(b)] = settings[f"{a}->{b}"]["mAP"]
     pool = np.concatenate([c_emb[lang] for lang in langs])
     pool_ids = [cid for lang in langs for cid, _, _ in task.candidates[lang]]
     pool_rows, pool_langs, query_langs = [], [], []
     per_language = {}
+    multi = len(langs) > 1
     for a in langs:
         relevant, rel_langs = [], []
         for q in task.questions[a]:
@@ -204,23 +222,27 @@ def evaluate_lareqa(task: LAReQATask, encoder: Encoder, *, candidate_context: bo
         pool_langs += rel_langs
         query_langs += [a] * len(ranks)
         per_language[a] = {"mono_mAP": settings[f"{a}->{a}"]["mAP"],
-                           "cross_mAP": float(np.mean([settings[f"{a}->{b}"]["mAP"]
-                                                       for b in langs if b != a] or [0.0])),
-                           "multi_mAP": pool_rows[-1]["mAP"]}
+                           "cross_mAP": _mean(settings[f"{a}->{b}"]["mAP"] for b in langs if b != a),
+                           "multi_mAP": pool_rows[-1]["mAP"] if multi else None}
         per_language[a]["_ranks"] = ranks
     all_ranks = [r for a in langs for r in per_language[a].pop("_ranks")]
     bias = metrics.language_bias(all_ranks, pool_langs, query_langs)
     for a in langs:
-        per_language[a]["rank_distance"] = bias["rank_distance_per_language"].get(a, 0.0)
-        per_language[a]["same_language_top"] = bias["same_language_top_per_language"].get(a, 0.0)
+        per_language[a]["rank_distance"] = bias["rank_distance_per_language"].get(a)
+        per_language[a]["same_language_top"] = bias["same_language_top_per_language"].get(a)
     timings["score"] = time.perf_counter() - tick
     n = len(langs)
     summary = _lareqa_summary(langs, settings, pool_rows, bias)
-    return {"dataset": task.name, "metrics": summary, "settings": settings,
-            "setting_counts": {"monolingual": n, "cross_lingual": n * (n - 1), "multilingual_pool": 1},
-            "matrix": {"languages": langs, "map": grid.tolist(),
-                       "pool": [r["mAP"] for r in pool_rows]},
+    body = {"dataset": task.name, "metrics": summary, "settings": settings,
+            "setting_counts": {"monolingual": n, "cross_lingual": n * (n - 1),
+                               "multilingual_pool": 1 if multi else 0},
+            "matrix": {"languages": langs, "map": grid,
+                       "pool": [r["mAP"] if multi else None for r in pool_rows]},
             "per_language": per_language}
+    notes = _lareqa_notes(langs, settings)
+    if notes:
+        body["notes"] = notes
+    return body
 
 
 def _evaluate_lareqa_benchmark(config: EvalConfig, bench: Benchmark, encoder: Encoder,
@@ -256,6 +278,7 @@ def evaluate(config: EvalConfig) -> dict:
     bench = BENCHMARKS[config.benchmark]
     table = PerQueryTable(Path(config.output).name)
     try:
+        check_model(config, encoder)          # before anything is read or encoded
         body = _KINDS[bench.kind](config, bench, encoder, timings, table)
     finally:
         encoder.close()

@@ -21,6 +21,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 _GPU_NOTICE = []
+TRAIN_SIZE = 262_144      # vectors an approximate index is trained on, at most
 
 
 def _faiss():
@@ -95,7 +96,7 @@ def factory_string(kind: str, dim: int, size: int) -> str:
 
 def approximate_search(queries: np.ndarray, shards: Iterable[tuple[np.ndarray, np.ndarray]], k: int,
                        kind: str, dim: int, size: int, nprobe: int = 64, ef_search: int = 256,
-                       train_size: int = 262_144, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                       train_size: int = TRAIN_SIZE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Build an IVF / HNSW / PQ index (trained on the first shards), add every shard, search."""
     faiss = _faiss()
     spec = factory_string(kind, dim, size)

@@ -37,7 +37,12 @@ class RetrievalTask:
         return f"{title} {self.corpus_texts[index]}".strip()
 
     def check(self, source: str) -> "RetrievalTask":
-        """Reject empty queries and qrels that name unknown ids (BEIR keeps such lines silently)."""
+        """Reject an empty corpus or query set, empty queries and qrels that name unknown ids (BEIR
+        keeps such lines silently)."""
+        if not self.corpus_ids:
+            raise EvalDataError(f"{source}: the corpus is empty")
+        if not self.query_ids:
+            raise EvalDataError(f"{source}: there are no queries")
         for qid, text in zip(self.query_ids, self.query_texts):
             if not text.strip():
                 raise EvalDataError(f"{source}: query {qid!r} is empty")

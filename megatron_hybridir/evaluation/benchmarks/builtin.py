@@ -48,8 +48,10 @@ register_benchmark(Benchmark(
     load=lambda c, _, __: loaders.load_lareqa(c.data, c.languages, name="xquad-r"),
     load_hub=lambda c, _, __: loaders.load_xquad_r_hub(c.languages or XQUAD_R_LANGUAGES)))
 register_benchmark(Benchmark(
-    "mlqa-r", "lareqa", no_hub=_NO_LAREQA_HUB, about="MLQA-R (LAReQA files)",
-    load=lambda c, _, __: loaders.load_lareqa(c.data, c.languages, name="mlqa-r")))
+    "mlqa-r", "lareqa", no_hub=_NO_LAREQA_HUB,
+    about="MLQA-R (LAReQA files; partially parallel: settings without shared questions are n/a)",
+    load=lambda c, _, __: loaders.load_lareqa(c.data, c.languages, name="mlqa-r", parallel=False)))
 register_benchmark(Benchmark(
-    "lareqa", "lareqa", no_hub=_NO_LAREQA_HUB, about="any folder in LAReQA form",
+    "lareqa", "lareqa", no_hub=_NO_LAREQA_HUB,
+    about="any folder in LAReQA form (parallel: the same question ids in every language)",
     load=lambda c, _, __: loaders.load_lareqa(c.data, c.languages, name="lareqa")))

@@ -131,3 +131,84 @@ def test_hub_duplicates_name_the_rows(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", fake)
     assert _error(loaders.load_beir_hub, "toy") == (
         "hub BeIR/toy queries row 2: duplicate query id 'q1' (first at hub BeIR/toy queries row 0)")
+
+
+def _mutate_lareqa(folder, edit):
+    path = folder / "en.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _pop(d, key):
+    d.pop(key)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda d: d["data"][0]["paragraphs"][1]["sentences"].pop(),
+     "data[0].paragraphs[1]: 2 'sentences' but 3 'sentence_breaks'; expected one break per sentence"),
+    (lambda d: _pop(d["data"][0]["paragraphs"][0]["qas"][1]["answers"][0], "answer_start"),
+     "data[0].paragraphs[0].qas[1] (id '0-1'): missing field 'answers[0].answer_start'"),
+    (lambda d: _pop(d["data"][0]["paragraphs"][2]["qas"][0], "id"),
+     "data[0].paragraphs[2].qas[0]: missing field 'id'"),
+    (lambda d: d["data"][0]["paragraphs"][0]["qas"][2]["answers"][0].update(answer_start="12"),
+     "data[0].paragraphs[0].qas[2] (id '0-2'): field 'answers[0].answer_start' must be an "
+     "integer, got str '12'"),
+    (lambda d: d["data"][0]["paragraphs"][1]["qas"][0].update(id=["a"]),
+     "data[0].paragraphs[1].qas[0]: field 'id' must be a string or an integer, got list ['a']"),
+    (lambda d: d["data"][0]["paragraphs"][1]["sentence_breaks"].__setitem__(1, [9]),
+     "data[0].paragraphs[1]: field 'sentence_breaks[1]' must be [begin, end] with integers "
+     "0 <= begin <= end, got [9]"),
+    (lambda d: d["data"][0]["paragraphs"][0]["sentences"].__setitem__(0, 7),
+     "data[0].paragraphs[0]: field 'sentences[0]' must be a string, got int 7"),
+    (lambda d: d["data"][0]["paragraphs"][0]["qas"][0]["answers"].__setitem__(0, "x"),
+     "data[0].paragraphs[0].qas[0] (id '0-0'): field 'answers[0]' must be an object, got str 'x'"),
+    (lambda d: d["data"][0]["paragraphs"][2].update(qas={"id": 1}),
+     "data[0].paragraphs[2]: field 'qas' must be a list, got dict {'id': 1}"),
+    (lambda d: d["data"][0]["paragraphs"].append(3),
+     "data[0].paragraphs[3]: field 'paragraph' must be an object, got int 3"),
+    (lambda d: _pop(d["data"][0]["paragraphs"][1], "context"),
+     "data[0].paragraphs[1]: missing field 'context'"),
+    (lambda d: d["data"][0]["paragraphs"][0]["qas"][0].update(question="\ud800?"),
+     "data[0].paragraphs[0].qas[0] (id '0-0'): field 'question' holds a lone surrogate "
+     "('\\ud800' at character 0), not Unicode text"),
+])
+def test_lareqa_malformed_fields_name_file_paragraph_question_and_field(tmp_path, edit, message):
+    """issue 24 item 15: these ended in a bare IndexError / KeyError / TypeError, or (fewer
+    sentences than breaks) in an answer taken from the next paragraph."""
+    folder = formats.write_lareqa(tmp_path / "x", languages=("en",))
+    path = _mutate_lareqa(folder, edit)
+    assert _error(loaders.load_lareqa, folder) == f"{path} {message}"
+
+
+@pytest.mark.parametrize("content,message", [
+    (b'{"data": {"title": "t"}}', "expected a SQuAD-style JSON object with a 'data' list"),
+    (b'[1, 2]', "expected a SQuAD-style JSON object with a 'data' list"),
+    (b'{"data": [' + b"[" * 100_000 + b"]", "not valid JSON"),
+    (b'{"data": ["x"]}', "data[0]: field 'article' must be an object, got str 'x'"),
+])
+def test_lareqa_malformed_files(tmp_path, content, message):
+    folder = tmp_path / "x"
+    folder.mkdir()
+    (folder / "en.json").write_bytes(content)
+    assert _error(loaders.load_lareqa, folder).startswith(f"{folder / 'en.json'}")
+    assert message in _error(loaders.load_lareqa, folder)
+
+
+def test_corrupt_gzip_shard_and_open_quote_name_the_file(tmp_path):
+    root = formats.write_miracl(tmp_path / "m")
+    shard = root / "miracl-corpus-v1.0-sw" / "docs-0.jsonl.gz"
+    raw = shard.read_bytes()
+    shard.write_bytes(raw[: len(raw) // 2])
+    assert _error(loaders.load_miracl, root, "sw").startswith(f"{shard}:")
+    assert "not a valid gzip stream" in _error(loaders.load_miracl, root, "sw")
+    folder = formats.write_nq(tmp_path / "nq")
+    _append(folder / "nq-test.qa.csv", "who\t[{[]: 1}]\n")          # literal_eval: TypeError
+    assert _error(loaders.load_nq, folder) == (
+        f"{folder / 'nq-test.qa.csv'}:6: answers '[{{[]: 1}}]' are not a Python/JSON list of strings")
+    folder = formats.write_nq(tmp_path / "nq2")
+    _append(folder / "nq-test.qa.csv", "who\t[]\n")                   # no answer: never a hit
+    assert _error(loaders.load_nq, folder) == (
+        f"{folder / 'nq-test.qa.csv'}:6: answers must be a non-empty list of non-empty strings, "
+        f"got '[]'")

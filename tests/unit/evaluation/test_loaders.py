@@ -79,7 +79,8 @@ def test_miracl(tmp_path):
 
 
 def test_lareqa_and_setting_counts(tmp_path):
-    task = loaders.load_lareqa(formats.write_lareqa(tmp_path / "x", drop={"xx": ["0-1"]}))
+    task = loaders.load_lareqa(formats.write_lareqa(tmp_path / "x", drop={"xx": ["0-1"]}),
+                               parallel=False)      # partially parallel, as MLQA-R
     assert task.languages == ["de", "en", "xx"]
     assert len(task.candidates["en"]) == 9 and len(task.questions["xx"]) == 8
     assert task.answer["de"]["2-1"] == "de:0:2:1"

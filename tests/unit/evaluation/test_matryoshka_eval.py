@@ -45,14 +45,14 @@ def test_per_dimension_metrics_equal_a_self_truncating_model(tmp_path, minilm, b
     original = Encoder.encode_passages
     monkeypatch.setattr(Encoder, "encode_passages",
                         lambda self, t, *a, **k: calls.append(len(t)) or original(self, t, *a, **k))
-    results = evaluate(_config(tmp_path, bench_name, data, minilm, k=10, plots="false",
+    results = evaluate(_config(tmp_path, bench_name, data, minilm, k=30, plots="false",
                                **{"encoder.truncate_dim": "[32, 128]"}))
     encoded_once = sum(calls)
     monkeypatch.setattr(Encoder, "encode_passages", original)
     assert set(results["per_dimension"]) == {"32", "128"}
     for dim in DIMS:
         model = _self_truncating(minilm, dim, tmp_path / f"trunc{dim}")
-        alone = evaluate(_config(tmp_path / f"o{dim}", bench_name, data, model, k=10, plots="false"))
+        alone = evaluate(_config(tmp_path / f"o{dim}", bench_name, data, model, k=30, plots="false"))
         assert results["per_dimension"][str(dim)] == pytest.approx(alone["metrics"], abs=1e-6)
     # The prefixes really change the ranking (the comparison is not between identical runs).
     assert results["per_dimension"]["32"] != pytest.approx(results["metrics"], abs=1e-6)
