@@ -64,7 +64,7 @@ def main(argv=None) -> int:
         progress=not args.no_progress, max_empty_fraction=args.max_empty_fraction)
     try:
         mine(config)
-    except DataError as err:
+    except (DataError, OSError) as err:        # OSError: a model folder that cannot be loaded
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

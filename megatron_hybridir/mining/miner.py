@@ -354,8 +354,7 @@ def mine(config: MiningConfig, encoder=None) -> dict:
     meta = spool(config, spool_dir)
     if not any(len(TextStore(spool_dir, f"query.{l}")) for l in config.languages):
         raise DataError(f"mining {config.input}: no item has a query and a positive in any of "
-                        f"{config.languages} ({meta['num_items']} items read; "
-                        f"{meta['read']}); nothing to mine")
+                        f"{config.languages} ({meta['num_items']} items read); nothing to mine")
     encoder = encoder if encoder is not None else make_encoder(config)
     selection = {k: v for k, v in asdict(config).items()
                  if k not in ("output", "work_dir", "progress", "shard_size", "max_empty_fraction")}
