@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     parser.add_argument("--projection-dim", type=int, default=None)
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--verify", action="store_true", help="compare hidden states with HF and "
-                        "check the HF -> Megatron -> HF round trip (exact for --dtype equal to the source's)")
+                        "check the HF -> Megatron -> HF round trip (exact unless --dtype casts)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
