@@ -2,9 +2,11 @@
 Megatron-Core checkpoint.
 
     python tools/convert_hf_to_megatron.py --hf /models/Mistral-7B-v0.1 --output ckpt/mistral7b \\
-        --tensor-parallel 8 --dtype bf16 --pooling mean [--verify]
+        --tensor-parallel 8 --pooling mean [--verify]  # weights kept in their stored dtype
+    python tools/convert_hf_to_megatron.py --hf /models/xlm-roberta-large --output ckpt/xlmr \\
+        --dtype bf16 --pooling mean                 # a deliberate cast (fp32 source -> bf16)
     python tools/convert_hf_to_megatron.py --hf /models/LaBSE --output ckpt/labse \\
-        --dtype fp32 --pooling first --pooler        # LaBSE: CLS + dense + tanh + normalisation
+        --pooling first --pooler        # LaBSE: CLS + dense + tanh + normalisation
 
 Start training from it with ``checkpoint.init_from=ckpt/mistral7b``: the run takes its whole model
 section from ``ckpt/mistral7b/model.yaml`` (YAML may change only dropout and the pooling head), and
@@ -27,7 +29,8 @@ def main(argv=None) -> int:
     parser.add_argument("--output", required=True)
     parser.add_argument("--tensor-parallel", type=int, default=1, help="TP the run will use")
     parser.add_argument("--pipeline-parallel", type=int, default=1, help="PP the run will use")
-    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    parser.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32"],
+                        help="cast the weights (default: keep the dtype they are stored in)")
     parser.add_argument("--pooling", default=None, choices=list(POOLINGS),
                         help="default: the model's sentence-transformers pooling, else mean")
     parser.add_argument("--attention", default="bidirectional", choices=["bidirectional", "causal"])
@@ -36,7 +39,7 @@ def main(argv=None) -> int:
     parser.add_argument("--projection-dim", type=int, default=None)
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--verify", action="store_true", help="compare hidden states with HF and "
-                        "check the HF -> Megatron -> HF round trip (exact for --dtype equal to the source's)")
+                        "check the HF -> Megatron -> HF round trip (exact unless --dtype casts)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -22,13 +22,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--output", required=True)
-    parser.add_argument("--tokenizer", help="folder with tokenizer.json (default: the recorded one)")
+    parser.add_argument("--tokenizer", help="folder with tokenizer.json (default: the recorded one; required "
+                        "when the checkpoint records none, e.g. a run on synthetic data)")
     parser.add_argument("--query-prompt", default=None,
                         help="default: the training data's query prompt, else the source model's")
     parser.add_argument("--passage-prompt", default=None,
                         help="default: the training data's passage prompt, else the source model's")
     parser.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default=None,
-                        help="cast weights (default: as stored)")
+                        help="cast weights (default: the dtype stored in the checkpoint)")
     parser.add_argument("--max-seq-length", type=int, default=None,
                         help="default: the source model's, else the run's seq_length")
     parser.add_argument("--architecture", default=None,

@@ -3,11 +3,14 @@
     python tools/mine_hard_negatives.py --input train.jsonl --output train.mined.jsonl \
         --languages en de fr --model path/to/model --num-negatives 4 --range 10 100 \
         [--relative-margin 0.95 | --absolute-margin 0.05] [--sampling random|top] [--seed 0] \
-        [--corpus extra.jsonl] [--index exact|ivf|hnsw] [--work-dir DIR]
+        [--corpus extra.jsonl] [--index exact|ivf|hnsw] [--work-dir DIR] [--max-empty-fraction 0.5]
 
 Per language, a query searches that language's passages; the item's positive in every language
 and its copies are never mined (see megatron_hybridir/mining). Rerun the same command to resume.
 Writes the records with `negatives` filled, <output>.report.json and <output>.scores.png.
+Languages whose queries got fewer negatives than asked are logged; when more than
+--max-empty-fraction of a language's queries got none, nothing is written but the report and the
+exit status is 2.
 """
 
 import argparse
@@ -44,6 +47,9 @@ def main(argv=None) -> int:
     parser.add_argument("--split", default="train")
     parser.add_argument("--work-dir")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--max-empty-fraction", type=float, default=0.5,
+                        help="fail when, in a language, more than this fraction of the queries got "
+                             "no negative (1: accept any result)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = MiningConfig(
@@ -55,10 +61,10 @@ def main(argv=None) -> int:
         query_block=args.query_block, batch_size=args.batch_size, float16=args.float16,
         query_prompt=args.query_prompt, passage_prompt=args.passage_prompt,
         max_length=args.max_length, split=args.split, work_dir=args.work_dir,
-        progress=not args.no_progress)
+        progress=not args.no_progress, max_empty_fraction=args.max_empty_fraction)
     try:
         mine(config)
-    except DataError as err:
+    except (DataError, OSError) as err:        # OSError: a model folder that cannot be loaded
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

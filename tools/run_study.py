@@ -16,16 +16,20 @@ import argparse
 import sys
 from pathlib import Path
 
+from megatron_hybridir.config import ConfigError
+from megatron_hybridir.paths import UnsafePathError, safe_name
+from megatron_hybridir.study.analysis import StudyError
 from megatron_hybridir.study.budget import BudgetRule
 from megatron_hybridir.study.grid import DEFAULT_SIZES, SizeSpec, StudyConfig, run_grid
 
 
 def _size(text: str) -> SizeSpec:
-    """NAME:HIDDEN[:LAYERS]"""
+    """NAME:HIDDEN[:LAYERS]; NAME becomes part of the cell folders' names."""
     parts = text.split(":")
-    if len(parts) not in (2, 3):
-        raise SystemExit(f"--sizes: expected NAME:HIDDEN[:LAYERS] for the local grid, got {text!r}")
-    return SizeSpec(parts[0], int(parts[1]), *(int(p) for p in parts[2:]))
+    if len(parts) not in (2, 3) or not all(p.isdigit() and int(p) > 0 for p in parts[1:]):
+        raise ValueError(f"--sizes: expected NAME:HIDDEN[:LAYERS] (positive integers) for the "
+                         f"local grid, got {text!r}")
+    return SizeSpec(safe_name(parts[0], what="--sizes name"), *(int(p) for p in parts[1:]))
 
 
 def main(argv=None) -> int:
@@ -66,16 +70,26 @@ def main(argv=None) -> int:
         from megatron_hybridir.study.slurm import main_plan
 
         return main_plan(args)
-    config = StudyConfig(out=args.out or "runs/study", sizes=[_size(s) for s in args.sizes] if args.sizes else list(DEFAULT_SIZES),
-                         alphas=args.alphas, seeds=args.seeds, overrides=args.overrides, workers=args.workers,
-                         budget=BudgetRule(args.max_steps, args.interval, args.patience, args.min_delta))
+    try:
+        sizes = [_size(s) for s in args.sizes] if args.sizes else list(DEFAULT_SIZES)
+        config = StudyConfig(out=args.out or "runs/study", sizes=sizes, alphas=args.alphas,
+                             seeds=args.seeds, overrides=args.overrides, workers=args.workers,
+                             budget=BudgetRule(args.max_steps, args.interval, args.patience,
+                                               args.min_delta))
+        config.check()
+    except (ValueError, ConfigError, UnsafePathError) as err:
+        parser.error(str(err))
     status = 0
     if not args.report_only:
         grid = run_grid(config)
         status = 1 if grid["failed"] else 0
     from megatron_hybridir.study.report import write_report
 
-    write_report(Path(config.out), draws=args.draws)
+    try:
+        write_report(Path(config.out), draws=args.draws)
+    except StudyError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return status
 
 

@@ -282,14 +282,20 @@ def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional
     st_pooling_mode(model)                    # refuse a pooling type export cannot express
     arch = hf_architecture(model, architecture)
     record = info.get("provenance")
-    tokenizer = Path(tokenizer or provenance.tokenizer_folder(info["folder"], record) or "")
-    if not (tokenizer / "tokenizer.json").exists() and not (tokenizer / "tokenizer_config.json").exists():
-        raise ConversionError(f"tokenizer: {tokenizer or '(none)'} has no tokenizer.json / "
-                              f"tokenizer_config.json, and {info['folder']} records none in "
-                              f"{provenance.FILE}; pass --tokenizer")
+    tokenizer = _tokenizer_source(Path(checkpoint), info, tokenizer)
+    tok = _load_tokenizer(tokenizer)
+    if len(tok) > model.vocab_size:
+        raise ConversionError(f"tokenizer {tokenizer}: {len(tok)} tokens, but {checkpoint} has "
+                              f"{model.vocab_size} embedding rows (model.vocab_size); ids past "
+                              f"{model.vocab_size - 1} would have no embedding. Pass the tokenizer "
+                              f"the model was trained with (--tokenizer)")
     prompts, seq_len = export_settings(model, info, query_prompt=query_prompt,
                                        passage_prompt=passage_prompt, max_seq_length=max_seq_length)
     cast = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, None: None}[dtype]
+    if cast is None:
+        log.info("weights exported in the dtype they are stored in (--dtype casts)")
+    else:
+        log.info("casting the weights to %s (--dtype %s)", cast, dtype)
     heads, groups = model.num_attention_heads, model.kv_heads
     rules = mappings.rules_for(arch, dataclasses.asdict(model))
     with atomic_folder(Path(output), overwrite, kind="Hugging Face export") as tmp:
@@ -327,7 +333,7 @@ def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional
             (tmp / "model.safetensors.index.json").write_text(json.dumps(
                 {"metadata": {}, "weight_map": weight_map}, indent=2))
         hf_config(model, arch).save_pretrained(tmp)
-        _copy_tokenizer(tokenizer, tmp)
+        _copy_tokenizer(tokenizer, tok, tmp)
         # "document" is the name sentence-transformers' encode_document and mteb look up for passages.
         _sentence_transformers_files(tmp, model, head, prompts, seq_len,
                                      (record or {}).get("sentence_transformers"))
@@ -340,16 +346,40 @@ def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional
     return Path(output)
 
 
-def _copy_tokenizer(source: Path, out: Path) -> None:
-    """Copy tokenizer files as they are (so the export tokenizes exactly as the source model); a
-    tokenizer with no pad token is re-saved with one (batched encoding needs it)."""
+def _tokenizer_source(checkpoint: Path, info: dict, given: Optional[str | Path]) -> Path:
+    """The tokenizer folder: ``given``, else the one the checkpoint records. Never a default
+    path: an empty ``Path("")`` is the working directory, whose tokenizer (if any) is not the
+    model's."""
+    from megatron_hybridir.checkpointing import provenance
+
+    if given is not None and str(given) != "":
+        folder, origin = Path(given), "--tokenizer"
+    else:
+        folder = provenance.tokenizer_folder(info["folder"], info.get("provenance"))
+        origin = f"{info['folder'] / provenance.FILE}"
+        if folder is None:
+            raise ConversionError(f"{checkpoint}: records no tokenizer ({origin} names none; a "
+                                  f"run on synthetic data has none); pass --tokenizer FOLDER with "
+                                  f"the tokenizer the model was trained with")
+    if not ((folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file()):
+        raise ConversionError(f"tokenizer {folder} (from {origin}): no tokenizer.json or "
+                              f"tokenizer_config.json there; pass --tokenizer FOLDER")
+    return folder
+
+
+def _load_tokenizer(source: Path):
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
-    from megatron_hybridir.checkpointing.provenance import TOKENIZER_FILES
 
     if (source / "tokenizer_config.json").exists():
-        tok = AutoTokenizer.from_pretrained(str(source))
-    else:
-        tok = PreTrainedTokenizerFast(tokenizer_file=str(source / "tokenizer.json"))
+        return AutoTokenizer.from_pretrained(str(source))
+    return PreTrainedTokenizerFast(tokenizer_file=str(source / "tokenizer.json"))
+
+
+def _copy_tokenizer(source: Path, tok, out: Path) -> None:
+    """Copy tokenizer files as they are (so the export tokenizes exactly as the source model); a
+    tokenizer with no pad token is re-saved with one (batched encoding needs it)."""
+    from megatron_hybridir.checkpointing.provenance import TOKENIZER_FILES
+
     if tok.pad_token is None:
         vocab = tok.get_vocab()
         pad = next((t for t in ("<pad>", "[PAD]", "<unk>", "</s>", "<|endoftext|>") if t in vocab), None)

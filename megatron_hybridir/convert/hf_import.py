@@ -116,6 +116,19 @@ class HFTensors:
         with safe_open(self.folder / file, "pt") as f:
             return tuple(f.get_slice(full).get_shape())
 
+    def dtypes(self, names) -> set[str]:
+        """safetensors dtype codes ("F32", "BF16", ...) of ``names``, from the headers only."""
+        from safetensors import safe_open
+        by_file: dict[str, list[str]] = {}
+        for name in names:
+            file, full = self.files[name]
+            by_file.setdefault(file, []).append(full)
+        found = set()
+        for file, fulls in by_file.items():
+            with safe_open(self.folder / file, "pt") as f:
+                found.update(f.get_slice(full).get_dtype() for full in fulls)
+        return found
+
     def get(self, name: str) -> torch.Tensor:
         from safetensors import safe_open
         file, full = self.files[name]
@@ -154,10 +167,38 @@ def plan(model: ModelConfig, arch: mappings.Architecture, tensors: HFTensors
     return steps
 
 
+# safetensors dtype codes and config.json torch_dtype names -> our dtype names.
+SAFETENSORS_DTYPES = {"F32": "fp32", "BF16": "bf16", "F16": "fp16"}
+CONFIG_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+
+def source_dtype(hf: dict, tensors: HFTensors, names: list[str], source: str) -> Optional[str]:
+    """The dtype the weights are stored in (safetensors headers), as transformers'
+    ``torch_dtype="auto"`` keeps them: import must not change the model unless asked. Mixed
+    dtypes give fp32 (exact for each); a config.json ``torch_dtype`` that disagrees with the
+    stored weights is logged (the weights win: they are what gets converted). None: stored in
+    a dtype that is none of ours (the caller then needs an explicit cast)."""
+    found = tensors.dtypes(names)
+    if found - set(SAFETENSORS_DTYPES):
+        return None
+    ours = {SAFETENSORS_DTYPES[d] for d in found}
+    kept = ours.pop() if len(ours) == 1 else "fp32"      # a mix: fp32 holds each of them exactly
+    if ours:
+        log.info("%s: weights stored in %s; keeping %s", source, sorted(ours | {kept}), kept)
+    declared = hf.get("torch_dtype") or hf.get("dtype")
+    if isinstance(declared, str) and CONFIG_DTYPES.get(declared) not in (None, kept):
+        log.info("%s: config.json says %s but the weights are stored as %s; keeping %s",
+                 source, declared, kept, kept)
+    return kept
+
+
 def import_hf(hf_dir: str | Path, output: str | Path, *, tensor_parallel: int = 1,
-              pipeline_parallel: int = 1, dtype: str = "bf16", overwrite: bool = False,
+              pipeline_parallel: int = 1, dtype: Optional[str] = None, overwrite: bool = False,
               progress: bool = False, verify: bool = False, **head) -> Path:
     """Convert; ``head`` takes ModelConfig head fields (pooling, attention, projection_dim, ...).
+
+    ``dtype`` None keeps the dtype the weights are stored in (``source_dtype``); a given one is a
+    deliberate cast, logged. Both are recorded in ``provenance.json`` (``dtype``, ``source_dtype``).
 
     Head fields left out (or None) come from the model's sentence-transformers pipeline when it has
     one (pooling mode, normalisation), else from the defaults. ``provenance.json`` records the
@@ -179,6 +220,15 @@ def import_hf(hf_dir: str | Path, output: str | Path, *, tensor_parallel: int = 
     check_parallel(model_cfg, tensor_parallel, pipeline_parallel, str(hf_dir))
     tensors = HFTensors(hf_dir, arch)
     steps = plan(model_cfg, arch, tensors)
+    stored = source_dtype(hf_config, tensors, [n for _, _, names in steps for n in names], str(hf_dir))
+    if dtype is None and stored is None:
+        raise ConversionError(f"{hf_dir}: weights stored as {sorted(tensors.dtypes(tensors.files))}, "
+                              f"none of fp32 / bf16 / fp16; pass --dtype to choose a cast")
+    if dtype is None:
+        dtype = stored
+        log.info("weights kept in their stored dtype, %s (--dtype casts)", dtype)
+    elif dtype != stored:
+        log.info("casting the weights from %s to %s (--dtype %s)", stored, dtype, dtype)
     if tensors.ignored:
         log.info("not converted (no counterpart in an embedding model): %s", tensors.ignored)
     rows = padded_vocab_size(model_cfg.vocab_size, divisible_by=model_cfg.make_vocab_size_divisible_by,
@@ -211,7 +261,7 @@ def import_hf(hf_dir: str | Path, output: str | Path, *, tensor_parallel: int = 
         (tmp / "model.yaml").write_text(yaml.safe_dump(dataclasses.asdict(model_cfg), sort_keys=False))
         tokenizer = copy_tokenizer(hf_dir, tmp / "tokenizer")
         record = provenance.for_import(hf_dir, hf_config, arch.name, tokenizer)
-        record.update(dtype=dtype, tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel)
+        record.update(dtype=dtype, source_dtype=stored, tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel)
         write_provenance(tmp, record)
         save_streamed(skeleton.sharded_state_dict(), tmp / "checkpoint", materialize)
         bar.close()

@@ -88,6 +88,10 @@ class MiningConfig:
     work_dir: Optional[str] = None
     """Default: ``<output>.work``."""
     progress: bool = True
+    max_empty_fraction: float = 0.5
+    """Fail (nothing written but the report) when, in some language, more than this fraction of
+    the queries got no negative at all: e.g. every candidate is a copy of the positive, or the
+    margin removes everything. 1.0 accepts any result (items with fewer are still reported)."""
 
 
 def validate_mining(config: MiningConfig) -> None:
@@ -113,6 +117,8 @@ def validate_mining(config: MiningConfig) -> None:
             "search_depth", f"must be >= range_max ({config.range_max})")
     require(config.shard_size >= 1 and config.query_block >= 1, "shard_size",
             "shard_size and query_block must be >= 1")
+    require(0.0 <= config.max_empty_fraction <= 1.0, "max_empty_fraction",
+            f"must lie in [0, 1], got {config.max_empty_fraction}")
     require(Path(config.output).suffix in (".jsonl", ".json", ".parquet"), "output",
             f"must end in .jsonl or .parquet, got {config.output}")
 
@@ -286,14 +292,15 @@ def _assemble(config: MiningConfig, parts: Path, num_items: int) -> tuple[dict, 
         table = np.lib.format.open_memmap(parts / f"negatives.{lang}.npy", mode="w+",
                                           dtype=np.int64, shape=(num_items, k))
         table[:] = -1
-        entry = {"queries": 0, "searched": 0, "short": 0, "removed": {}, "positive_scores": [],
-                 "negative_scores": []}
+        entry = {"queries": 0, "searched": 0, "short": 0, "empty": 0, "removed": {},
+                 "positive_scores": [], "negative_scores": []}
         for path in sorted(parts.glob(f"{lang}.*.npz")):
             with np.load(path) as part:
                 table[part["items"]] = part["positions"]
                 entry["queries"] += len(part["items"])
                 entry["searched"] += int(part["searched"])
                 entry["short"] += int(part["short"])
+                entry["empty"] += int(((part["positions"] >= 0).sum(axis=1) == 0).sum())
                 for name, count in json.loads(str(part["removed"])).items():
                     entry["removed"][name] = entry["removed"].get(name, 0) + count
                 entry["positive_scores"].append(part["positive_scores"])
@@ -345,14 +352,41 @@ def mine(config: MiningConfig, encoder=None) -> dict:
     source_key = _source_key(config)
     spool_dir = work / f"spool-{source_key}"
     meta = spool(config, spool_dir)
+    if not any(len(TextStore(spool_dir, f"query.{l}")) for l in config.languages):
+        raise DataError(f"mining {config.input}: no item has a query and a positive in any of "
+                        f"{config.languages} ({meta['num_items']} items read); nothing to mine")
     encoder = encoder if encoder is not None else make_encoder(config)
     selection = {k: v for k, v in asdict(config).items()
-                 if k not in ("output", "work_dir", "progress", "shard_size")}
+                 if k not in ("output", "work_dir", "progress", "shard_size", "max_empty_fraction")}
     parts = work / f"parts-{_digest(source_key, encoder.fingerprint(), selection)}"
     parts.mkdir(exist_ok=True)
     for lang_index in range(len(config.languages)):
         mine_language(encoder, config, spool_dir, parts, work / "cache", lang_index)
     negatives, stats = _assemble(config, parts, meta["num_items"])
+    failing = check_shortfall(config, stats)
+    if failing:
+        build_report(config, stats, 0, Path(config.output), echo=False)
+        raise DataError(f"mining {config.input}: no negative for most queries of "
+                        f"{'; '.join(failing)}. Nothing written to {config.output} (see "
+                        f"{config.output}.report.json); loosen the filters (margin, --range) or "
+                        f"add passages (--corpus), or accept it with --max-empty-fraction 1")
     written = write_output(config, spool_dir, negatives)
     report = build_report(config, stats, written, Path(config.output))
     return report
+
+
+def check_shortfall(config: MiningConfig, stats: dict) -> list[str]:
+    """Log every language whose queries got fewer negatives than asked (always, not only with
+    progress on); return those past ``max_empty_fraction`` of queries with none (why included)."""
+    k, failing = config.num_negatives, []
+    for lang, entry in stats.items():
+        queries, empty = entry["queries"], entry["empty"]
+        if entry["short"]:
+            log.warning("mining %s: %d of %d queries got fewer than %d negatives, %d of them none",
+                        lang, entry["short"], queries, k, empty)
+        if queries and empty / queries > config.max_empty_fraction:
+            removed = ", ".join(f"{name} {n}" for name, n in entry["removed"].items() if n)
+            failing.append(f"{lang} ({empty} of {queries} queries > max_empty_fraction "
+                           f"{config.max_empty_fraction:g}; {entry['searched']} candidates "
+                           f"searched, removed: {removed or 'none'})")
+    return failing

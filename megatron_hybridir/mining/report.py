@@ -26,7 +26,7 @@ def _distribution(values: np.ndarray) -> dict:
             "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, np.quantile(values, QUANTILES))}}
 
 
-def build_report(config, stats: dict, written: int, output: Path) -> dict:
+def build_report(config, stats: dict, written: int, output: Path, *, echo: bool = True) -> dict:
     languages, arrays = {}, {}
     for lang, entry in stats.items():
         pos = np.concatenate(entry["positive_scores"]) if entry["positive_scores"] else np.zeros(0)
@@ -36,13 +36,14 @@ def build_report(config, stats: dict, written: int, output: Path) -> dict:
             "queries": entry["queries"], "candidates": entry["searched"],
             "removed": entry["removed"], "kept_negatives": int(len(neg)),
             f"items_with_fewer_than_{config.num_negatives}": entry["short"],
+            "items_with_none": entry.get("empty", 0),
             "positive_scores": _distribution(pos), "negative_scores": _distribution(neg)}
     report = {"output": str(output), "records": written,
               "settings": {k: v for k, v in asdict(config).items() if k != "progress"},
               "languages": languages}
     Path(str(output) + ".report.json").write_text(json.dumps(report, indent=2))
     _plot(arrays, Path(str(output) + ".scores.png"))
-    if config.progress:
+    if config.progress and echo:
         print(summary(report, config.num_negatives))
     return report
 

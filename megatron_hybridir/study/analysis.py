@@ -66,6 +66,10 @@ class Study:
         return sorted(set.intersection(*sets))
 
 
+class StudyError(FileNotFoundError):
+    """Nothing to report on: no finished cell (the message names the failed ones and their logs)."""
+
+
 def load_study(out: str | Path) -> Study:
     cells, scores = [], {}
     for path in sorted(Path(out).glob("cells/*/cell.json")):
@@ -74,7 +78,20 @@ def load_study(out: str | Path) -> Study:
         scores[(record["size"], float(record["alpha"]), int(record["seed"]))] = json.loads(
             (path.parent / "scores.json").read_text())
     if not cells:
-        raise FileNotFoundError(f"{out}: no finished cells (cells/*/cell.json); run the grid first")
+        failed = sorted(Path(out).glob("cells/*/failed.json"))
+        if failed:
+            lines = []
+            for path in failed:
+                try:
+                    error = json.loads(path.read_text()).get("error", "failed")
+                except json.JSONDecodeError:
+                    error = f"unreadable {path.name}"
+                lines.append(f"  {path.parent.name}: {error}; log: {path.parent / 'log.txt'}")
+            raise StudyError(f"{out}: no finished cells to report on; every cell that ran failed "
+                             f"({len(failed)}):\n" + "\n".join(lines)
+                             + "\nFix the cause and rerun the same command (failed cells are "
+                               "retried, finished ones skipped)")
+        raise StudyError(f"{out}: no finished cells (cells/*/cell.json); run the grid first")
     parameters = {c["size"]: c["parameters"] for c in cells}
     sizes = sorted(parameters, key=parameters.get)
     alphas = sorted({float(c["alpha"]) for c in cells})

@@ -64,6 +64,7 @@ class StudyConfig:
 
     def check(self) -> None:
         from megatron_hybridir.config import ConfigError
+        from megatron_hybridir.paths import UnsafePathError, safe_name
 
         self.budget.check()
         if self.workers < 1:
@@ -71,11 +72,22 @@ class StudyConfig:
         if not self.sizes or not self.alphas or not self.seeds:
             raise ConfigError("study: sizes, alphas and seeds must each be non-empty")
         names = [s.name for s in self.sizes]
+        for name in names:          # each becomes part of a folder name under <out>/cells
+            try:
+                safe_name(name, what="study.sizes: size name")
+            except UnsafePathError as err:
+                raise ConfigError(str(err)) from None
         if len(set(names)) != len(names):
             raise ConfigError(f"study.sizes: duplicate size names {names}")
         for a in self.alphas:
             if not 0.0 <= a <= 1.0:
                 raise ConfigError(f"study.alphas: alpha must be in [0, 1], got {a}")
+        # Cell folders name alpha with :g, so 0.5 and 0.5000001 would share one.
+        alphas = [f"{a:g}" for a in self.alphas]
+        if len(set(alphas)) != len(alphas):
+            raise ConfigError(f"study.alphas: duplicates {self.alphas} (as cell names: {alphas})")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"study.seeds: duplicates in {self.seeds}")
 
 
 @dataclass(frozen=True)
@@ -111,7 +123,9 @@ def _log(message: str) -> None:
 
 def run_cell(config: StudyConfig, cell: Cell, data: dict) -> dict:
     """Run one cell in a subprocess unless it is done; returns its record (status done / failed)."""
-    folder = Path(config.out) / "cells" / cell.name
+    from megatron_hybridir.paths import child_path
+
+    folder = child_path(Path(config.out) / "cells", cell.name)   # never rmtree outside <out>/cells
     done = folder / "cell.json"
     if done.exists():
         return {**json.loads(done.read_text()), "skipped": True}

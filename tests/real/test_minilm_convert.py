@@ -64,3 +64,26 @@ def test_default_export_is_the_original_model(tmp_path, minilm, minilm_converted
         b = exported.encode(TEXTS, prompt_name=name if name in exported.prompts else None,
                             convert_to_tensor=True)
         assert (a - b).abs().max().item() < 1e-5
+
+
+def test_cli_defaults_keep_the_fp32_model(tmp_path, minilm, monkeypatch, capsys):
+    """No --dtype anywhere: the fp32 source stays fp32 (an import that cast to bf16 moved the
+    embeddings by 2.5e-3), and export run from inside the model folder still takes the recorded
+    tokenizer, not the working directory's."""
+    from safetensors import safe_open
+    from sentence_transformers import SentenceTransformer
+    from tests.unit.convert.hf_fixtures import load_tool
+
+    convert, export = load_tool("convert_hf_to_megatron"), load_tool("export_to_hf")
+    assert convert(["--hf", str(minilm), "--output", str(tmp_path / "c")]) == 0
+    assert json.loads((tmp_path / "c" / "provenance.json").read_text())["dtype"] == "fp32"
+    monkeypatch.chdir(minilm)
+    assert export(["--checkpoint", str(tmp_path / "c"), "--output", str(tmp_path / "e")]) == 0
+    with safe_open(tmp_path / "e" / "model.safetensors", "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F32"}
+    original = SentenceTransformer(str(minilm), device="cpu")
+    exported = SentenceTransformer(str(tmp_path / "e"), device="cpu")
+    assert next(exported.parameters()).dtype == torch.float32
+    diff = (original.encode(TEXTS, convert_to_tensor=True)
+            - exported.encode(TEXTS, convert_to_tensor=True)).abs().max().item()
+    assert diff < 1e-5, diff

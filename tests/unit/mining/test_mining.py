@@ -192,3 +192,64 @@ def test_hnsw_index_option_matches_exact_on_a_small_pool(tmp_path, planted):
                    output=str(tmp_path / "hnsw.jsonl"))
     mine(hnsw, encoder=TrigramEncoder())
     assert (tmp_path / "hnsw.jsonl").read_text() == (tmp_path / "mined.jsonl").read_text()
+
+
+def _identical_positives(tmp_path):
+    """Every item's positive is the same text: all candidates are copies of the positive."""
+    path = tmp_path / "same.jsonl"
+    path.write_text("\n".join(json.dumps({"id": f"x{i}", "lang": "en", "query": f"question {i}",
+                                          "positive": "one shared answer"}) for i in range(6)) + "\n")
+    return path
+
+
+def _tool(monkeypatch, argv):
+    import megatron_hybridir.mining.miner as miner
+    from tests.unit.convert.hf_fixtures import load_tool
+
+    monkeypatch.setattr(miner, "make_encoder", lambda config: TrigramEncoder())
+    return load_tool("mine_hard_negatives")(argv)
+
+
+def test_mining_that_finds_nothing_fails_and_says_why(tmp_path, monkeypatch, capsys, caplog):
+    source, out = _identical_positives(tmp_path), tmp_path / "mined.jsonl"
+    argv = ["--input", str(source), "--output", str(out), "--languages", "en", "--model", "x",
+            "--num-negatives", "2", "--range", "0", "8", "--no-progress"]
+    assert _tool(monkeypatch, argv) == 2
+    err = capsys.readouterr().err
+    assert ("no negative for most queries of en (6 of 6 queries > max_empty_fraction 0.5; "
+            "36 candidates searched, removed: positive 6, duplicate 30). Nothing written to "
+            f"{out}") in err
+    assert "--max-empty-fraction 1" in err and not out.exists()
+    report = json.loads((tmp_path / "mined.jsonl.report.json").read_text())
+    assert report["languages"]["en"]["items_with_none"] == 6
+    assert "en: 6 of 6 queries got fewer than 2 negatives, 6 of them none" in caplog.text
+    # accepted explicitly: written, and the shortfall is still on the console
+    caplog.clear()
+    assert _tool(monkeypatch, [*argv, "--max-empty-fraction", "1"]) == 0
+    assert len(out.read_text().splitlines()) == 6
+    assert "en: 6 of 6 queries got fewer than 2 negatives, 6 of them none" in caplog.text
+
+
+def test_items_short_of_negatives_are_logged_with_counts(tmp_path, planted, caplog):
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    report = mine(_config(tmp_path, planted, num_negatives=8, range_max=8),
+                  encoder=TrigramEncoder())
+    short = {lang: entry["items_with_fewer_than_8"] for lang, entry in report["languages"].items()}
+    assert any(short.values())
+    for lang, count in short.items():
+        if count:
+            assert f"mining {lang}: {count} of " in caplog.text
+
+
+def test_an_empty_input_is_an_error(tmp_path):
+    from megatron_hybridir.data.readers import DataError
+
+    (tmp_path / "empty.jsonl").write_text("")
+    encoder = TrigramEncoder()
+    with pytest.raises(DataError, match=r"empty.jsonl: no item has a query and a positive in any "
+                                        r"of \['en', 'de'\] \(0 items read"):
+        mine(_config(tmp_path, tmp_path / "empty.jsonl"), encoder=encoder)
+    assert encoder.calls == {"queries": 0, "passages": 0}
+    assert not (tmp_path / "mined.jsonl").exists()

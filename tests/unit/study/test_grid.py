@@ -100,3 +100,70 @@ def test_early_stopping_waits_patience_evaluations_and_keeps_the_best():
     capped = EarlyStopping(BudgetRule(max_steps=20, interval=10, patience=2))
     assert capped.update(10, 0.1) == (True, False) and capped.update(20, 0.2) == (True, True)
     assert capped.capped
+
+
+def _run_study(argv):
+    from tests.unit.convert.hf_fixtures import load_tool
+
+    return load_tool("run_study")(argv)
+
+
+def test_a_size_name_cannot_reach_outside_the_study(stand_in, capsys):
+    out = stand_in / "a" / "study"
+    victim = stand_in / "a" / "victim_a0.5_s1"          # <out>/cells/../../victim_a0.5_s1
+    victim.mkdir(parents=True)
+    (victim / "precious.txt").write_text("keep me")
+    for _ in range(2):                                  # the first run made it, the second deleted it
+        with pytest.raises(SystemExit) as exit_info:
+            _run_study(["--out", str(out), "--sizes", "../../victim:24", "--alphas", "0.5",
+                        "--seeds", "1"])
+        assert exit_info.value.code == 2
+        assert "--sizes name: '../../victim' is not a safe name" in capsys.readouterr().err
+    assert (victim / "precious.txt").read_text() == "keep me"
+    assert not (out / "cells").exists()
+
+
+def test_child_path_refuses_escapes_through_names_and_links(tmp_path):
+    from megatron_hybridir.paths import UnsafePathError, child_path, safe_name
+
+    (tmp_path / "cells").mkdir()
+    (tmp_path / "cells" / "link").symlink_to(tmp_path)
+    assert child_path(tmp_path / "cells", "S_a0.5_s1") == tmp_path / "cells" / "S_a0.5_s1"
+    for bad in ("..", "../x", "link", "link/y"):
+        with pytest.raises(UnsafePathError, match="outside"):
+            child_path(tmp_path / "cells", bad)
+    for bad in ("..", "a/b", "a..b", "", ".", "x y", "/abs"):
+        with pytest.raises(UnsafePathError, match=f"size: {bad!r} is not a safe name"):
+            safe_name(bad, what="size")
+    with pytest.raises(ConfigError, match=r"study.sizes: size name: '\.\./v' is not a safe name"):
+        StudyConfig(sizes=[SizeSpec("../v", 8)]).check()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--alphas", "0.5", "0.5"], r"study.alphas: duplicates \[0.5, 0.5\]"),
+    (["--alphas", "0.5", "0.5000001"], r"study.alphas: duplicates .*'0.5', '0.5'"),
+    (["--seeds", "1", "1"], r"study.seeds: duplicates in \[1, 1\]"),
+    (["--alphas", "1.5"], r"study.alphas: alpha must be in \[0, 1\], got 1.5"),
+    (["--alphas", "nan"], r"study.alphas: alpha must be in \[0, 1\], got nan"),
+    (["--sizes", "S:24", "S:64"], r"study.sizes: duplicate size names \['S', 'S'\]"),
+    (["--sizes", "S:abc"], r"--sizes: expected NAME:HIDDEN\[:LAYERS\] .* got 'S:abc'"),
+    (["--sizes", "S"], r"--sizes: expected NAME:HIDDEN\[:LAYERS\] .* got 'S'"),
+])
+def test_bad_grid_arguments_stop_before_anything_is_written(stand_in, capsys, argv, message):
+    import re
+
+    with pytest.raises(SystemExit) as exit_info:          # stand_in: a broken check runs no training
+        _run_study(["--out", str(stand_in / "s"), "--max-steps", "10", "--interval", "10", *argv])
+    assert exit_info.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (stand_in / "s").exists()
+
+
+def test_report_when_every_cell_failed_names_them_and_their_logs(stand_in, capsys):
+    out = stand_in / "study"
+    rc = _run_study(["--out", str(out), "--sizes", "S:8", "--alphas", "0.5", "--seeds", "2"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "no finished cells to report on; every cell that ran failed (1)" in err
+    assert f"S_a0.5_s2: exit status 3; log: {out / 'cells' / 'S_a0.5_s2' / 'log.txt'}" in err
+    assert "Traceback" not in err
