@@ -13,6 +13,10 @@ Two attention paths with the same result:
 - ``mask`` (the local spec, CPU tests): an explicit block-diagonal mask [1, 1, T, T] (causal inside
   each row when asked) and RoPE frequencies gathered per token from each token's own position.
 
+Cost: TE's THD kernels compute each row's s_i x s_i scores only (what ``training/flops.py``
+counts). The mask path computes the whole T x T score matrix and masks it, so on the local spec
+packing saves the linears' padding but not attention work; it exists for correctness on CPU.
+
 Tokens after the last row (tail padding, so that the length fits a pipeline shape or the
 sequence-parallel split) form one extra segment: they attend only among themselves and are never
 pooled.
