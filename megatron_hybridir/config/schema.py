@@ -233,6 +233,16 @@ class DataConfig:
     """Queries per micro-batch on one data-parallel rank."""
     pad_to_multiple: int = 8
     """Sequences are padded to a multiple of this length."""
+    packing: bool = False
+    """Concatenate the rows of each micro-batch into one token stream with per-row boundaries
+    (``data/packing.py``): no padding inside the stream, same embeddings; under pipeline
+    parallelism the step's micro-batches share the longest one's length."""
+    micro_batch_tokens: Optional[int] = None
+    """Cut each rank's share of the global batch into micro-batches of whole pairs holding at most
+    this many real tokens (greedy, in the sampler's order) instead of ``micro_batch_size`` pairs;
+    needs ``data.packing`` and ``training.gradcache`` (the loss spans the whole global batch, so
+    the split changes nothing but the work). Under pipeline parallelism every micro-batch is
+    padded to exactly this length."""
 
     def sampler_config(self, *, seed: int) -> SamplerConfig:
         """The hybrid sampler's settings for this data section (validated on construction)."""

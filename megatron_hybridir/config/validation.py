@@ -139,7 +139,7 @@ _RANGES = (
           text="must be a finite cosine-score margin in [-2, 2]"),
     Range("loss.matryoshka_weights", 0, optional=True),
     Range("data.global_batch_size", 1), Range("data.micro_batch_size", 1),
-    Range("data.pad_to_multiple", 1),
+    Range("data.pad_to_multiple", 1), Range("data.micro_batch_tokens", 1, optional=True),
     Range("optim.lr", 0, low_open=True), Range("optim.min_lr", 0), Range("optim.weight_decay", 0),
     Range("optim.adam_beta1", 0, 1, high_open=True), Range("optim.adam_beta2", 0, 1, high_open=True),
     Range("optim.clip_grad", 0), Range("optim.warmup_steps", 0),
@@ -333,6 +333,25 @@ def _validate_world(config: RunConfig, world_size: int) -> None:
              f"({data.micro_batch_size}) x data-parallel size ({dp})")
 
 
+def _validate_token_budget(config: RunConfig) -> None:
+    """Token-budget micro-batches hold a varying number of pairs: they are packed streams, and the
+    loss must not depend on the split (GradCache; plain micro-batching would draw in-batch
+    negatives from each piece and all-gather pieces of unequal size over DP ranks)."""
+    budget = config.data.micro_batch_tokens
+    if budget is None:
+        return
+    _require(config.data.packing, "data.micro_batch_tokens",
+             f"{budget} needs data.packing=true (micro-batches of whole pairs as token streams)")
+    _require(config.training.gradcache, "data.micro_batch_tokens",
+             f"{budget} needs training.gradcache=true (the loss over the whole global batch, "
+             f"whatever the number of pairs in each micro-batch)")
+    _require(budget >= config.seq_length * (2 + config.loss.num_hard_negatives),
+             "data.micro_batch_tokens",
+             f"{budget} cannot hold one pair of the longest rows: seq_length {config.seq_length} x "
+             f"(2 + loss.num_hard_negatives={config.loss.num_hard_negatives}) = "
+             f"{config.seq_length * (2 + config.loss.num_hard_negatives)} tokens")
+
+
 def validate(config: RunConfig, *, world_size: Optional[int] = None) -> None:
     """Check everything knowable before start-up; ``world_size`` adds the batch-layout checks."""
     validate_values(config)
@@ -340,6 +359,7 @@ def validate(config: RunConfig, *, world_size: Optional[int] = None) -> None:
     if world_size is not None:
         _validate_world(config, world_size)
     validate_matryoshka(config.loss, config.model)
+    _validate_token_budget(config)
     if config.model.lora is not None:
         _require(bool(config.checkpoint.init_from), "checkpoint.init_from",
                  "model.lora trains adapters on a frozen base: name the base checkpoint")

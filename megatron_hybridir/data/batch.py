@@ -8,6 +8,8 @@ and checks it once, where it is built, instead of each reader trusting a dict's 
 Layout, with b = ``num_queries`` and k = ``num_negatives``: ``input_ids`` / ``attention_mask`` rows
 are ``[q_0..q_{b-1}, p_0..p_{b-1}, n_{0,0}..n_{0,k-1}, n_{1,0}..]`` (negatives item-major), so
 queries and passages travel as one tensor and every pipeline stage sends one activation tensor.
+Packed (``cu_seqlens`` set, ``data/packing.py``), the same rows lie back to back in one stream
+``[1, T]`` and ``cu_seqlens`` holds their offsets.
 
 What it does not do: tokenize, sample or pad (the collator), or split embeddings (forward step).
 """
@@ -44,11 +46,16 @@ class Batch:
     segment_lengths: Optional[tuple[int, int, int]] = None
     """Padded widths of the query, positive and negative segments (each <= S): the forward step runs
     them as separate passes. None (fixed-length batches, pipeline parallelism): one pass over S."""
+    cu_seqlens: Optional[Tensor] = None
+    """Packed batches only: [b*(2+k) + 1] int32 offsets of each row in the stream ``input_ids``
+    [1, T]; tokens from ``cu_seqlens[-1]`` to T are tail padding (``data/packing.py``)."""
 
     def __post_init__(self):
         b, k = self.num_queries, self.num_negatives
         rows = b * (2 + k)
-        if self.input_ids.dim() != 2 or self.input_ids.size(0) != rows:
+        if self.cu_seqlens is not None:
+            self._check_packed(rows)
+        elif self.input_ids.dim() != 2 or self.input_ids.size(0) != rows:
             raise ValueError(f"Batch.input_ids: expected [{rows}, S] (b={b}, k={k}), got "
                              f"{list(self.input_ids.shape)}")
         if self.attention_mask.shape != self.input_ids.shape:
@@ -63,6 +70,41 @@ class Batch:
         object.__setattr__(self, "kind", BatchKind(self.kind))
         if self.segment_lengths is not None:
             object.__setattr__(self, "segment_lengths", tuple(int(n) for n in self.segment_lengths))
+
+    def _check_packed(self, rows: int) -> None:
+        cu = self.cu_seqlens
+        if self.input_ids.dim() != 2 or self.input_ids.size(0) != 1:
+            raise ValueError(f"Batch.input_ids: a packed batch is one stream [1, T], got "
+                             f"{list(self.input_ids.shape)}")
+        if cu.dim() != 1 or cu.numel() != rows + 1:
+            raise ValueError(f"Batch.cu_seqlens: expected {rows + 1} offsets (b={self.num_queries}, "
+                             f"k={self.num_negatives}), got shape {list(cu.shape)}")
+        if int(cu[0]) != 0 or bool((cu[1:] <= cu[:-1]).any()) or int(cu[-1]) > self.input_ids.size(1):
+            raise ValueError(f"Batch.cu_seqlens: expected increasing offsets from 0 to at most "
+                             f"T={self.input_ids.size(1)} (no empty row), got {cu.tolist()}")
+        if self.segment_lengths is not None:
+            raise ValueError("Batch: a packed batch has no segment_lengths")
+
+    @property
+    def is_packed(self) -> bool:
+        return self.cu_seqlens is not None
+
+    def row_lengths(self) -> Tensor:
+        """Real tokens of each row, [rows] int64, in row order."""
+        if self.is_packed:
+            return (self.cu_seqlens[1:] - self.cu_seqlens[:-1]).long()
+        return self.attention_mask.sum(dim=1).long()
+
+    def processed_tokens(self, *, trim_segments: bool) -> int:
+        """Token positions the model computes for this batch: the stream length when packed, each
+        segment's rows x width when the forward step trims segments (one pipeline stage), else
+        every padded position."""
+        if self.is_packed:
+            return self.input_ids.numel()
+        if trim_segments and self.segment_lengths is not None:
+            b, rows = self.num_queries, self.input_ids.size(0)
+            return sum(n * w for n, w in zip((b, b, rows - 2 * b), self.segment_lengths))
+        return self.input_ids.numel()
 
     @property
     def has_content_ids(self) -> bool:
@@ -80,6 +122,8 @@ class Batch:
         Segment widths are kept: they bound the selected rows too, and a wider trim changes no
         embedding (each row depends only on its real tokens).
         """
+        if self.is_packed:
+            raise ValueError("Batch.select: select pairs before packing (data/packing.pack_batch)")
         b, k = self.num_queries, self.num_negatives
         idx = torch.as_tensor(list(pairs), dtype=torch.long)
         neg = (idx[:, None] * k + torch.arange(k)[None, :]).reshape(-1)

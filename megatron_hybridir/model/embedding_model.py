@@ -26,6 +26,7 @@ from megatron.core.transformer.transformer_block import TransformerBlock, Transf
 from megatron.core.transformer.transformer_config import TransformerConfig
 from torch import Tensor
 
+from megatron_hybridir.model import packing
 from megatron_hybridir.model.encoder_layers import EncoderEmbedding
 from megatron_hybridir.model.pooling.head import EmbeddingHead
 
@@ -51,11 +52,17 @@ class EmbeddingModel(MegatronModule):
                  vocab_size: int, max_sequence_length: int, head: Optional[EmbeddingHead],
                  mask_layout: str, positions: str = "rope", rotary_base: float = 10000.0,
                  rope_scaling_factor: Optional[float] = None, num_tokentypes: int = 0,
-                 position_offset: int = 0, pre_process: bool = True,
-                 post_process: bool = True, vp_stage: Optional[int] = None):
+                 position_offset: int = 0, packed_attention: str = "mask",
+                 pre_process: bool = True, post_process: bool = True,
+                 vp_stage: Optional[int] = None):
         super().__init__(config=config)
         if positions not in ("rope", "learned"):
             raise ValueError(f"positions must be rope or learned, got {positions!r}")
+        if packed_attention not in ("thd", "mask"):
+            raise ValueError(f"packed_attention must be thd or mask, got {packed_attention!r}")
+        # How packed rows are kept apart (model/packing.py): TE's THD kernels, or an explicit
+        # block-diagonal mask for the local spec.
+        self.packed_attention = packed_attention
         self.pre_process = pre_process
         self.post_process = post_process
         self.vocab_size = vocab_size
@@ -101,41 +108,88 @@ class EmbeddingModel(MegatronModule):
         self.decoder.set_input_tensor(input_tensor)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, *,
-                return_hidden: bool = False) -> Tensor:
+                cu_seqlens: Optional[Tensor] = None, return_hidden: bool = False) -> Tensor:
         """input_ids [b, s] int, attention_mask [b, s] bool (True = real token, right padded).
 
+        Packed (``cu_seqlens`` [rows + 1] given): input_ids and attention_mask are one stream
+        [1, T] holding the rows back to back (``model/packing.py``); the result is per row as if
+        unpacked.
+
         Returns [b, d] embeddings on the last stage ([b, s, h] final-norm states when
-        ``return_hidden``), and [s, b, h] activations for the next stage elsewhere.
+        ``return_hidden``; [rows, longest row, h] when packed), and [s, b, h] activations for the
+        next stage elsewhere.
         """
+        if cu_seqlens is not None:
+            return self._forward_packed(input_ids, attention_mask, cu_seqlens,
+                                        return_hidden=return_hidden)
         seq_len = attention_mask.size(1)
-        if seq_len > self.max_sequence_length:
-            raise ValueError(f"sequence length {seq_len} exceeds the model's position limit "
-                             f"{self.max_sequence_length}")
-        hidden = self._embed(input_ids) if self.pre_process else None
+        self._check_length(seq_len)
+        b = attention_mask.size(0)
+        positions = (torch.arange(seq_len, device=attention_mask.device)[None].expand(b, seq_len)
+                     if self.pre_process else None)
+        hidden = self._embed(input_ids, positions) if self.pre_process else None
         rotary = self.rotary_pos_emb(seq_len) if self.positions == "rope" else None
         mask = build_attention_mask(attention_mask, layout=self.mask_layout)
         hidden = self.decoder(hidden_states=hidden, attention_mask=mask, rotary_pos_emb=rotary)
         if not self.post_process:
             return hidden
+        hidden = self._gather_sequence(hidden).transpose(0, 1)  # [s, b, h] -> [b, s, h]
+        if return_hidden:
+            return hidden
+        return self.head(hidden, attention_mask).float()
+
+    def _forward_packed(self, input_ids: Tensor, attention_mask: Tensor, cu_seqlens: Tensor, *,
+                        return_hidden: bool) -> Tensor:
+        if attention_mask.dim() != 2 or attention_mask.size(0) != 1:
+            raise ValueError(f"a packed batch is one stream [1, T], got attention_mask of shape "
+                             f"{list(attention_mask.shape)}")
+        bounds = packing.segment_bounds(cu_seqlens, attention_mask.size(1))
+        positions = packing.positions_in_rows(cu_seqlens, attention_mask.size(1))  # [T]
+        self._check_length(int((cu_seqlens[1:] - cu_seqlens[:-1]).max()))
+        hidden = self._embed(input_ids, positions[None]) if self.pre_process else None
+        if self.packed_attention == "thd":
+            # TE restarts RoPE positions at each cu_seqlens boundary (Megatron's THD RoPE reads
+            # the first len_i rows of the table for row i) and keeps attention inside each row.
+            params = packing.thd_params(bounds)
+            rotary = (self.rotary_pos_emb(params.max_seqlen_q) if self.positions == "rope"
+                      else None)
+            hidden = self.decoder(hidden_states=hidden, attention_mask=None,
+                                  rotary_pos_emb=rotary, packed_seq_params=params)
+        else:
+            rotary = (self.rotary_pos_emb(int(positions.max()) + 1)[positions]  # [T, 1, 1, d]
+                      if self.positions == "rope" else None)
+            mask = packing.block_diagonal_mask(bounds, causal=self.mask_layout == "full")
+            hidden = self.decoder(hidden_states=hidden, attention_mask=mask, rotary_pos_emb=rotary)
+        if not self.post_process:
+            return hidden
+        hidden = self._gather_sequence(hidden)[:, 0]  # [T, 1, h] -> [T, h]
+        rows, row_mask = packing.unpack_rows(hidden, cu_seqlens)  # [rows, L, h], [rows, L]
+        if return_hidden:
+            return rows
+        return self.head(rows, row_mask).float()
+
+    def _check_length(self, seq_len: int) -> None:
+        if seq_len > self.max_sequence_length:
+            raise ValueError(f"sequence length {seq_len} exceeds the model's position limit "
+                             f"{self.max_sequence_length}")
+
+    def _gather_sequence(self, hidden: Tensor) -> Tensor:
         if self.config.sequence_parallel:
             # The head is replicated on every TP rank, so its gradient w.r.t. the gathered states
             # is the same everywhere: backward must split, not reduce-scatter (sum) it.
             hidden = tensor_parallel.gather_from_sequence_parallel_region(
                 hidden, tensor_parallel_output_grad=False)
-        hidden = hidden.transpose(0, 1)  # [s, b, h] -> [b, s, h]
-        if return_hidden:
-            return hidden
-        return self.head(hidden, attention_mask).float()
+        return hidden
 
-    def _embed(self, input_ids: Tensor) -> Tensor:
+    def _embed(self, input_ids: Tensor, positions: Tensor) -> Tensor:
+        """Token (and, for encoders, position and type) embeddings; positions [b, s] count from 0
+        inside each row."""
         if self.positions == "rope":
             return self.embedding(input_ids=input_ids, position_ids=None)
         # Right padding: real tokens sit at 0..n-1, so positions are the same as HF's (RoBERTa's
         # padding positions differ, but padded keys are masked and padded outputs unused).
-        b, s = input_ids.shape
-        positions = torch.arange(s, device=input_ids.device) + self.position_offset
         types = (torch.zeros_like(input_ids) if self.num_tokentypes else None)
-        return self.embedding(input_ids=input_ids, position_ids=positions.expand(b, s),
+        return self.embedding(input_ids=input_ids, position_ids=positions + self.position_offset,
                               tokentype_ids=types)
 
     def logit_scale(self) -> Optional[Tensor]:

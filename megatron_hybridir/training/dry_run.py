@@ -8,7 +8,8 @@ touches CUDA or process groups; the numbers are estimates with their formulas st
   weights and two moments (12 B, divided by DP with the distributed optimizer), + activations
   ~ s·b·h·(34 + 5·a·s/h) bytes per layer and micro-batch (Korthikanti et al., 2022), divided by TP
   with sequence parallelism, times the layers of one stage and the micro-batches in flight (PP);
-- FLOPs per step from ``training.flops``;
+- FLOPs per step from ``training.flops``, every row at ``seq_length`` (an upper bound: the data's
+  lengths are unknown here; training logs count real tokens and the padding fraction);
 - LoRA (``model.lora``): the frozen base costs its weights only; adapters (and the head, if it
   trains) add weights, fp32 gradients and Adam state, the only tensors in the optimizer. Activations
   are as for full training (backward still runs through every layer to reach the adapters).
@@ -48,7 +49,16 @@ def estimate(config: RunConfig, *, world_size: int) -> dict:
             "memory_activations_gib": activations / 2**30,
             "memory_total_gib": (static + activations) / 2**30,
             "micro_batches_per_step": data.global_batch_size // (data.micro_batch_size * dp),
-            "flops_per_step": flops, "lora": lora}
+            "flops_per_step": flops, "lora": lora, "packing": _packing(config)}
+
+
+def _packing(config: RunConfig) -> str | None:
+    data = config.data
+    if not data.packing:
+        return None
+    if data.micro_batch_tokens:
+        return f"token budget {data.micro_batch_tokens} per micro-batch (data.micro_batch_tokens)"
+    return "one token stream per micro-batch, no padding inside (data.packing)"
 
 
 def lora_memory(config: RunConfig, *, tp: int, pp: int, weight_bytes: int, optim: float) -> dict:
@@ -86,7 +96,8 @@ def format_estimate(e: dict) -> str:
         f"{e['memory_activations_gib']:.1f} activations",
         *(_format_lora(e["lora"]) if e.get("lora") else []),
         f"micro-batches per step per DP rank: {e['micro_batches_per_step']}",
-        f"FLOPs per step: {e['flops_per_step']:.3e}",
+        f"FLOPs per step (every row at seq_length, an upper bound): {e['flops_per_step']:.3e}",
+        *([f"packed micro-batches: {e['packing']}"] if e.get("packing") else []),
     ])
 
 

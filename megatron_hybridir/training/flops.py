@@ -12,6 +12,9 @@ bidirectional and there are no logits. Per sequence of s tokens, one forward pas
                 first, whose additions are negligible; latent attention's matmuls)
               + 2·h·h (BERT pooler, if on) + 2·h·p (optional projection)
 
+Throughput is reported on real tokens (``real_token_flops``: each row at its own length, so
+padding, which a packed batch does not compute, is never counted as useful work).
+
 Full training multiplies by 3 (forward + backward, which costs two forwards: the input gradient
 and the weight gradient of every matmul); GradCache adds one more forward (x4). Causal mode is
 counted the same: the dense-mask kernels compute all s x s scores.
@@ -24,6 +27,9 @@ step costs about 2x a forward, not 3x, and MFU is counted on that, not on full t
 """
 
 from __future__ import annotations
+
+from collections import Counter
+from typing import Sequence
 
 from megatron_hybridir.config import ModelConfig
 from megatron_hybridir.model.pooling import pooling_class
@@ -95,6 +101,15 @@ def training_flops(model: ModelConfig, *, sequences: int, seq_len: int, gradcach
     if model.lora is not None:
         return float(sequences * _lora_step_flops_per_sequence(model, seq_len, gradcache))
     return (4.0 if gradcache else 3.0) * sequences * forward_flops_per_sequence(model, seq_len)
+
+
+def real_token_flops(model: ModelConfig, *, row_lengths: Sequence[int], gradcache: bool) -> float:
+    """FLOPs of one optimizer step counted on real tokens only: each row at its own length, so
+    attention costs sum(s_i^2) whatever the padding or packing (a packed stream's block-diagonal
+    attention computes exactly that on TE's THD kernels)."""
+    counts = Counter(int(n) for n in row_lengths)
+    return float(sum(k * training_flops(model, sequences=1, seq_len=s, gradcache=gradcache)
+                     for s, k in counts.items()))
 
 
 def peak_tflops(device_name: str) -> float | None:

@@ -81,9 +81,12 @@ def embed(model, batch: Batch) -> Tensor:
     Why: padding short queries to the longest passage wastes compute (attention is quadratic in
     it); each row's embedding depends only on its real tokens, so trimming each segment to its own
     longest row (rounded to the collator's multiple) changes nothing but the work. Pipeline stages
-    exchange activations of one fixed shape, so they keep the whole batch.
+    exchange activations of one fixed shape, so they keep the whole batch. A packed batch
+    (``data.packing``) is one pass over its token stream, rows kept apart by ``cu_seqlens``.
     """
     ids, mask, lengths = batch.input_ids, batch.attention_mask, batch.segment_lengths
+    if batch.is_packed:
+        return model(ids, mask, cu_seqlens=batch.cu_seqlens)
     if lengths is None or parallel_state.get_pipeline_model_parallel_world_size() > 1:
         return model(ids, mask)
     b = batch.num_queries

@@ -133,6 +133,8 @@ class MetricsLog:
             self.bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['accuracy']:.3f}")
         elif step % self.log_interval == 0 or step == 1:
             mfu = f" MFU {record['mfu']:.1%}" if "mfu" in record else ""
+            if "padding_fraction" in record:
+                mfu += f" padding {record['padding_fraction']:.0%}"
             print(f"step {step} loss {record['loss']:.4f} acc {record['accuracy']:.3f} "
                   f"lr {record['lr']:.2e} grad-norm {record['grad_norm']:.3f} "
                   f"{record['step_time']:.2f}s {record['samples_per_s']:.1f} pairs/s "

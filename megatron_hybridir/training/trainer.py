@@ -31,12 +31,13 @@ from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron_hybridir.checkpointing.model_state import load_model_weights
 from megatron_hybridir.config import RunConfig, validate, validate_paths
 from megatron_hybridir.data.batch import Batch
+from megatron_hybridir.data.packing import pack_for_layout, split_by_tokens
 from megatron_hybridir.model.builder import build_model_chunks
 from megatron_hybridir.runtime.distributed import compute_device, initialize, launch_env
 from megatron_hybridir.training.adapter_checkpoint import check_same_base, load_base_weights
 from megatron_hybridir.training.checkpoint import latest_step, load_checkpoint, save_checkpoint
 from megatron_hybridir.training.engine import forward_backward, wrap_ddp
-from megatron_hybridir.training.flops import peak_tflops, training_flops
+from megatron_hybridir.training.flops import peak_tflops, real_token_flops
 from megatron_hybridir.training.gradcache import gradcache_forward_backward
 from megatron_hybridir.training.metrics_log import BatchKindCounts, MetricsLog, SourceBatchCounts
 from megatron_hybridir.training.run_identity import check_data, init_model, prepare_run_dir
@@ -78,17 +79,33 @@ class BatchSource:
 
     def micro_batches(self, step: int) -> list[Batch]:
         """This DP rank's micro-batches of ``step``, each carrying the step's batch kind (synthetic
-        batches: monolingual)."""
+        batches: monolingual), packed into token streams with ``data.packing``; with
+        ``data.micro_batch_tokens``, the rank's whole share cut by that token budget."""
+        data = self.config.data
+        if data.micro_batch_tokens is None:
+            micro = self._padded_micro_batches(step, pairs=data.micro_batch_size)
+        else:
+            # NOTE: the count of micro-batches may differ between DP ranks: under GradCache (which
+            # the budget requires) nothing is exchanged over DP per micro-batch, only the loss's
+            # all-gather of the whole local batch and the gradient reduction after the step.
+            [local] = self._padded_micro_batches(step, pairs=data.global_batch_size // self.dp_size)
+            micro = split_by_tokens(local, max_tokens=data.micro_batch_tokens)
+        if not data.packing:
+            return micro
+        return pack_for_layout(micro, pad_to_multiple=data.pad_to_multiple,
+                               parallel=self.config.parallel, token_budget=data.micro_batch_tokens)
+
+    def _padded_micro_batches(self, step: int, *, pairs: int) -> list[Batch]:
         data = self.config.data
         if self.sampler is not None:
             batch = self.sampler.global_batch(step).rank_slice(self.dp_rank, self.dp_size)
             self.last_source = batch.source
-            micro = [self.collate(m) for m in batch.micro_batches(data.micro_batch_size)]
+            micro = [self.collate(m) for m in batch.micro_batches(pairs)]
             self._check_ids(micro, step)
             return micro
-        per_rank = data.global_batch_size // self.dp_size // data.micro_batch_size
+        per_rank = data.global_batch_size // self.dp_size // pairs
         g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
-        all_micro = [related_pairs(num_queries=data.micro_batch_size,
+        all_micro = [related_pairs(num_queries=pairs,
                                    num_negatives=self.config.loss.num_hard_negatives,
                                    seq_length=self.config.seq_length,
                                    vocab_size=self.config.model.vocab_size, generator=g)
@@ -159,14 +176,19 @@ def _masked_negatives(outputs: list[dict]) -> int:
 
 def _throughput(config: RunConfig, micro: list[Batch], elapsed: float, *, dp_size: int,
                 gpus: int) -> dict:
-    """Pairs/s, tokens/s (padded, whole job), model TFLOP/s per GPU and MFU on known GPUs."""
-    rows = sum(mb.input_ids.size(0) for mb in micro) * dp_size
-    tokens = sum(mb.input_ids.numel() for mb in micro) * dp_size
-    seq = max(mb.input_ids.size(1) for mb in micro)
-    flops = training_flops(config.model, sequences=rows, seq_len=seq,
-                           gradcache=config.training.gradcache)
+    """Pairs/s, tokens/s (processed, whole job), model TFLOP/s per GPU and MFU on known GPUs, and
+    the padding fraction. FLOPs count real tokens only (``flops.real_token_flops``), so padding
+    is never reported as useful work; DP ranks are assumed alike (this rank's counts x DP)."""
+    lengths = torch.cat([mb.row_lengths() for mb in micro]).tolist()
+    trim = config.parallel.pipeline_model_parallel_size == 1
+    processed = sum(mb.processed_tokens(trim_segments=trim) for mb in micro)
+    flops = real_token_flops(config.model, row_lengths=lengths,
+                             gradcache=config.training.gradcache) * dp_size
     out = {"samples_per_s": config.data.global_batch_size / elapsed,
-           "tokens_per_s": tokens / elapsed, "tflops_per_gpu": flops / elapsed / gpus / 1e12}
+           "tokens_per_s": processed * dp_size / elapsed,
+           "real_tokens_per_s": sum(lengths) * dp_size / elapsed,
+           "padding_fraction": 1.0 - sum(lengths) / max(processed, 1),
+           "tflops_per_gpu": flops / elapsed / gpus / 1e12}
     if torch.cuda.is_available():
         peak = peak_tflops(torch.cuda.get_device_name())
         if peak:

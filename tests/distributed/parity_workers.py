@@ -16,6 +16,7 @@ from megatron.core import dist_checkpointing
 from megatron_hybridir.checkpointing.model_state import model_sharded_state
 from megatron_hybridir.config import LossConfig, ParallelConfig
 from megatron_hybridir.data.batch import Batch
+from megatron_hybridir.data.packing import pack_for_layout, split_by_tokens
 from megatron_hybridir.data.synthetic import random_token_batch
 from megatron_hybridir.model.builder import build_model_chunks
 from megatron_hybridir.config.presets import preset
@@ -75,6 +76,17 @@ def run_config(launch, case: dict, work: str) -> None:
     micro = micro_batches_for_rank(batch, dp_rank=ps.get_data_parallel_rank(),
                                    dp_size=ps.get_data_parallel_world_size(),
                                    num_micro=case["num_micro"])
+    budget = case.get("token_budget")
+    if budget is not None:
+        [local] = micro
+        micro = split_by_tokens(local, max_tokens=budget)
+        out_dir = work_dir / case["name"]
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / f"pairs_rank{launch.rank}.txt").write_text(
+            " ".join(str(mb.num_queries) for mb in micro))
+    if case.get("packing"):
+        # A multiple of 3 leaves odd stream lengths, which sequence parallelism must round to 6.
+        micro = pack_for_layout(micro, pad_to_multiple=3, parallel=parallel, token_budget=budget)
     if case.get("gradcache"):
         outputs = gradcache_forward_backward(ddp, micro, loss=LOSS,
                                              check_replay=case.get("check_replay", False))

@@ -15,6 +15,8 @@ ENCODER = dict(architecture="bert", num_query_groups=None, max_position_embeddin
                layernorm_epsilon=1e-12)
 CASES = {"enc_tp2_sp": (2, dict(tensor_model_parallel_size=2, sequence_parallel=True)),
          "enc_pp2": (2, dict(pipeline_model_parallel_size=2))}
+# Packed streams: learned absolute positions restart at each row, token types stay 0.
+PACKED = {"enc_pk_tp2_sp": CASES["enc_tp2_sp"], "enc_pk_pp2": CASES["enc_pp2"]}
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +27,13 @@ def encoder_runs(tmp_path_factory):
     for name, (world, layout) in CASES.items():
         run_ranks(run_config, world, dict(name=name, parallel=layout, model=ENCODER,
                                           global_batch=GLOBAL_BATCH, num_micro=1), str(work))
-    run_ranks(read_back, 1, ["enc_ref", *CASES], str(work), ENCODER)
+    for name, (world, layout) in PACKED.items():
+        run_ranks(run_config, world, dict(name=name, parallel=layout, model=ENCODER, packing=True,
+                                          global_batch=GLOBAL_BATCH, num_micro=1), str(work))
+    run_ranks(read_back, 1, ["enc_ref", *CASES, *PACKED], str(work), ENCODER)
     return work
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", [*CASES, *PACKED])
 def test_encoder_loss_and_gradients_match_single_process(encoder_runs, name):
     _compare(encoder_runs, name, "enc_ref", grad_tol=1e-4)

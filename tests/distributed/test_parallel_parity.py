@@ -34,6 +34,28 @@ GRADCACHE_CASES = {
 }
 
 
+# Packed micro-batches (data.packing): the rows of a micro-batch as one stream; the embeddings are
+# unchanged, so each case equals the padded single-process reference of its micro-batching.
+PACKED_CASES = {
+    "pk_m2": (1, dict(), 2, False),
+    "pk_tp2": (2, dict(tensor_model_parallel_size=2), 2, False),
+    "pk_tp2_sp": (2, dict(tensor_model_parallel_size=2, sequence_parallel=True), 2, False),
+    "pk_pp2": (2, dict(pipeline_model_parallel_size=2), 2, False),
+    "pk_dp2": (2, dict(), 1, False),
+    "pk_gc_pp2_m4": (2, dict(pipeline_model_parallel_size=2), 4, True),
+}
+
+# Token-budget micro-batches (data.micro_batch_tokens, with GradCache): whole pairs up to the budget
+# per micro-batch, a count that differs between DP ranks; the whole-batch loss and gradient stay.
+TOKEN_BUDGET = 40
+BUDGET_CASES = {
+    "tb_gc_m1": (1, dict()),
+    "tb_gc_dp2": (2, dict()),
+    "tb_gc_pp2": (2, dict(pipeline_model_parallel_size=2)),
+    "tb_gc_tp2_sp": (2, dict(tensor_model_parallel_size=2, sequence_parallel=True)),
+}
+
+
 @pytest.fixture(scope="module")
 def parity_runs(tmp_path_factory):
     work = tmp_path_factory.mktemp("parity")
@@ -52,7 +74,15 @@ def parity_runs(tmp_path_factory):
                                   model=dict(hidden_dropout=0.1, attention_dropout=0.1),
                                   global_batch=GLOBAL_BATCH, num_micro=4, gradcache=True,
                                   check_replay=True), str(work))
-    names = ["ref_m1", "ref_m2", *CASES, *GRADCACHE_CASES]
+    for name, (world, layout, micro, gradcache) in PACKED_CASES.items():
+        run_ranks(run_config, world, dict(name=name, parallel=layout, global_batch=GLOBAL_BATCH,
+                                          num_micro=micro, gradcache=gradcache, packing=True),
+                  str(work))
+    for name, (world, layout) in BUDGET_CASES.items():
+        run_ranks(run_config, world, dict(name=name, parallel=layout, global_batch=GLOBAL_BATCH,
+                                          num_micro=1, gradcache=True, packing=True,
+                                          token_budget=TOKEN_BUDGET), str(work))
+    names = ["ref_m1", "ref_m2", *CASES, *GRADCACHE_CASES, *PACKED_CASES, *BUDGET_CASES]
     run_ranks(read_back, 1, names, str(work))
     return work
 
@@ -85,6 +115,29 @@ def test_loss_and_gradients_match_single_process(parity_runs, name):
 @pytest.mark.parametrize("name", list(GRADCACHE_CASES))
 def test_gradcache_equals_the_whole_batch_gradient(parity_runs, name):
     _compare(parity_runs, name, "ref_m1", grad_tol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(PACKED_CASES))
+def test_packed_micro_batches_match_the_padded_reference(parity_runs, name):
+    _, _, micro, gradcache = PACKED_CASES[name]
+    _compare(parity_runs, name, "ref_m1" if gradcache else f"ref_m{micro}",
+             grad_tol=1e-5 if gradcache else 1e-4)
+
+
+@pytest.mark.parametrize("name", list(BUDGET_CASES))
+def test_token_budget_micro_batches_match_the_whole_batch(parity_runs, name):
+    _compare(parity_runs, name, "ref_m1", grad_tol=1e-5)
+
+
+def test_token_budget_splits_unevenly(parity_runs):
+    # The budget really cuts the batch: several micro-batches of varying pair counts in one run,
+    # and DP ranks that disagree on the count (so the equality above covers that case).
+    single = (parity_runs / "tb_gc_m1" / "pairs_rank0.txt").read_text().split()
+    assert len(single) > 1 and sum(map(int, single)) == GLOBAL_BATCH
+    per_rank = [(parity_runs / "tb_gc_dp2" / f"pairs_rank{r}.txt").read_text().split()
+                for r in (0, 1)]
+    assert sum(int(n) for counts in per_rank for n in counts) == GLOBAL_BATCH
+    assert len(per_rank[0]) != len(per_rank[1]), per_rank
 
 
 def test_gradcache_micro_batching_changes_nothing_but_plain_micro_batching_does(parity_runs):

@@ -60,7 +60,22 @@ BAD_VALUES = [
     ("checkpoint.keep_last=.inf", "checkpoint.keep_last: expected int, got inf"),   # found by hypothesis
     ("training.train_steps=.nan", "training.train_steps: expected int, got nan"),
     ("model.position_offset=2", "model.position_offset: position offsets need model.architecture=bert"),
+    ("data.micro_batch_tokens=0", "data.micro_batch_tokens: "),
+    ("data.micro_batch_tokens=4096", "data.micro_batch_tokens: 4096 needs data.packing=true"),
 ]
+
+
+def test_token_budget_needs_gradcache_and_room_for_one_pair():
+    base = ["model.preset=tiny", "data.packing=true", "seq_length=128", "loss.num_hard_negatives=2"]
+    with pytest.raises(ConfigError, match="data.micro_batch_tokens: 4096 needs "
+                                          "training.gradcache=true"):
+        load_config(None, [*base, "data.micro_batch_tokens=4096"])
+    with pytest.raises(ConfigError, match=r"data.micro_batch_tokens: 500 cannot hold one pair of "
+                                          r"the longest rows: seq_length 128 x \(2 \+ "
+                                          r"loss.num_hard_negatives=2\) = 512 tokens"):
+        load_config(None, [*base, "training.gradcache=true", "data.micro_batch_tokens=500"])
+    config = load_config(None, [*base, "training.gradcache=true", "data.micro_batch_tokens=512"])
+    assert config.data.micro_batch_tokens == 512 and config.data.packing
 
 
 @pytest.mark.parametrize("override,message", BAD_VALUES)

@@ -85,7 +85,7 @@ def main() -> None:
     from megatron_hybridir.runtime.distributed import (
         compute_device, initialize, shutdown, to_compute_device)
     from megatron_hybridir.training.engine import forward_backward
-    from megatron_hybridir.training.flops import peak_tflops, training_flops
+    from megatron_hybridir.training.flops import peak_tflops, real_token_flops
     from megatron_hybridir.training.forward_step import split_embeddings
     from megatron_hybridir.training.trainer import BatchSource, build_training
 
@@ -129,7 +129,10 @@ def main() -> None:
                               warmup=3)
 
     rows = args.queries * 3
-    flops = training_flops(config.model, sequences=rows, seq_len=args.seq, gradcache=False)
+    # Real tokens only (each row at its own length): padding is not useful work for either side.
+    lengths = micro[0].row_lengths().tolist()
+    flops = real_token_flops(config.model, row_lengths=lengths, gradcache=False)
+    padding = 1.0 - sum(lengths) / micro[0].input_ids.numel()
     name = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "CPU"
     peak = peak_tflops(name) if device.type == "cuda" else None
     layers = config.model.num_layers
@@ -137,7 +140,8 @@ def main() -> None:
     print(f"device: {name}; {library_versions()}")
     print(f"{args.size}: {layers} layers, hidden {config.model.hidden_size}, ffn "
           f"{config.model.ffn_hidden_size}, {rows} sequences x {args.seq} tokens per step, "
-          f"{flops / 1e12:.2f} TFLOP per step, {args.steps} timed steps each (median); "
+          f"{flops / 1e12:.2f} TFLOP per step on real tokens (padding {padding:.0%}), "
+          f"{args.steps} timed steps each (median); "
           f"ours: {'Transformer Engine' if uses_te else 'local'} "
           f"layers, recompute {args.recompute}")
     print("| implementation | precision | ms/step | TFLOP/s | MFU (dense bf16 peak) |")

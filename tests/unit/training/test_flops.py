@@ -75,3 +75,38 @@ def test_lora_step_flops_match_torch_flop_counter(megatron_runtime, targets, pro
     full = training_flops(preset("tiny", projection_dim=projection_dim), sequences=3, seq_len=24,
                           gradcache=False)
     assert expected < full
+
+
+def test_real_token_flops_count_each_row_at_its_own_length():
+    from megatron_hybridir.training.flops import real_token_flops
+
+    cfg = preset("tiny")
+    one = {s: training_flops(cfg, sequences=1, seq_len=s, gradcache=False) for s in (4, 8, 9)}
+    assert real_token_flops(cfg, row_lengths=[4, 9, 4], gradcache=False) == 2 * one[4] + one[9]
+    # Two rows of 4 packed into a stream of 8: linears as for 8 tokens, attention 2*4^2 < 8^2.
+    packed = real_token_flops(cfg, row_lengths=[4, 4], gradcache=False)
+    assert packed < one[8]
+    heads, d = cfg.num_attention_heads, cfg.head_dim
+    attention = lambda s: 3 * cfg.num_layers * 2 * 2 * s * s * d * heads  # noqa: E731
+    assert packed == pytest.approx(one[8] - attention(8) + 2 * attention(4), rel=1e-12)
+
+
+def test_logged_throughput_counts_real_tokens_and_the_padding_fraction():
+    from megatron_hybridir.config import load_config
+    from megatron_hybridir.data.batch import Batch
+    from megatron_hybridir.data.packing import pack_batch
+    from megatron_hybridir.training.flops import real_token_flops
+    from megatron_hybridir.training.trainer import _throughput
+
+    config = load_config(None, ["model.preset=tiny", "data.global_batch_size=2",
+                                "data.micro_batch_size=1", "loss.num_hard_negatives=1"])
+    lengths = torch.tensor([3, 7, 5])
+    mask = torch.arange(8)[None, :] < lengths[:, None]
+    batch = Batch(input_ids=mask.long(), attention_mask=mask, num_queries=1, num_negatives=1)
+    expected = real_token_flops(config.model, row_lengths=[3, 7, 5, 3, 7, 5],
+                                gradcache=False) * 2  # two micro-batches, DP=2
+    for micro, processed in (([batch, batch], 48), ([pack_batch(batch)] * 2, 32)):
+        out = _throughput(config, micro, 2.0, dp_size=2, gpus=4)
+        assert out["tflops_per_gpu"] == pytest.approx(expected / 2.0 / 4 / 1e12, rel=1e-12)
+        assert out["padding_fraction"] == pytest.approx(1 - 30 / processed)
+        assert out["real_tokens_per_s"] == pytest.approx(30 * 2 / 2.0)
