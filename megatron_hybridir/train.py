@@ -16,6 +16,8 @@ from megatron_hybridir.checkpointing.checksums import CheckpointCorruptError
 from megatron_hybridir.config import ConfigError, load_config
 from megatron_hybridir.config.help import format_help
 from megatron_hybridir.runtime.distributed import shutdown
+from megatron_hybridir.training.checkpoint import CheckpointSaveError
+from megatron_hybridir.training.run_lock import RunDirLockedError
 from megatron_hybridir.training.trainer import train
 
 
@@ -78,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         train(config)  # a preempted run also returns normally: it saved, and will be requeued
-    except (ConfigError, CheckpointCorruptError) as err:
+    except (ConfigError, CheckpointCorruptError, RunDirLockedError, CheckpointSaveError) as err:
         # Config: raised before any process group exists (world size, data.path). Checkpoint: a
-        # file failed its checksum; the message names it and the last good step.
+        # file failed its checksum (the message names it and the last good step), or a save
+        # failed (cause and file). Lock: another job holds checkpoint.dir (named).
         print(f"error: {err}", file=sys.stderr)
         return 2
     finally:

@@ -307,6 +307,10 @@ class CheckpointConfig:
     another run); ignored when the run directory already has a checkpoint to resume. The whole
     model section is taken from it; the config may change only the head and dropout fields
     (``training/run_identity.INIT_OVERRIDABLE``)."""
+    allow_data_change: bool = False
+    """Let a relaunch train on data whose manifest.json differs from the data the run was
+    trained on (deliberately changed data, or data.path moved); recorded in launches/<n>.yaml.
+    Without it such a relaunch stops, naming both manifest hashes."""
 
 
 @dataclass

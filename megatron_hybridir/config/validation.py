@@ -174,8 +174,17 @@ def check_ranges(node: Any, section: str = "") -> None:
             _require(rule.holds(v), where, rule.message(v))
 
 
+# Path fields where "" would read as unset: ``checkpoint.dir=$RUN_DIR`` with the variable empty
+# trained without saving anything, and exited 0.
+_PATH_FIELDS = ("checkpoint.dir", "checkpoint.init_from", "data.path")
+
+
 def validate_values(config: RunConfig) -> None:
     """Finite floats, every numeric field's range, ``Literal`` choices and the sampler's fields."""
+    for path in _PATH_FIELDS:
+        value = field_value(config, path)
+        _require(value is None or value.strip() != "", path,
+                 f"empty path {value!r}; name a folder, or leave it unset (null) for none")
     _finite_floats(config)
     check_ranges(config)
     check_choices(config)

@@ -59,8 +59,9 @@ class SamplerConfig:
     seed: int = 1234
     source_weights: Optional[tuple] = None
     """Relative share of each source per epoch (None: proportional to size, the paper's rule).
-    A source given more than its size repeats items across the epoch, never within a batch.
-    With ``same_source_batches``: each source's share of the batches instead."""
+    A source given more than its size repeats items across the epoch, never within a batch; a
+    source of weight 0 is never drawn (nor counted in the language weights). With
+    ``same_source_batches``: each source's share of the batches instead."""
     same_source_batches: bool = False
     """Draw every global batch from one source (``data/source_batches.py``); off: sources mix."""
 
@@ -154,6 +155,9 @@ class HybridSampler:
         n_par, n_mono = len(self.parallel_masks), len(self.mono_langs)
         self._sources = (_source_array(parallel_sources, n_par), _source_array(mono_sources, n_mono))
         self._weights = _normalised_weights(config.source_weights, self._sources)
+        # Items a batch may hold: all, or those of sources with a weight above 0.
+        self._drawable = tuple(np.ones(len(s), bool) if self._weights is None
+                               else self._weights[s] > 0 for s in self._sources)
         b = config.global_batch_size
         if self.alpha < 1.0 and n_par < b:
             raise ValueError(f"cross-lingual batches need >= {b} items with two or more "
@@ -174,10 +178,13 @@ class HybridSampler:
             self.mono_share = int(round(b * mono_w / (mono_w + par_w)))
         if b - self.mono_share > n_par or self.mono_share > n_mono:
             raise ValueError("not enough items to fill a monolingual batch without repeats")
+        self._check_drawable()
         # One language at a time: an [items, languages] matrix would be GBs at 10M+ items.
-        per_lang = np.array([int(((self.parallel_masks >> np.uint64(l)) & np.uint64(1)).sum())
+        par_masks = self.parallel_masks[self._drawable[_STREAM_PARALLEL]]
+        per_lang = np.array([int(((par_masks >> np.uint64(l)) & np.uint64(1)).sum())
                              for l in range(num_languages)], dtype=np.int64)
-        per_lang = per_lang + np.bincount(self.mono_langs, minlength=num_languages)
+        per_lang = per_lang + np.bincount(self.mono_langs[self._drawable[_STREAM_MONO]],
+                                          minlength=num_languages)
         self.lang_weights = language_weights(per_lang, config.language_temperature)
         self._kinds_cache = np.zeros(0, dtype=np.int8)
         self.same_source = None
@@ -194,6 +201,24 @@ class HybridSampler:
             return [BatchKind.MIXED]
         return ([BatchKind.MONOLINGUAL] if self.alpha > 0 else []) + (
             [BatchKind.CROSS_LINGUAL] if self.alpha < 1 else [])
+
+    def _check_drawable(self) -> None:
+        """Zero source weights leave enough items for every stream a batch draws from."""
+        if self._weights is None:
+            return
+        b, m = self.config.global_batch_size, self.mono_share
+        needs_parallel = b - m if self.alpha == 1.0 else b   # cross-lingual / mixed: all parallel
+        for stream, need, name in ((_STREAM_PARALLEL, needs_parallel, "multilingual"),
+                                   (_STREAM_MONO, m, "monolingual-only")):
+            have = int(self._drawable[stream].sum())
+            if need > have:
+                zero = sorted({int(i) for i in np.unique(self._sources[stream])
+                               if self._weights[i] == 0})
+                raise ValueError(
+                    f"sampler.source_weights: {list(self.config.source_weights)} leaves "
+                    f"{have} {name} items with a weight above 0 (sources {zero} have weight 0), "
+                    f"but batches of mode {self.config.mode} need {need} of them per global "
+                    f"batch; give those sources a weight above 0 or change data.mode")
 
     # ---------------------------------------------------------------------------------------
     @property
@@ -271,9 +296,11 @@ class HybridSampler:
         par_pos, mono_pos = self._positions(step)
         n_mono = self.mono_share if kind == BatchKind.MONOLINGUAL else 0
         par = _unique(self._take(_STREAM_PARALLEL, par_pos, cfg.global_batch_size - n_mono),
-                      _rng(cfg.seed, step, 1), self._sources[_STREAM_PARALLEL])
+                      _rng(cfg.seed, step, 1), self._sources[_STREAM_PARALLEL],
+                      self._drawable[_STREAM_PARALLEL])
         mono = (_unique(self._take(_STREAM_MONO, mono_pos, n_mono), _rng(cfg.seed, step, 2),
-                        self._sources[_STREAM_MONO]) if n_mono else np.zeros(0, np.int64))
+                        self._sources[_STREAM_MONO], self._drawable[_STREAM_MONO])
+                if n_mono else np.zeros(0, np.int64))
         return par, mono
 
     def _mono_languages(self, masks: np.ndarray, rng) -> tuple[np.ndarray, int]:
@@ -330,6 +357,7 @@ def _weighted_order(seed: int, stream: int, epoch: int, sources: np.ndarray,
     rng = _rng(seed, 0x50C, stream, epoch)
     size = len(sources)
     present = np.unique(sources)
+    present = present[weights[present] > 0]     # weight 0: never drawn
     share = weights[present] / weights[present].sum()
     quotas = np.floor(share * size).astype(np.int64)
     quotas[: size - quotas.sum()] += 1  # distribute the rounding remainder
@@ -342,8 +370,9 @@ def _weighted_order(seed: int, stream: int, epoch: int, sources: np.ndarray,
     return rng.permutation(np.concatenate(parts))
 
 
-def _unique(items: np.ndarray, rng, sources: np.ndarray) -> np.ndarray:
-    """Replace repeats (epoch boundaries, upsampled sources) by unused items of the same source."""
+def _unique(items: np.ndarray, rng, sources: np.ndarray, drawable: np.ndarray) -> np.ndarray:
+    """Replace repeats (epoch boundaries, upsampled sources) by unused items of the same source
+    (else by any unused ``drawable`` item: never one of a zero-weight source)."""
     _, first = np.unique(items, return_index=True)
     if len(first) == len(items):
         return items
@@ -352,7 +381,7 @@ def _unique(items: np.ndarray, rng, sources: np.ndarray) -> np.ndarray:
         members = np.flatnonzero(sources == sources[items[i]])
         free = np.setdiff1d(members, np.fromiter(used, dtype=np.int64), assume_unique=False)
         if len(free) == 0:  # the source is smaller than its share of this batch
-            free = np.setdiff1d(np.arange(len(sources)), np.fromiter(used, dtype=np.int64))
+            free = np.setdiff1d(np.flatnonzero(drawable), np.fromiter(used, dtype=np.int64))
         items[i] = int(free[rng.integers(len(free))])
         used.add(int(items[i]))
     return items

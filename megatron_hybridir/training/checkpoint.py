@@ -9,7 +9,13 @@ per rank and restored only when the layout is unchanged. A checkpoint is written
 replaced (write + os.replace), so a crash mid-save never leaves ``latest`` pointing at a partial
 checkpoint.
 Loading verifies the checksums first: a changed, truncated or missing file is named, with the last
-step that still verifies.
+step that still verifies. A save that fails (a full disk) names the cause and the file; the partial
+``step_N.tmp`` folders a failed or killed save leaves are removed by the next launch, which holds
+the run directory's lock (``training/run_lock``).
+
+Every file is read with ``torch.load(weights_only=True)``: a checkpoint folder is data, and a
+pickle in it (its ``checksums.json`` can be rewritten to match) must not run code on resume. The
+per-rank RNG states are therefore plain tensors (``rng_rank<r>.pt``: a dict of tensors).
 
 What it does not do: decide when to save (the trainer does), or read only a model's weights
 (``checkpoint.init_from``: ``checkpointing/model_state.load_model_weights``).
@@ -17,8 +23,11 @@ What it does not do: decide when to save (the trainer does), or read only a mode
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import pickle
+import re
 import shutil
 from pathlib import Path
 from typing import Optional
@@ -27,13 +36,14 @@ import torch
 import torch.distributed as dist
 from megatron.core import dist_checkpointing
 
+from megatron.core.tensor_parallel import get_cuda_rng_tracker
+
 from megatron_hybridir.checkpointing.checksums import (
     CheckpointCorruptError,
     verify_checksums,
     write_checksums,
 )
 from megatron_hybridir.checkpointing.model_state import chunk_parts, model_sharded_state
-from megatron_hybridir.runtime.rng import rng_restore, rng_snapshot
 from megatron_hybridir.training.adapter_checkpoint import checkpoint_model_state, load_chunk_state
 
 logger = logging.getLogger(__name__)
@@ -86,10 +96,102 @@ def _offer(root: Path, bad: int) -> str:
             f"it with `echo {good} > {root / 'latest'}`")
 
 
+class CheckpointSaveError(RuntimeError):
+    """Writing a checkpoint failed; the message names the cause (e.g. a full disk) and the file."""
+
+
+_ERRNO_TEXT = re.compile(r"\[Errno (\d+)\] ([^:\n]+)(?:: '([^'\n]+)')?")
+
+
+def _os_error(err: BaseException) -> Optional[OSError]:
+    """The OSError behind a save failure. Megatron's writer processes send theirs back wrapped in
+    a RuntimeError, which torch.distributed.checkpoint gathers (pickled, so without its
+    ``__cause__``) into a CheckpointException: then only its text ``[Errno N] ...: 'path'`` is
+    left, and is parsed."""
+    seen, todo = set(), [err]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno is not None:
+            return e
+        todo += [e.__cause__, e.__context__]
+        todo += [pair[0] for pair in (getattr(e, "failures", None) or {}).values()]
+    match = _ERRNO_TEXT.search(str(err))
+    if match is None:
+        return None
+    return OSError(int(match.group(1)), match.group(2), match.group(3))
+
+
+def remove_partial_saves(run_dir: str | Path) -> list[Path]:
+    """Delete the ``step_N.tmp`` folders of saves that failed or were killed. Only the holder of
+    the run directory's lock may call this (no other job can be writing one)."""
+    root = Path(run_dir) / "checkpoints"
+    stale = sorted(p for p in root.glob("step_*.tmp") if p.is_dir())
+    for folder in stale:
+        logger.warning("removing %s, left by a save that did not complete", folder)
+        shutil.rmtree(folder)
+    return stale
+
+
 def save_checkpoint(run_dir: str | Path, step: int, *, model, optimizer, scheduler,
                     extra: dict, keep_last: int = 2) -> Path:
     """Write ``step`` for every rank (collective); returns the final checkpoint folder."""
     root = Path(run_dir) / "checkpoints"
+    tmp = root / f"step_{step:08d}.tmp"
+    try:
+        return _save(root, step, model=model, optimizer=optimizer, scheduler=scheduler,
+                     extra=extra, keep_last=keep_last)
+    except BaseException as err:     # torch's CheckpointException is a BaseException
+        if isinstance(err, (KeyboardInterrupt, SystemExit)):
+            raise
+        cause = _os_error(err)
+        if cause is None:
+            raise
+        if (dist.get_rank() if dist.is_initialized() else 0) == 0:
+            shutil.rmtree(tmp, ignore_errors=True)    # free what it took; 'latest' is unchanged
+        reason = os.strerror(cause.errno).lower() if cause.errno else str(cause)
+        code = errno.errorcode.get(cause.errno, cause.errno)
+        raise CheckpointSaveError(
+            f"saving checkpoint step {step} failed: {reason} ({code}) writing "
+            f"{cause.filename or tmp}. The partial folder {tmp} was removed; "
+            f"{root / 'latest'} still names the last complete checkpoint. Free space (or fix the "
+            f"cause) and relaunch to resume from it") from err
+
+
+def _rng_state() -> dict:
+    """This rank's RNG streams as plain tensors (loadable with ``weights_only=True``)."""
+    state = {"cpu": torch.get_rng_state(),
+             "tracker": {k: v.clone() for k, v in get_cuda_rng_tracker().get_states().items()}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _restore_rng(path: Path) -> None:
+    """Restore :func:`_rng_state`'s file (or the tuple older checkpoints pickled, which also
+    holds only tensors); anything that needs unpickling of code is refused."""
+    try:
+        state = torch.load(path, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError) as err:
+        raise CheckpointCorruptError(
+            f"{path}: refused to load: it is not plain tensors (torch.load(weights_only=True): "
+            f"{str(err).splitlines()[0]}). A checkpoint file that needs unpickling of code could "
+            f"run that code; nothing was run. If this checkpoint is yours and its other files "
+            f"verify, delete {path.name} to resume without this rank's RNG state (dropout draws "
+            f"will differ from an uninterrupted run); otherwise resume from another checkpoint"
+        ) from None
+    if isinstance(state, tuple):         # written before the RNG state became a dict
+        state = {"cpu": state[0], "cuda": state[1], "tracker": state[2]}
+    torch.set_rng_state(state["cpu"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+    get_cuda_rng_tracker().set_states({k: v.clone() for k, v in state["tracker"].items()})
+
+
+def _save(root: Path, step: int, *, model, optimizer, scheduler, extra: dict,
+          keep_last: int) -> Path:
     final, tmp = root / f"step_{step:08d}", root / f"step_{step:08d}.tmp"
     rank = dist.get_rank() if dist.is_initialized() else 0
     if rank == 0:
@@ -103,7 +205,7 @@ def save_checkpoint(run_dir: str | Path, step: int, *, model, optimizer, schedul
              "scheduler": scheduler.state_dict(), "step": step, "extra": extra,
              "world_size": dist.get_world_size() if dist.is_initialized() else 1}
     dist_checkpointing.save(state, str(tmp))
-    torch.save(rng_snapshot(), tmp / f"rng_rank{rank}.pt")
+    torch.save(_rng_state(), tmp / f"rng_rank{rank}.pt")
     _barrier()
     write_checksums(tmp)      # collective; checksums.json is the last file written
     _barrier()
@@ -191,7 +293,7 @@ def load_checkpoint(run_dir: str | Path, *, model, optimizer, scheduler) -> Opti
     rank = dist.get_rank() if dist.is_initialized() else 0
     rng_file = path / f"rng_rank{rank}.pt"
     if state["world_size"] == world and rng_file.exists():
-        rng_restore(torch.load(rng_file, weights_only=False))
+        _restore_rng(rng_file)
     else:
         logger.warning("checkpoint written by %d ranks, now %d: RNG states not restored",
                        state["world_size"], world)

@@ -77,20 +77,29 @@ class SourceBatchCounts:
         return {"source_batches": dict(self.counts)}
 
 
+SUPERSEDED = "metrics.superseded.jsonl"
+
+
 def _drop_records_after(path: Path, step: int) -> None:
     """A run killed after its last checkpoint logged steps it will train again on resume (and maybe
     half a line): keep only the records up to the step it resumes from, so the log holds each
-    step once, as trained by the run that continued."""
+    step once, as trained by the run that continued. The records taken out are appended to
+    ``metrics.superseded.jsonl``, not lost.
+
+    NOTE: this rewrite is safe only because the caller holds the run directory's lock
+    (``training/run_lock``): a second job appending to the old file would lose its records."""
     if not path.exists():
         return
-    kept = []
+    kept, dropped = [], []
     for line in path.read_text().splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue   # torn last line of a killed run
-        if record.get("step", 0) <= step:
-            kept.append(line)
+        (kept if record.get("step", 0) <= step else dropped).append(line)
+    if dropped:
+        with (path.parent / SUPERSEDED).open("a") as side:
+            side.write("".join(d + "\n" for d in dropped))
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(k + "\n" for k in kept))
     os.replace(tmp, path)

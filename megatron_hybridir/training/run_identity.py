@@ -20,6 +20,7 @@ What it does not do: load weights (``training/checkpoint``) or validate single v
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -55,7 +56,7 @@ INIT_OVERRIDABLE = ("hidden_dropout", "attention_dropout", "pooling", "latent_nu
 # is rebuilt from the new optim values, see trainer.build_training). Everything else is refused.
 # checkpoint.dir: a run directory copied or moved elsewhere is the same run.
 RELAUNCH_HONOURED = ("training.", "parallel.", "checkpoint.dir", "checkpoint.save_interval",
-                     "checkpoint.keep_last",
+                     "checkpoint.keep_last", "checkpoint.allow_data_change",
                      "optim.lr", "optim.min_lr", "optim.weight_decay", "optim.clip_grad",
                      "optim.warmup_steps", "data.micro_batch_size", "data.pad_to_multiple",
                      "model.recompute", "model.use_transformer_engine")
@@ -89,9 +90,11 @@ def init_model(init_from: str, model: ModelConfig, explicit: Optional[dict] = No
     wrote (YAML + overrides); None means every field of ``model`` counts as written (a RunConfig
     built in code). Other written fields that differ from the checkpoint raise, listed."""
     try:
-        source, _, _ = resolve_checkpoint(init_from)
+        source, _, info = resolve_checkpoint(init_from)
     except CheckpointError as err:
         raise ConfigError(f"checkpoint.init_from: {err}") from None
+    if source.lora is not None:
+        _refuse_lora_source(init_from, info)
     written = dataclasses.asdict(model) if explicit is None else dict(explicit)
     mine = dataclasses.asdict(model)
     theirs = dataclasses.asdict(source)
@@ -107,7 +110,28 @@ def init_model(init_from: str, model: ModelConfig, explicit: Optional[dict] = No
                                           if k in INIT_OVERRIDABLE})
 
 
+def _refuse_lora_source(init_from: str, info: dict) -> None:
+    """A LoRA run's checkpoints hold only its adapters (``training/adapter_checkpoint``): it
+    cannot be a starting point until the adapters are merged into its base."""
+    base = ((info.get("provenance") or {}).get("init_from")
+            or "the base named by its config.yaml (checkpoint.init_from)")
+    raise ConfigError(
+        f"checkpoint.init_from={init_from} is a LoRA run: its checkpoints hold only the LoRA "
+        f"adapters, not the frozen base weights ({base}). Merge the adapters into the base first, "
+        f"then start from the merged model:\n"
+        f"  python tools/export_to_hf.py --checkpoint {init_from} --output MERGED_HF\n"
+        f"  python tools/convert_hf_to_megatron.py --hf MERGED_HF --output MERGED\n"
+        f"and set checkpoint.init_from=MERGED (to go on training the same adapters, relaunch the "
+        f"LoRA run itself: checkpoint.dir={init_from})")
+
+
 # --- training data --------------------------------------------------------------------------
+
+
+def manifest_hash(path: str) -> str:
+    """sha256 of the data's ``manifest.json``: it lists every output file's size, the sources'
+    read / kept counts, the tokenizer and the settings, so other data gives another hash."""
+    return hashlib.sha256((Path(path) / "manifest.json").read_bytes()).hexdigest()
 
 
 def read_manifest(path: str) -> dict:
@@ -129,6 +153,7 @@ def check_data(config: RunConfig) -> Optional[dict]:
         raise ConfigError(f"{where}: tokenizer vocabulary {vocab:,} is larger than model.vocab_size "
                           f"{config.model.vocab_size:,}; token ids up to {vocab - 1:,} have no "
                           f"embedding row. Preprocess with the model's tokenizer")
+    _check_lengths(config, manifest, where=where)
     if config.checkpoint.init_from:
         init = _init_tokenizer(config.checkpoint.init_from)
         if init is not None and manifest.get("tokenizer_hash") not in init[0]:
@@ -139,6 +164,36 @@ def check_data(config: RunConfig) -> Optional[dict]:
                 f"hash {' / '.join(sorted(init[0]))} (vocabulary {init[1]:,}, {init[2]}). "
                 f"Preprocess the data with the checkpoint's tokenizer")
     return manifest
+
+
+def _check_lengths(config: RunConfig, manifest: dict, *, where: str) -> None:
+    """Each field's longest row, as the collator pads it, fits the model's positions (a learned
+    table's rows minus ``position_offset``; RoPE models are held to ``max_position_embeddings``
+    too, which ``model/embedding_model`` enforces per batch), and with pipeline parallelism the
+    fixed ``seq_length``. Checked on the manifest's limits, like the vocabulary: a longer row
+    would otherwise fail only when the sampler draws it, hours in."""
+    model, pad = config.model, config.data.pad_to_multiple
+    limit = model.max_position_embeddings - model.position_offset
+    source = (f"model.max_position_embeddings={model.max_position_embeddings}" +
+              (f" minus model.position_offset={model.position_offset}" if model.position_offset else ""))
+    lengths = manifest.get("max_length") or manifest.get("config", {}).get("max_length") or {}
+    for name, length in sorted(lengths.items()):
+        if config.parallel.pipeline_model_parallel_size > 1:    # fixed-length batches
+            if length > config.seq_length:
+                raise ConfigError(
+                    f"{where}: max_length.{name}={length} is longer than seq_length="
+                    f"{config.seq_length} (pipeline parallelism pads every row to seq_length); "
+                    f"raise seq_length (up to {limit}, {source}) or preprocess again with "
+                    f"--max-length {name}={config.seq_length}")
+            continue
+        padded = -(-length // pad) * pad
+        if padded > limit:
+            fits = limit // pad * pad
+            raise ConfigError(
+                f"{where}: max_length.{name}={length} (rows padded to {padded} with "
+                f"data.pad_to_multiple={pad}) is longer than the model's position limit {limit} "
+                f"({source}); such a row would fail when it is drawn. Preprocess again with "
+                f"--max-length {name}={fits}")
 
 
 def _init_tokenizer(init_from: str) -> Optional[tuple[set, int, Path]]:
@@ -163,6 +218,28 @@ def _honoured(key: str) -> bool:
     return any(key == p or (p.endswith(".") and key.startswith(p)) for p in RELAUNCH_HONOURED)
 
 
+def _recorded_data_hash(run_dir: Path) -> Optional[str]:
+    """The manifest hash of the data the run last trained on: the newest launch record that has
+    one (a deliberate change, ``checkpoint.allow_data_change``), else ``provenance.json``'s."""
+    for launch in sorted((run_dir / "launches").glob("*.yaml"), reverse=True):
+        data = (yaml.safe_load(launch.read_text()) or {}).get("data") or {}
+        if data.get("manifest_sha256"):
+            return data["manifest_sha256"]
+    return ((_read_json(run_dir / "provenance.json") or {}).get("data") or {}).get("manifest_sha256")
+
+
+def _data_change(run_dir: Path, config: RunConfig) -> Optional[tuple]:
+    """(recorded, current) manifest hashes when the data differ from what the run trained on."""
+    if config.data.path is None:
+        return None
+    recorded, current = _recorded_data_hash(run_dir), manifest_hash(config.data.path)
+    if recorded is None:
+        logger.warning("%s records no data manifest hash (a run started before it was recorded); "
+                       "this launch records %s", run_dir, current)
+        return None
+    return (recorded, current) if recorded != current else None
+
+
 def check_relaunch(run_dir: Path, config: RunConfig, manifest: Optional[dict]) -> dict[str, tuple]:
     """Compare a relaunch with the run's ``config.yaml`` and recorded data identity; raise listing
     every field that cannot change; return the honoured changes."""
@@ -170,7 +247,9 @@ def check_relaunch(run_dir: Path, config: RunConfig, manifest: Optional[dict]) -
     # Normalise through the dataclasses, so defaults added since the run started compare equal.
     saved = to_dict(from_dict(RunConfig, saved))
     diffs = _differences(saved, to_dict(config))
-    refused = {k: v for k, v in diffs.items() if not _honoured(k)}
+    allowed = config.checkpoint.allow_data_change
+    refused = {k: v for k, v in diffs.items()
+               if not (_honoured(k) or (allowed and k == "data.path"))}
     recorded = ((_read_json(run_dir / "provenance.json") or {}).get("data") or {})
     if manifest is not None and recorded.get("tokenizer_hash") not in (None, manifest.get("tokenizer_hash")):
         refused["data tokenizer hash"] = (recorded["tokenizer_hash"], manifest.get("tokenizer_hash"))
@@ -179,7 +258,17 @@ def check_relaunch(run_dir: Path, config: RunConfig, manifest: Optional[dict]) -
             f"{run_dir}: this launch differs from the run's config.yaml (which its checkpoints were "
             f"trained with) in fields that cannot change on a relaunch: {_listing(refused)}. "
             f"Nothing was written; restore them, or start a new checkpoint.dir")
-    return {k: v for k, v in diffs.items() if _honoured(k)}
+    changed = _data_change(run_dir, config)
+    if changed is not None and not allowed:
+        raise ConfigError(
+            f"{run_dir}: the training data changed since the run trained on it: data.path="
+            f"{config.data.path} has manifest.json sha256 {changed[1]}, but the run recorded "
+            f"{changed[0]}. Nothing was written; restore the data, start a new checkpoint.dir, or "
+            f"continue on the new data deliberately with checkpoint.allow_data_change=true "
+            f"(recorded in launches/)")
+    if changed is not None:
+        diffs["data manifest sha256"] = changed
+    return diffs
 
 
 def _read_json(path: Path) -> Optional[dict]:
@@ -202,6 +291,9 @@ def prepare_run_dir(run_dir: Path, config: RunConfig, manifest: Optional[dict], 
     number = len(list(launches.glob("*.yaml"))) + 1
     record = {"launch": number, "start_step": start_step,
               "changes": {k: {"was": a, "now": b} for k, (a, b) in (changes or {}).items()},
+              "data": ({"path": str(Path(config.data.path).resolve()),
+                        "manifest_sha256": manifest_hash(config.data.path)}
+                       if config.data.path is not None else None),
               "config": to_dict(config)}
     (launches / f"{number:04d}.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
     if changes:
@@ -231,7 +323,8 @@ def write_run_provenance(run_dir: Path, config: RunConfig, manifest: Optional[di
                           "vocab_size": manifest.get("vocab_size"),
                           "tokenizer": settings.get("tokenizer"),
                           "prompts": manifest.get("prompts", settings.get("prompts")),
-                          "max_length": manifest.get("max_length", settings.get("max_length"))}
+                          "max_length": manifest.get("max_length", settings.get("max_length")),
+                          "manifest_sha256": manifest_hash(config.data.path)}
         if tokenizer_source is None and settings.get("tokenizer"):
             tokenizer_source = Path(settings["tokenizer"])
     if tokenizer_source is not None and Path(tokenizer_source).exists():

@@ -35,12 +35,18 @@ from megatron_hybridir.data.packing import pack_for_layout, split_by_tokens
 from megatron_hybridir.model.builder import build_model_chunks
 from megatron_hybridir.runtime.distributed import compute_device, initialize, launch_env
 from megatron_hybridir.training.adapter_checkpoint import check_same_base, load_base_weights
-from megatron_hybridir.training.checkpoint import latest_step, load_checkpoint, save_checkpoint
+from megatron_hybridir.training.checkpoint import (
+    latest_step,
+    load_checkpoint,
+    remove_partial_saves,
+    save_checkpoint,
+)
 from megatron_hybridir.training.engine import forward_backward, wrap_ddp
 from megatron_hybridir.training.flops import peak_tflops, real_token_flops
 from megatron_hybridir.training.gradcache import gradcache_forward_backward
 from megatron_hybridir.training.metrics_log import BatchKindCounts, MetricsLog, SourceBatchCounts
 from megatron_hybridir.training.run_identity import check_data, init_model, prepare_run_dir
+from megatron_hybridir.training.run_lock import hold_run_dir
 from megatron_hybridir.data.synthetic import related_pairs
 
 logger = logging.getLogger(__name__)
@@ -244,15 +250,34 @@ class Trainer:
         self.config = config = self.init_from(config)
         manifest = check_data(config)       # vocabulary and tokenizer, before any model exists
         self.run_dir = Path(config.checkpoint.dir) if config.checkpoint.dir else None
+        # One job per run directory, taken before anything in it is read (run_lock).
+        self.lock = hold_run_dir(self.run_dir, rank=self.info.rank)
+        self.on_checkpoint = on_checkpoint
+        try:
+            self._build(manifest)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, manifest) -> None:
+        """Everything after the lock: run directory, model, optimizer, data."""
+        config = self.config
+        if self.lock is not None:
+            remove_partial_saves(self.run_dir)   # a save that failed or was killed
         self.prepare_run_dir(manifest)
         self.model, self.optimizer, self.scheduler = build_training(config)
         self.source = BatchSource(config, dp_rank=self.info.dp_rank, dp_size=self.info.dp_size)
         self.result, self.kinds, self.skipped = TrainResult(), BatchKindCounts(), 0
         self.sources = self.source.source_counts()
         self.base_ref = self.lora_base_ref()
-        self.on_checkpoint = on_checkpoint
         self.step_fn = (gradcache_forward_backward if config.training.gradcache
                         else forward_backward)
+
+    def close(self) -> None:
+        """Release the run directory (the kernel also does when the process dies)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     @staticmethod
     def init_from(config: RunConfig) -> RunConfig:
@@ -397,4 +422,8 @@ def train(config: RunConfig, *, on_checkpoint: Optional[Callable[[int], bool]] =
     ``on_checkpoint(step)`` runs on every rank after each saved checkpoint; it returning True on
     every rank ends training there (early stopping in ``study.budget``: a dev evaluation). Ranks must
     agree, as in a single-process run, or the caller must all-reduce the decision itself."""
-    return Trainer(config, on_checkpoint=on_checkpoint).run()
+    trainer = Trainer(config, on_checkpoint=on_checkpoint)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()

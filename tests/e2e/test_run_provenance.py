@@ -181,3 +181,35 @@ def test_ids_beyond_the_model_vocabulary_are_refused(tmp_path, tp):
     run_ranks(_vocab_rank, tp, overrides, str(errors))
     assert "step 1: token id 9" in errors.read_text()
     assert "is outside model.vocab_size 256" in errors.read_text()
+
+
+def test_relaunch_on_changed_data_stops_naming_both_hashes_unless_allowed(tmp_path, mistral):
+    """Issue 24 item 5: data preprocessed again into the same folder (other sources) went unnoticed
+    by a relaunch; the run records its data's manifest hash and compares it."""
+    from megatron_hybridir.training.run_identity import manifest_hash
+
+    data = _preprocess(tmp_path / "data", mistral["hf"], _records(24))
+    first = manifest_hash(data)
+    run_dir = tmp_path / "run"
+    run_ranks(_train_rank, 1, _overrides(run_dir, mistral, f"data.path={data}"))
+    assert json.loads((run_dir / "provenance.json").read_text())["data"]["manifest_sha256"] == first
+    _preprocess(tmp_path / "data", mistral["hf"], _records(20, words=40))   # other data, same path
+    second = manifest_hash(data)
+    assert second != first
+    errors = tmp_path / "error.txt"
+    longer = _overrides(run_dir, mistral, f"data.path={data}", "training.train_steps=3")
+    run_ranks(_relaunch_rank, 1, longer, str(errors))
+    assert errors.read_text() == (
+        f"{run_dir}: the training data changed since the run trained on it: data.path={data} has "
+        f"manifest.json sha256 {second}, but the run recorded {first}. Nothing was written; "
+        f"restore the data, start a new checkpoint.dir, or continue on the new data deliberately "
+        f"with checkpoint.allow_data_change=true (recorded in launches/)")
+    assert sorted(p.name for p in (run_dir / "launches").iterdir()) == ["0001.yaml"]
+    run_ranks(_train_rank, 1, [*longer, "checkpoint.allow_data_change=true"])
+    launch = yaml.safe_load((run_dir / "launches" / "0002.yaml").read_text())
+    assert launch["changes"]["data manifest sha256"] == {"was": first, "now": second}
+    assert launch["data"]["manifest_sha256"] == second
+    # The deliberate change is now the run's data: a further relaunch needs no flag.
+    run_ranks(_train_rank, 1, _overrides(run_dir, mistral, f"data.path={data}",
+                                         "training.train_steps=4"))
+    assert (run_dir / "checkpoints" / "latest").read_text().strip() == "4"

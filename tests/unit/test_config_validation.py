@@ -135,3 +135,11 @@ def test_cli_bad_value_and_missing_data_stop_before_the_model(tmp_path):
                       f"checkpoint.dir={tmp_path / 'run'}")
     assert done.returncode == 2 and f"error: data.path: {tmp_path / 'nope'} does not exist" in done.stderr
     assert "building" not in done.stderr.lower() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("field", ["checkpoint.dir", "checkpoint.init_from", "data.path"])
+def test_an_empty_path_is_refused_not_read_as_unset(field):
+    """``checkpoint.dir=$RUN_DIR`` with the variable empty trained without saving (issue 24)."""
+    with pytest.raises(ConfigError, match=rf"^{field}: empty path ''; name a folder, or leave it "
+                                          rf"unset \(null\) for none$"):
+        load_config(None, [f"{field}="])

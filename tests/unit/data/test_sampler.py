@@ -156,3 +156,29 @@ def test_batch_language_is_uniform_by_default_and_temperature_follows_counts():
     langs = [sampler.global_batch(s).query_lang[0] for s in range(4000)]
     counts = np.bincount(langs, minlength=L) / 4000
     assert np.abs(counts - 1 / L).max() < 4 * np.sqrt(0.2 * 0.8 / 4000)
+
+
+def test_a_zero_source_weight_is_honoured_its_items_never_drawn():
+    """data.source_weights=[0, 1] (issue 24 item 12) failed at step 1 inside the sampler; a source
+    of weight 0 is now simply never drawn, in either stream and in the batch-language weights."""
+    masks = np.full(40, languages_to_mask(range(L)), dtype=np.uint64)
+    sources = np.array([0] * 20 + [1] * 20)
+    sampler = HybridSampler(SamplerConfig(mode="hybrid", global_batch_size=8,
+                                          source_weights=(0.0, 1.0)),
+                            num_languages=L, parallel_masks=masks, parallel_sources=sources,
+                            mono_langs=np.zeros(10, np.int16), mono_sources=np.zeros(10))
+    drawn = np.concatenate([sampler.global_batch(s).items for s in range(30)])
+    assert len(drawn) == 30 * 8
+    assert set(sources[drawn].tolist()) == {1}      # no multilingual item of source 0, no mono one
+    for step in range(30):
+        items = sampler.global_batch(step).items
+        assert len(np.unique(items)) == len(items)
+
+
+def test_zero_weights_that_leave_a_needed_stream_empty_are_refused_at_construction():
+    masks = np.full(40, languages_to_mask(range(L)), dtype=np.uint64)
+    with pytest.raises(ValueError, match=r"sampler.source_weights: \[0.0, 1.0\] leaves 0 "
+                                         r"multilingual items with a weight above 0 \(sources \[0\]"):
+        HybridSampler(SamplerConfig(mode="hybrid", global_batch_size=8, source_weights=(0.0, 1.0)),
+                      num_languages=L, parallel_masks=masks, parallel_sources=np.zeros(40),
+                      mono_langs=np.zeros(10, np.int16), mono_sources=np.ones(10))
