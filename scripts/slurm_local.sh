@@ -46,7 +46,8 @@ alive() {
 
 write_config() {
     local cpus mem
-    cpus=$(nproc)
+    # nproc obeys OMP_NUM_THREADS (tests export 1): count the CPUs without it.
+    cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
     # Slurm drains a node whose real memory is below the configured value: leave 10% headroom.
     mem=$(free -m | awk '/^Mem:/ {print int($2 * 0.9)}')
     mkdir -p "$DIR"/{munge,state,spool,log}
@@ -70,6 +71,7 @@ SelectTypeParameters=CR_CPU
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
+MailProg=/bin/true
 MpiDefault=none
 JobRequeue=1
 ReturnToService=2
@@ -88,6 +90,11 @@ MinJobAge=600
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=local Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
+    if [[ -f $CONF ]] && ! cmp -s "$CONF.tmp" "$CONF"; then
+        # Running daemons keep the configuration they read: restart them on the new one.
+        log "configuration changed: restarting the daemons"
+        stop_slurm
+    fi
     mv "$CONF.tmp" "$CONF"
 }
 
@@ -129,9 +136,10 @@ start() {
     exit 1
 }
 
-stop() {
+# Kill the daemons named by pid files (arguments), waiting up to 5 s each before SIGKILL.
+stop_pidfiles() {
     local pid
-    for pidfile in "$DIR/slurmd.pid" "$DIR/slurmctld.pid" "$DIR/munge/munged.pid"; do
+    for pidfile in "$@"; do
         if pid=$(alive "$pidfile"); then
             kill "$pid"
             for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -141,6 +149,10 @@ stop() {
         rm -f "$pidfile"
     done
 }
+
+stop_slurm() { stop_pidfiles "$DIR/slurmd.pid" "$DIR/slurmctld.pid"; }
+
+stop() { stop_pidfiles "$DIR/slurmd.pid" "$DIR/slurmctld.pid" "$DIR/munge/munged.pid"; }
 
 status() {
     local pid
