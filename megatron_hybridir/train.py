@@ -15,6 +15,7 @@ import sys
 from megatron_hybridir.checkpointing.checksums import CheckpointCorruptError
 from megatron_hybridir.config import ConfigError, load_config
 from megatron_hybridir.config.help import format_help
+from megatron_hybridir.config.initial_weights import check_initial_weights
 from megatron_hybridir.runtime.distributed import shutdown
 from megatron_hybridir.training.checkpoint import CheckpointSaveError
 from megatron_hybridir.training.run_lock import RunDirLockedError
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     path, overrides = parse_args(args)
     try:
         config = load_config(path, overrides)
+        # Before the dry run too: a recipe that would not launch should not look ready.
+        check_initial_weights(config, source=path or "the command line")
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

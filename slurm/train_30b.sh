@@ -9,7 +9,10 @@
 #SBATCH --requeue
 #SBATCH --signal=USR1@600
 #SBATCH --output=logs/%x-%j.out
+# A requeued job writes the same log file again: append, so the preemption's lines stay.
+#SBATCH --open-mode=append
 # Train the 30b retriever: sbatch slurm/train_30b.sh [key.sub=value ...]
+# logs/ must exist before sbatch (Slurm opens the output file before the script runs).
 # Environment: CONFIG (default examples/retriever_30b.yaml), RUN_DIR, CONTAINER.
 set -euo pipefail
 cd "${SLURM_SUBMIT_DIR:-.}"

@@ -14,10 +14,13 @@ from __future__ import annotations
 import dataclasses
 
 from megatron_hybridir.config.schema import ConfigError, ModelConfig
-from megatron_hybridir.model.families import all_presets
+from megatron_hybridir.model.families import all_presets, pretrained_checkpoints
 
 # Preset name -> ModelConfig values; "tiny" is for tests / demos.
 PRESETS: dict[str, dict] = all_presets()
+# Preset name -> Hugging Face Hub id of the public weights a run of it starts from
+# (config/initial_weights.py); every preset but "tiny".
+PRETRAINED: dict[str, str] = pretrained_checkpoints()
 
 
 def apply_preset(model: ModelConfig, explicit: dict) -> ModelConfig:

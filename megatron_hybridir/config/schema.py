@@ -32,6 +32,7 @@ LoraTarget = Literal["qkv", "proj", "fc1", "fc2"]
 Dtype = Literal["fp32", "bf16", "fp16"]
 Fp8Format = Literal["hybrid", "e4m3"]
 Fp8Recipe = Literal["delayed", "tensorwise", "blockwise", "mxfp8"]
+InitSource = Literal["pretrained", "random"]
 
 LORA_TARGETS: tuple[str, ...] = get_args(LoraTarget)
 
@@ -311,6 +312,13 @@ class CheckpointConfig:
     """Let a relaunch train on data whose manifest.json differs from the data the run was
     trained on (deliberately changed data, or data.path moved); recorded in launches/<n>.yaml.
     Without it such a relaunch stops, naming both manifest hashes."""
+    init: InitSource = "pretrained"
+    """Where a new run's weights come from. ``pretrained``: from ``init_from``; a
+    ``model.preset`` that is a public checkpoint's architecture (every preset but ``tiny``) does
+    not train without it (the launch stops, naming the conversion command). ``random``: from
+    scratch on purpose (normal init, ``model.init_method_std``), as the tiny and demo configs
+    state; contradicts ``init_from``. Models without such a preset start random unless
+    ``init_from`` is set."""
 
 
 @dataclass

@@ -139,7 +139,9 @@ def quickstart(out: Path, *, steps: Optional[int] = None, overrides: Optional[li
 
         log("first pass (in-batch negatives only), then mining hard negatives with its model")
         data = first_pass_and_mine(out / "first_pass", data, overrides)
-        overrides = [*overrides, f"checkpoint.init_from={data['init_from']}"]
+        # demo_cpu.yaml trains from scratch (checkpoint.init: random); this run does not.
+        overrides = [*overrides, f"checkpoint.init_from={data['init_from']}",
+                     "checkpoint.init=pretrained"]
     elif negatives != "data":
         raise ValueError(f"negatives: expected mined or data, got {negatives!r}")
     train(run_dir, data, overrides)

@@ -143,6 +143,9 @@ class Family:
     # Tensors dropped unless a rule uses them (the BERT pooler, unless model.pooler).
     optional: tuple[str, ...] = ()
     presets: dict = field(default_factory=dict)   # preset name -> ModelConfig values
+    # Preset name -> the public checkpoint (Hugging Face Hub id) whose architecture it is: a run of
+    # such a preset starts from those weights (config/initial_weights.py).
+    hub: dict = field(default_factory=dict)
     # Pooling a fresh sentence-transformers export uses when the source model had none recorded.
     default_pooling: str = "mean"
 
@@ -160,22 +163,26 @@ _BERT = dict(layers="bert", rules=BERT_RULES, config_keys=BERT_CONFIG_KEYS, shap
              optional=("pooler.",))
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Family("llama", "llama", "LlamaConfig", "LlamaModel", presets={
+    Family("llama", "llama", "LlamaConfig", "LlamaModel",
+           hub={"llama2-7b": "meta-llama/Llama-2-7b-hf"}, presets={
         "llama2-7b": dict(num_layers=32, hidden_size=4096, ffn_hidden_size=11008,
                           num_attention_heads=32, num_query_groups=32, vocab_size=32000,
                           max_position_embeddings=4096, layernorm_epsilon=1e-5)}),
     # Llama 3 is a Llama config with a large RoPE base (and Llama-3 RoPE scaling from 3.1 on).
-    Family("llama3", "llama", "LlamaConfig", "LlamaModel", presets={
+    Family("llama3", "llama", "LlamaConfig", "LlamaModel",
+           hub={"llama3-8b": "meta-llama/Meta-Llama-3-8B"}, presets={
         "llama3-8b": dict(num_layers=32, hidden_size=4096, ffn_hidden_size=14336,
                           num_attention_heads=32, num_query_groups=8, vocab_size=128256,
                           max_position_embeddings=8192, rotary_base=500000.0,
                           layernorm_epsilon=1e-5)}),
-    Family("mistral", "mistral", "MistralConfig", "MistralModel", presets={
+    Family("mistral", "mistral", "MistralConfig", "MistralModel",
+           hub={"mistral-7b": "mistralai/Mistral-7B-v0.1"}, presets={
         "mistral-7b": dict(num_layers=32, hidden_size=4096, ffn_hidden_size=14336,
                            num_attention_heads=32, num_query_groups=8, vocab_size=32000,
                            max_position_embeddings=32768, rotary_base=1000000.0,
                            layernorm_epsilon=1e-5)}),
-    Family("qwen2", "qwen2", "Qwen2Config", "Qwen2Model", fixed={"add_qkv_bias": True}, presets={
+    Family("qwen2", "qwen2", "Qwen2Config", "Qwen2Model", fixed={"add_qkv_bias": True},
+           hub={"qwen2-7b": "Qwen/Qwen2-7B", "qwen2.5-14b": "Qwen/Qwen2.5-14B"}, presets={
         "qwen2-7b": dict(num_layers=28, hidden_size=3584, ffn_hidden_size=18944,
                          num_attention_heads=28, num_query_groups=4, vocab_size=152064,
                          max_position_embeddings=32768, rotary_base=1000000.0,
@@ -185,14 +192,17 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
                             num_attention_heads=40, num_query_groups=8, vocab_size=152064,
                             max_position_embeddings=131072, rotary_base=1000000.0,
                             layernorm_epsilon=1e-5)}),
-    Family("qwen3", "qwen3", "Qwen3Config", "Qwen3Model", fixed={"qk_layernorm": True}, presets={
+    Family("qwen3", "qwen3", "Qwen3Config", "Qwen3Model", fixed={"qk_layernorm": True},
+           hub={"qwen3-32b": "Qwen/Qwen3-32B"}, presets={
         "qwen3-32b": dict(num_layers=64, hidden_size=5120, ffn_hidden_size=25600,
                           num_attention_heads=64, num_query_groups=8, kv_channels=128,
                           vocab_size=151936, max_position_embeddings=40960,
                           rotary_base=1000000.0, layernorm_epsilon=1e-6)}),
     # RoBERTa-style positions start after the padding index (set from pad_token_id on import).
     Family("xlm-roberta", "xlm-roberta", "XLMRobertaConfig", "XLMRobertaModel",
-           body_prefixes=("roberta.",), **_BERT, presets={
+           body_prefixes=("roberta.",), **_BERT,
+           hub={"xlmr-base": "FacebookAI/xlm-roberta-base", "xlmr-large": "FacebookAI/xlm-roberta-large"},
+           presets={
                "xlmr-base": dict(num_layers=12, hidden_size=768, ffn_hidden_size=3072,
                                  num_attention_heads=12, vocab_size=250002,
                                  max_position_embeddings=514, position_offset=2,
@@ -201,7 +211,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
                                   num_attention_heads=16, vocab_size=250002,
                                   max_position_embeddings=514, position_offset=2,
                                   type_vocab_size=1, layernorm_epsilon=1e-5)}),
-    Family("bert", "bert", "BertConfig", "BertModel", body_prefixes=("bert.",), **_BERT, presets={
+    Family("bert", "bert", "BertConfig", "BertModel", body_prefixes=("bert.",), **_BERT,
+           hub={"labse": "sentence-transformers/LaBSE"}, presets={
         "labse": dict(num_layers=12, hidden_size=768, ffn_hidden_size=3072,
                       num_attention_heads=12, vocab_size=501153, max_position_embeddings=512,
                       type_vocab_size=2, layernorm_epsilon=1e-12, pooling="first", pooler=True)}),
@@ -243,6 +254,12 @@ def family_of(model) -> Family:
     if model.add_qkv_bias:
         return FAMILIES["qwen2"]
     return FAMILIES["llama"]
+
+
+def pretrained_checkpoints() -> dict[str, str]:
+    """Preset name -> Hugging Face Hub id of the public checkpoint it is the architecture of
+    (every preset but ``tiny``)."""
+    return {name: hub for fam in FAMILIES.values() for name, hub in fam.hub.items()}
 
 
 def all_presets() -> dict[str, dict]:

@@ -39,15 +39,17 @@ class LaunchEnv:
 
 
 def first_slurm_host(nodelist: str) -> str:
-    """First host of a Slurm nodelist such as ``gpu[003-005,009],cpu01`` -> ``gpu003``."""
-    match = re.match(r"([^,\[]+)(?:\[([^\]]+)\])?", nodelist.strip())
+    """First host of a Slurm nodelist such as ``gpu[003-005,009],cpu01`` -> ``gpu003`` or
+    ``node[1-4]-ib`` -> ``node1-ib`` (a suffix after the brackets belongs to every host).
+    slurm/launch.sh sets MASTER_ADDR with ``scontrol show hostnames`` instead, where it can."""
+    match = re.match(r"([^,\[]+)(?:\[([^\]]+)\]([^,\[]*))?", nodelist.strip())
     if match is None:
         raise ValueError(f"cannot parse SLURM nodelist {nodelist!r}")
-    prefix, ranges = match.group(1), match.group(2)
+    prefix, ranges, suffix = match.group(1), match.group(2), match.group(3)
     if not ranges:
         return prefix
     first = ranges.split(",")[0].split("-")[0]
-    return prefix + first
+    return prefix + first + suffix
 
 
 def free_port() -> int:

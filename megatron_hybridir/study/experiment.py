@@ -88,7 +88,8 @@ def run_negatives_experiment(out: Path, *, seeds: Sequence[int] = (1, 2, 3), ste
                 arm_data = mining.first_pass_and_mine(out / f"first_pass_seed{seed}", data, base,
                                                       steps=first_steps, seed=seed)
                 source = out / f"first_pass_seed{seed}" / "mined" / "train.mined.jsonl"
-                extra = [f"checkpoint.init_from={arm_data['init_from']}"]
+                # from the first pass's weights, not demo_cpu.yaml's random initialisation
+                extra = [f"checkpoint.init_from={arm_data['init_from']}", "checkpoint.init=pretrained"]
             if not done.exists():
                 log(f"run {arm} seed={seed}")
                 run_steps = steps if arm == "random negatives" else steps - first_steps

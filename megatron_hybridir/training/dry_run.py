@@ -10,6 +10,7 @@ touches CUDA or process groups; the numbers are estimates with their formulas st
   with sequence parallelism, times the layers of one stage and the micro-batches in flight (PP);
 - FLOPs per step from ``training.flops``, every row at ``seq_length`` (an upper bound: the data's
   lengths are unknown here; training logs count real tokens and the padding fraction);
+- where the weights come from (``config/initial_weights.describe``);
 - LoRA (``model.lora``): the frozen base costs its weights only; adapters (and the head, if it
   trains) add weights, fp32 gradients and Adam state, the only tensors in the optimizer. Activations
   are as for full training (backward still runs through every layer to reach the adapters).
@@ -18,6 +19,7 @@ touches CUDA or process groups; the numbers are estimates with their formulas st
 from __future__ import annotations
 
 from megatron_hybridir.config import RunConfig, validate
+from megatron_hybridir.config.initial_weights import describe as describe_weights
 from megatron_hybridir.model.builder import count_parameters
 from megatron_hybridir.training.flops import training_flops
 
@@ -49,7 +51,8 @@ def estimate(config: RunConfig, *, world_size: int) -> dict:
             "memory_activations_gib": activations / 2**30,
             "memory_total_gib": (static + activations) / 2**30,
             "micro_batches_per_step": data.global_batch_size // (data.micro_batch_size * dp),
-            "flops_per_step": flops, "lora": lora, "packing": _packing(config)}
+            "flops_per_step": flops, "lora": lora, "packing": _packing(config),
+            "weights": describe_weights(config)}
 
 
 def _packing(config: RunConfig) -> str | None:
@@ -90,6 +93,7 @@ def format_estimate(e: dict) -> str:
     return "\n".join([
         f"layout: {e['world_size']} GPUs = TP {e['tp']} x PP {e['pp']} x DP {e['dp']}"
         + (f" (virtual PP {e['vpp']})" if e["vpp"] else ""),
+        f"weights: {e['weights']}",
         f"parameters: {e['parameters'] / 1e9:.2f} B total, {e['parameters_per_gpu'] / 1e9:.2f} B per GPU",
         f"memory per GPU (estimate): {e['memory_total_gib']:.1f} GiB = "
         f"{e['memory_static_gib']:.1f} weights+grads+optimizer + "

@@ -54,9 +54,11 @@ INIT_OVERRIDABLE = ("hidden_dropout", "attention_dropout", "pooling", "latent_nu
 
 # Config fields a relaunch may change; all are honoured from the resumed step on (the LR schedule
 # is rebuilt from the new optim values, see trainer.build_training). Everything else is refused.
-# checkpoint.dir: a run directory copied or moved elsewhere is the same run.
+# checkpoint.dir: a run directory copied or moved elsewhere is the same run. checkpoint.init: it
+# only decides step 0 (a relaunch resumes its checkpoint), and runs started before the field
+# existed recorded none.
 RELAUNCH_HONOURED = ("training.", "parallel.", "checkpoint.dir", "checkpoint.save_interval",
-                     "checkpoint.keep_last", "checkpoint.allow_data_change",
+                     "checkpoint.keep_last", "checkpoint.allow_data_change", "checkpoint.init",
                      "optim.lr", "optim.min_lr", "optim.weight_decay", "optim.clip_grad",
                      "optim.warmup_steps", "data.micro_batch_size", "data.pad_to_multiple",
                      "model.recompute", "model.use_transformer_engine")

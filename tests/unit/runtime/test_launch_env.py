@@ -32,6 +32,9 @@ def test_slurm_nodelist_forms():
     assert first_slurm_host("node07") == "node07"
     assert first_slurm_host("a[1-3],b2") == "a1"
     assert first_slurm_host("gpu[12,15-16]") == "gpu12"
+    # Suffixes after the brackets (InfiniBand host names): as `scontrol show hostnames` expands.
+    assert first_slurm_host("node[1-4]-ib") == "node1-ib"
+    assert first_slurm_host("node[07,09]-ib,login1") == "node07-ib"
 
 
 def test_cpu_layer_is_active_here_and_tracker_forks_deterministically(megatron_runtime):
