@@ -2,6 +2,7 @@
 # A real one-node Slurm cluster on this machine, for tests/slurm/ (the launch path walked for real:
 # sbatch, srun, scancel --signal, scontrol requeue, job arrays and dependencies).
 #
+#   bash scripts/slurm_local.sh install   # only install the packages if missing (CI)
 #   bash scripts/slurm_local.sh start     # install if missing, configure, start, wait for idle
 #   bash scripts/slurm_local.sh status    # daemons and sinfo
 #   bash scripts/slurm_local.sh stop      # kill exactly the daemons this script started
@@ -164,9 +165,10 @@ status() {
 }
 
 case "${1:-}" in
+    install) install_packages ;;
     start) start ;;
     stop) stop ;;
     status) status ;;
     env) echo "export SLURM_CONF=$CONF" ;;
-    *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
+    *) echo "usage: $0 install|start|stop|status|env" >&2; exit 2 ;;
 esac
