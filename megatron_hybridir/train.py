@@ -13,6 +13,7 @@ import logging
 import sys
 
 from megatron_hybridir.checkpointing.checksums import CheckpointCorruptError
+from megatron_hybridir.checkpointing.errors import CheckpointError
 from megatron_hybridir.config import ConfigError, load_config
 from megatron_hybridir.config.help import format_help
 from megatron_hybridir.config.initial_weights import check_initial_weights
@@ -83,10 +84,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         train(config)  # a preempted run also returns normally: it saved, and will be requeued
-    except (ConfigError, CheckpointCorruptError, RunDirLockedError, CheckpointSaveError) as err:
+    except (ConfigError, CheckpointError, CheckpointCorruptError, RunDirLockedError,
+            CheckpointSaveError) as err:
         # Config: raised before any process group exists (world size, data.path). Checkpoint: a
-        # file failed its checksum (the message names it and the last good step), or a save
-        # failed (cause and file). Lock: another job holds checkpoint.dir (named).
+        # folder that cannot be used (named), a file that failed its checksum (the message names
+        # it and the last good step), an unsafe .metadata, or a save that failed (cause and
+        # file). Lock: another job holds checkpoint.dir (named).
         print(f"error: {err}", file=sys.stderr)
         return 2
     finally:

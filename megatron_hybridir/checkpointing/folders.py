@@ -14,6 +14,7 @@ import yaml
 
 from megatron_hybridir.checkpointing import provenance
 from megatron_hybridir.checkpointing.errors import CheckpointError
+from megatron_hybridir.checkpointing.safe_metadata import check_metadata
 from megatron_hybridir.config import ModelConfig, from_dict
 
 
@@ -26,6 +27,7 @@ def resolve_checkpoint(path: str | Path) -> tuple[ModelConfig, Path, dict]:
     path = Path(path)
     if (path / "model.yaml").exists():                       # converted from HF
         model = from_dict(ModelConfig, yaml.safe_load((path / "model.yaml").read_text()))
+        check_metadata(path / "checkpoint")
         return model, path / "checkpoint", {"provenance": provenance.read(path), "folder": path}
     run_dir, ckpt = path, None
     if path.name.startswith("step_"):
@@ -43,6 +45,7 @@ def resolve_checkpoint(path: str | Path) -> tuple[ModelConfig, Path, dict]:
         ckpt = run_dir / "checkpoints" / f"step_{int(pointer.read_text()):08d}"
     if not (ckpt / "metadata.json").exists():
         raise CheckpointError(f"{ckpt}: not a complete distributed checkpoint (no metadata.json)")
+    check_metadata(ckpt)        # torch unpickles .metadata on load: refuse a crafted one first
     info = {"seq_length": run.get("seq_length"), "data": run.get("data", {}),
             "provenance": provenance.read(run_dir), "folder": run_dir}
     return model, ckpt, info

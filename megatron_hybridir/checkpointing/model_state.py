@@ -22,6 +22,7 @@ from megatron.core import dist_checkpointing
 
 from megatron_hybridir.checkpointing.checksums import MANIFEST, verify_checksums
 from megatron_hybridir.checkpointing.folders import resolve_checkpoint
+from megatron_hybridir.checkpointing.safe_metadata import check_metadata
 from megatron_hybridir.model.unwrap import unwrap
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ def load_model_state(ckpt: str | Path, model: Sequence[torch.nn.Module], *, fres
     naming it. ``select`` reads only part of the model's sharded state instead (LoRA: the frozen
     base, or the adapters), and ``apply(chunk, part)`` loads each chunk's part in place of a
     ``load_state_dict`` that is strict unless head tensors were left fresh."""
+    check_metadata(ckpt)        # torch unpickles .metadata on load: refuse a crafted one first
     template = model_sharded_state(model)
     if select is None:
         fresh = _drop_missing(template, Path(ckpt), fresh_head=fresh_head)

@@ -25,6 +25,7 @@ import torch.distributed as dist
 from megatron.core import dist_checkpointing
 
 from megatron_hybridir.checkpointing.folders import resolve_checkpoint
+from megatron_hybridir.checkpointing.safe_metadata import check_metadata
 from megatron_hybridir.checkpointing.model_state import load_model_state
 from megatron_hybridir.model.lora import is_adapter_name
 from megatron_hybridir.model.unwrap import unwrap
@@ -115,6 +116,7 @@ def load_base_weights(source: str | Path, *, model: Sequence[torch.nn.Module]) -
     """Load the frozen base (and the head, where the base has one) into a LoRA model; returns
     the base reference to store with every adapter checkpoint."""
     _, ckpt, _ = resolve_checkpoint(source)
+    check_metadata(ckpt)        # torch unpickles .metadata: refuse a crafted one first
     saved = set(dist_checkpointing.load_tensors_metadata(str(ckpt)))
 
     def base_part(state: dict) -> dict:

@@ -44,6 +44,7 @@ from megatron_hybridir.checkpointing.checksums import (
     write_checksums,
 )
 from megatron_hybridir.checkpointing.model_state import chunk_parts, model_sharded_state
+from megatron_hybridir.checkpointing.safe_metadata import check_metadata
 from megatron_hybridir.training.adapter_checkpoint import checkpoint_model_state, load_chunk_state
 
 logger = logging.getLogger(__name__)
@@ -278,6 +279,7 @@ def load_checkpoint(run_dir: str | Path, *, model, optimizer, scheduler) -> Opti
         verify_checksums(path)
     except CheckpointCorruptError as err:
         raise CheckpointCorruptError(f"{err}\n{_offer(root, step)}") from None
+    check_metadata(path)        # torch unpickles .metadata on load: refuse a crafted one first
     _own_adam_step_on_load()
     _allocate_distributed_optimizer_state(optimizer)
     model_state = checkpoint_model_state(model, model_sharded_state(model))

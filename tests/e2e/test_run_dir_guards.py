@@ -1,7 +1,8 @@
 """A run directory under hostile conditions (issue 24): a second job on the same ``checkpoint.dir``
 stops naming the first (and a SIGKILLed holder's lock is taken over by the relaunch); a full disk
 during a save names the cause and the file, and partial saves are cleared by the next launch; a
-crafted pickle in ``rng_rank0.pt`` (checksums rewritten to match) is refused without running."""
+crafted pickle in ``rng_rank0.pt`` or in the step's ``.metadata`` (checksums rewritten to match) is
+refused without running."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import errno
 import functools
 import json
 import os
+import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -143,6 +146,7 @@ def test_a_crafted_pickle_in_the_rng_state_is_refused_and_does_not_run(tmp_path)
     step = run_dir / "checkpoints" / "step_00000002"
     rng = torch.load(step / "rng_rank0.pt", weights_only=True)
     assert {"cpu", "tracker"} <= set(rng) and isinstance(rng["cpu"], torch.Tensor)   # plain tensors
+    shutil.copytree(run_dir, tmp_path / "run2")          # the same run, for the .metadata attack
     torch.save({"cpu": _Payload(marker)}, step / "rng_rank0.pt")
     write_checksums(step)                     # the attacker rewrites checksums.json to match
     relaunch = subprocess.run(_cmd(run_dir, "training.train_steps=4"), cwd=ROOT, env=_env(),
@@ -152,4 +156,17 @@ def test_a_crafted_pickle_in_the_rng_state_is_refused_and_does_not_run(tmp_path)
     assert error.startswith(f"error: {step / 'rng_rank0.pt'}: refused to load: it is not plain "
                             f"tensors (torch.load(weights_only=True)"), error
     assert "nothing was run" in error
+    assert not marker.exists()
+    # torch's reader unpickles <step>/.metadata with plain pickle.load: refused before it runs.
+    run2 = tmp_path / "run2"
+    step2 = run2 / "checkpoints" / "step_00000002"
+    (step2 / ".metadata").write_bytes(pickle.dumps({"state_dict_metadata": _Payload(marker)}))
+    write_checksums(step2)
+    relaunch = subprocess.run(_cmd(run2, "training.train_steps=4"), cwd=ROOT, env=_env(),
+                              capture_output=True, text=True, timeout=300)
+    assert relaunch.returncode == 2, relaunch.stderr[-2000:]
+    error = relaunch.stderr[relaunch.stderr.index("error: "):]
+    assert error.startswith(f"error: {step2 / '.metadata'}: refused to load: the pickle names "
+                            f"posix.mkdir"), error
+    assert "nothing was executed" in error
     assert not marker.exists()
