@@ -214,9 +214,10 @@ def evaluate_lareqa(task: LAReQATask, encoder: Encoder, *, candidate_context: bo
             rel_langs.append(present)
         ranks = metrics.relevant_ranks(q_emb[a], pool, relevant, candidate_ids=pool_ids)
         pool_rows.append(metrics.rank_metrics(ranks))
-        if per_query is not None:
+        if per_query is not None and multi:       # one language: pool and bias are n/a
             per_query.add_ranks(f"pool:{a}", list(task.questions[a]), ranks)
             per_query.add_bias([(a, q) for q in task.questions[a]], ranks, rel_langs, [a] * len(ranks))
+        if per_query is not None:
             per_query.add_pool_run([f"{a}:{q}" for q in task.questions[a]], q_emb[a], pool, pool_ids,
                                    run_depth)
         pool_langs += rel_langs

@@ -79,15 +79,24 @@ class StudyConfig:
                 raise ConfigError(str(err)) from None
         if len(set(names)) != len(names):
             raise ConfigError(f"study.sizes: duplicate size names {names}")
-        for a in self.alphas:
-            if not 0.0 <= a <= 1.0:
-                raise ConfigError(f"study.alphas: alpha must be in [0, 1], got {a}")
-        # Cell folders name alpha with :g, so 0.5 and 0.5000001 would share one.
-        alphas = [f"{a:g}" for a in self.alphas]
-        if len(set(alphas)) != len(alphas):
-            raise ConfigError(f"study.alphas: duplicates {self.alphas} (as cell names: {alphas})")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"study.seeds: duplicates in {self.seeds}")
+        check_alphas_and_seeds(self.alphas, self.seeds, alphas_field="study.alphas",
+                               seeds_field="study.seeds")
+
+
+def check_alphas_and_seeds(alphas, seeds, *, alphas_field: str, seeds_field: str) -> None:
+    """Each (alpha, seed) names one cell folder (the CPU grid's and the Slurm plan's alike): alphas
+    in [0, 1], and no two alphas or seeds that would share a folder (and so a run directory)."""
+    from megatron_hybridir.config import ConfigError
+
+    for a in alphas:
+        if not 0.0 <= a <= 1.0:
+            raise ConfigError(f"{alphas_field}: alpha must be in [0, 1], got {a}")
+    # Cell folders name alpha with :g, so 0.5 and 0.5000001 would share one.
+    names = [f"{a:g}" for a in alphas]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{alphas_field}: duplicates {list(alphas)} (as cell names: {names})")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{seeds_field}: duplicates in {list(seeds)}")
 
 
 @dataclass(frozen=True)

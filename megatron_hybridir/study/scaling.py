@@ -58,7 +58,7 @@ def _collect(result_files: Sequence[Path], metrics: Sequence[str]) -> dict:
         row = rows.setdefault(key, {"model": result.get("model", ""), "values": {}})
         bench = result.get("benchmark")
         for metric, value in result.get("metrics", {}).items():
-            if metric in metrics:
+            if metric in metrics and value is not None:      # None: n/a for this benchmark run
                 column = f"{bench}:{metric}" if bench else metric
                 row["values"].setdefault(column, {}).setdefault(info.get("seed"), []).append(value)
     return rows

@@ -41,6 +41,7 @@ from typing import Optional
 
 from megatron_hybridir.config import load_config
 from megatron_hybridir.study import slurm_pipeline
+from megatron_hybridir.study.grid import check_alphas_and_seeds
 from megatron_hybridir.training.dry_run import estimate
 from megatron_hybridir.training.flops import PEAK_BF16_TFLOPS
 
@@ -88,8 +89,10 @@ class PlanConfig:
             raise ConfigError(f"--mfu: expected a fraction in (0, 1], got {self.mfu}")
         if self.gpu not in PEAK_BF16_TFLOPS:
             raise ConfigError(f"--gpu: expected one of {sorted(PEAK_BF16_TFLOPS)}, got {self.gpu!r}")
-        if any(not 0.0 <= a <= 1.0 for a in self.alphas) or not self.seeds:
-            raise ConfigError(f"alphas must lie in [0, 1] and seeds be non-empty, got {self.alphas}, {self.seeds}")
+        if not self.alphas or not self.seeds:
+            raise ConfigError(f"--alphas and --seeds must be non-empty, got {self.alphas}, {self.seeds}")
+        # Two array tasks with one (alpha, seed) would share a run directory.
+        check_alphas_and_seeds(self.alphas, self.seeds, alphas_field="--alphas", seeds_field="--seeds")
         if self.budget not in BUDGET_RULES:
             raise ConfigError(f"--budget: expected one of {sorted(BUDGET_RULES)}, got {self.budget!r}")
         if self.train_steps is not None and self.train_steps < 1:

@@ -110,3 +110,13 @@ def test_the_cluster_reports_per_query_metrics_average_to_the_summary(tmp_path, 
         values = study[f"xquad-r:{metric}"]
         assert len(values) == 27 and np.mean(list(values.values())) == pytest.approx(
             results["metrics"][metric], abs=1e-12), metric
+
+
+def test_one_language_run_writes_no_pool_or_bias_rows(tmp_path, tiny_st_model):
+    # results.json reports pool and bias as n/a with one language; rows for them would let the
+    # cluster report test a "pool mAP" that is the monolingual one.
+    data = formats.write_lareqa(tmp_path / "x")
+    results, out = _run(tmp_path, "xquad-r", data, tiny_st_model, k=5, languages="[en]")
+    assert results["metrics"]["multi_mAP"] is None
+    settings = set(setting_means(read_table(out / "per_query.jsonl")))
+    assert settings == {"en->en"}, settings

@@ -34,3 +34,20 @@ def test_scaling_report_names_a_result_without_run_info(tmp_path):
     bad.write_text(json.dumps({"model": "x", "metrics": {}}))
     with pytest.raises(ValueError, match="r.json: no run_info.parameters"):
         scaling_report([bad], tmp_path / "out")
+
+
+def test_n_a_values_are_left_out_not_averaged(tmp_path):
+    # A one-language LAReQA run reports cross / pool / bias as null (n/a): it must neither crash
+    # the report nor enter a mean; a second seed of the same size with numbers is averaged alone.
+    one_lang = _result(tmp_path / "a" / "r.json", 1e6, 1e12, 0.5, 0.2)
+    data = json.loads(one_lang.read_text())
+    data["metrics"].update(cross_mAP=None, multi_mAP=None, rank_distance=None)
+    data["run_info"]["seed"] = 1
+    one_lang.write_text(json.dumps(data))
+    other = _result(tmp_path / "b" / "r.json", 1e6, 1e12, 0.7, 0.3)
+    data = json.loads(other.read_text())
+    data["run_info"]["seed"] = 2
+    other.write_text(json.dumps(data))
+    [row] = scaling_report([one_lang, other], tmp_path / "out")
+    assert row["mono_mAP"] == pytest.approx(0.6)
+    assert row["cross_mAP"] == pytest.approx(0.3)          # seed 2 alone, not (None + 0.3) / 2

@@ -231,6 +231,13 @@ def test_plan_config_errors_name_the_option():
         PlanConfig(hf=HF, data_sources=["dpr --output a.jsonl"]).check()
     with pytest.raises(ConfigError, match=r"--train-steps: expected a positive step count, got 0"):
         PlanConfig(hf=HF, data_sources=["dpr"], train_steps=0).check()
+    # Two array tasks with one (alpha, seed) would share a run directory (and its lock).
+    with pytest.raises(ConfigError, match=r"--alphas: duplicates \[0.5, 0.5\]"):
+        PlanConfig(hf=HF, data_sources=["dpr"], alphas=[0.5, 0.5]).check()
+    with pytest.raises(ConfigError, match=r"--seeds: duplicates in \[1, 1\]"):
+        PlanConfig(hf=HF, data_sources=["dpr"], seeds=[1, 1]).check()
+    with pytest.raises(ConfigError, match=r"--alphas: alpha must be in \[0, 1\], got 1.5"):
+        PlanConfig(hf=HF, data_sources=["dpr"], alphas=[1.5]).check()
 
 
 def test_the_study_id_changes_with_what_defines_the_cells():
