@@ -138,6 +138,8 @@ _RANGES = (
     Range("loss.false_negative_margin", -2, 2, optional=True,
           text="must be a finite cosine-score margin in [-2, 2]"),
     Range("loss.matryoshka_weights", 0, optional=True),
+    Range("loss.distillation.weight", 0), Range("loss.distillation.temperature", 0, low_open=True),
+    Range("loss.distillation.teacher_temperature", 0, low_open=True),
     Range("data.global_batch_size", 1), Range("data.micro_batch_size", 1),
     Range("data.pad_to_multiple", 1),
     Range("optim.lr", 0, low_open=True), Range("optim.min_lr", 0), Range("optim.weight_decay", 0),
@@ -340,6 +342,10 @@ def validate(config: RunConfig, *, world_size: Optional[int] = None) -> None:
     if world_size is not None:
         _validate_world(config, world_size)
     validate_matryoshka(config.loss, config.model)
+    if config.loss.distillation.weight > 0:
+        _require(config.loss.num_hard_negatives >= 1, "loss.distillation.weight",
+                 "distillation compares scores of the positive and the hard negatives: needs "
+                 "loss.num_hard_negatives >= 1")
     if config.model.lora is not None:
         _require(bool(config.checkpoint.init_from), "checkpoint.init_from",
                  "model.lora trains adapters on a frozen base: name the base checkpoint")

@@ -44,6 +44,9 @@ class Batch:
     segment_lengths: Optional[tuple[int, int, int]] = None
     """Padded widths of the query, positive and negative segments (each <= S): the forward step runs
     them as separate passes. None (fixed-length batches, pipeline parallelism): one pass over S."""
+    teacher_scores: Optional[Tensor] = None
+    """[b, 1 + k] float32 teacher scores of each pair's positive and hard negatives (distillation),
+    NaN where a negative has none (filled in from another item); None when the data has none."""
 
     def __post_init__(self):
         b, k = self.num_queries, self.num_negatives
@@ -60,6 +63,9 @@ class Batch:
                                               or self.negative_ids.numel() != b * k):
             raise ValueError(f"Batch: expected {b} positive_ids and {b * k} negative_ids, got "
                              f"{self.positive_ids.numel()} and {self.negative_ids.numel()}")
+        if self.teacher_scores is not None and list(self.teacher_scores.shape) != [b, 1 + k]:
+            raise ValueError(f"Batch.teacher_scores: expected [{b}, {1 + k}], got "
+                             f"{list(self.teacher_scores.shape)}")
         object.__setattr__(self, "kind", BatchKind(self.kind))
         if self.segment_lengths is not None:
             object.__setattr__(self, "segment_lengths", tuple(int(n) for n in self.segment_lengths))
@@ -88,7 +94,8 @@ class Batch:
             self, input_ids=self.input_ids[rows], attention_mask=self.attention_mask[rows],
             num_queries=len(idx),
             positive_ids=None if self.positive_ids is None else self.positive_ids[idx],
-            negative_ids=None if self.negative_ids is None else self.negative_ids[neg])
+            negative_ids=None if self.negative_ids is None else self.negative_ids[neg],
+            teacher_scores=None if self.teacher_scores is None else self.teacher_scores[idx])
 
     def split(self, pairs_per_chunk: int) -> list["Batch"]:
         """Consecutive chunks of ``pairs_per_chunk`` pairs (GradCache's micro-batches of a batch)."""
