@@ -14,6 +14,7 @@ rules live with the sampler (``data/sampler.check_settings``, called here for ``
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import typing
 from pathlib import Path
@@ -198,6 +199,21 @@ def validate_paths(config: RunConfig) -> None:
                  f"tools/preprocess_data.py first, or leave data.path unset for synthetic pairs)")
         _require((Path(path) / "manifest.json").is_file(), "data.path",
                  f"{path} has no manifest.json; it is not a folder written by tools/preprocess_data.py")
+    if config.loss.distillation.weight > 0:
+        _validate_teacher_scores(path)
+
+
+def _validate_teacher_scores(path: Optional[str]) -> None:
+    """Distillation needs teacher scores for every item of the data, known before launch."""
+    _require(path is not None, "loss.distillation.weight",
+             "distillation needs teacher scores, which synthetic pairs lack: set data.path to a "
+             "folder preprocessed from records with teacher_scores")
+    manifest = json.loads((Path(path) / "manifest.json").read_text())
+    have, items = manifest.get("teacher_scores", {}).get("items", 0), manifest.get("num_items")
+    _require(have == items, "loss.distillation.weight",
+             f"distillation needs teacher scores for every item, but data.path {path} has them for "
+             f"{have} of {items} items (mine them with tools/mine_hard_negatives.py --teacher, then "
+             f"rerun tools/preprocess_data.py)")
 
 
 def _validate_split(model: ModelConfig, parallel: ParallelConfig) -> None:
