@@ -71,6 +71,8 @@ def distillation_loss(scores: Tensor, teacher: Tensor, *, kind: str, temperature
                          f"{list(scores.shape)} ([b, 1 + num_hard_negatives])")
     if not torch.isfinite(teacher[:, 0]).all():
         raise ValueError("teacher score of a positive is not finite; every positive needs one")
+    if scores.dtype in (torch.float16, torch.bfloat16):
+        scores = scores.float()     # a softmax at T = 0.05 over bf16 scores loses the margins
     invalid = torch.isnan(teacher)
     if masked is not None:
         invalid = invalid | masked

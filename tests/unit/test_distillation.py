@@ -174,3 +174,14 @@ def test_config_needs_hard_negatives():
     assert RunConfig().loss.distillation.weight == 0.0
     assert load_config(None, ["loss.distillation.weight=0.5",
                               "loss.distillation.kind=margin_mse"]).loss.distillation.kind == "margin_mse"
+
+
+def test_half_precision_scores_are_distilled_in_float32():
+    q, p, n = _embeddings()
+    scores = student_scores(q, p, n)
+    want = distillation_loss(scores, _teacher(), kind="kl", temperature=0.05, teacher_temperature=1.0)
+    got = distillation_loss(scores.bfloat16(), _teacher(), kind="kl", temperature=0.05,
+                            teacher_temperature=1.0)
+    assert got.dtype == torch.float32
+    # Only the bf16 rounding of the scores themselves (about 3 significant digits) remains.
+    assert got.item() == pytest.approx(want.item(), rel=2e-2)

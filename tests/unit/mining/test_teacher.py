@@ -131,3 +131,20 @@ def test_bad_teacher_is_named(tmp_path, planted):
     with pytest.raises(DataError, match="is not a model folder"):
         mine(_config(tmp_path, planted, teacher=f"bi-encoder:{tmp_path / 'nope'}"),
              encoder=TrigramEncoder())
+
+
+def test_parquet_output_carries_the_scores(tmp_path, planted):
+    source = tmp_path / "parallel.jsonl"     # Parquet holds one record shape: the parallel ones
+    source.write_text("\n".join(line for line in planted.read_text().splitlines()
+                                if '"lang"' not in line) + "\n")
+    outputs = [str(tmp_path / "mined.jsonl"), str(tmp_path / "mined.parquet")]
+    for out in outputs:
+        mine(_config(tmp_path, source, output=out, teacher="bi-encoder",
+                     work_dir=str(tmp_path / "work")), encoder=TrigramEncoder())
+    from_jsonl, from_parquet = (list(read_items(out, languages=LANGS)) for out in outputs)
+    assert len(from_parquet) == 12
+    for a, b in zip(from_jsonl, from_parquet):
+        assert a.negatives == b.negatives and a.teacher_scores.keys() == b.teacher_scores.keys()
+        for lang, scores in a.teacher_scores.items():
+            assert len(scores) == 4
+            np.testing.assert_allclose(b.teacher_scores[lang], scores, rtol=1e-6)
