@@ -98,6 +98,8 @@ class ContrastiveOutput:
     """Fraction of this rank's queries whose best candidate is their positive (in-batch acc@1)."""
     masked: Optional[Tensor] = None
     """Candidates masked as false negatives for this rank's queries (None: masking off)."""
+    distillation: Optional[Tensor] = None
+    """The distillation term (unweighted) of this rank's queries (None: distillation off)."""
 
 
 def info_nce(query: Tensor, positive: Tensor, negatives: Optional[Tensor] = None, *,

@@ -3,10 +3,13 @@
     python tools/mine_hard_negatives.py --input train.jsonl --output train.mined.jsonl \
         --languages en de fr --model path/to/model --num-negatives 4 --range 10 100 \
         [--relative-margin 0.95 | --absolute-margin 0.05] [--sampling random|top] [--seed 0] \
-        [--corpus extra.jsonl] [--index exact|ivf|hnsw] [--work-dir DIR] [--max-empty-fraction 0.5]
+        [--corpus extra.jsonl] [--index exact|ivf|hnsw] [--work-dir DIR] [--max-empty-fraction 0.5] \
+        [--teacher cross-encoder:FOLDER | bi-encoder | bi-encoder:FOLDER]
 
 Per language, a query searches that language's passages; the item's positive in every language
 and its copies are never mined (see megatron_hybridir/mining). Rerun the same command to resume.
+With --teacher, each record also gets `teacher_scores` (per language: the positive's score, then
+each mined negative's) for distillation (loss.distillation).
 Writes the records with `negatives` filled, <output>.report.json and <output>.scores.png.
 Languages whose queries got fewer negatives than asked are logged; when more than
 --max-empty-fraction of a language's queries got none, nothing is written but the report and the
@@ -50,6 +53,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-empty-fraction", type=float, default=0.5,
                         help="fail when, in a language, more than this fraction of the queries got "
                              "no negative (1: accept any result)")
+    parser.add_argument("--teacher", help="cross-encoder:FOLDER, bi-encoder (the --model) or "
+                        "bi-encoder:FOLDER: write teacher_scores for distillation")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = MiningConfig(
@@ -61,7 +66,8 @@ def main(argv=None) -> int:
         query_block=args.query_block, batch_size=args.batch_size, float16=args.float16,
         query_prompt=args.query_prompt, passage_prompt=args.passage_prompt,
         max_length=args.max_length, split=args.split, work_dir=args.work_dir,
-        progress=not args.no_progress, max_empty_fraction=args.max_empty_fraction)
+        progress=not args.no_progress, max_empty_fraction=args.max_empty_fraction,
+        teacher=args.teacher)
     try:
         mine(config)
     except (DataError, OSError) as err:        # OSError: a model folder that cannot be loaded

@@ -27,6 +27,7 @@ from megatron_hybridir.config.schema import (
     CheckpointConfig,
     ConfigError,
     DataConfig,
+    DistillationConfig,
     LoraConfig,
     LossConfig,
     ModelConfig,
@@ -48,7 +49,8 @@ from megatron_hybridir.config.validation import (
 )
 
 __all__ = [
-    "PRESETS", "LORA_TARGETS", "CheckpointConfig", "ConfigError", "DataConfig", "LoraConfig",
+    "PRESETS", "LORA_TARGETS", "CheckpointConfig", "ConfigError", "DataConfig", "DistillationConfig",
+    "LoraConfig",
     "LossConfig", "ModelConfig", "OptimConfig", "ParallelConfig", "PrecisionConfig", "RunConfig",
     "TrainingConfig", "_RANGES", "apply_overrides", "apply_preset", "embedding_dim", "from_dict",
     "load_config", "preset", "save_config", "to_dict", "validate", "validate_lora",

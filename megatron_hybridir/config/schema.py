@@ -167,6 +167,25 @@ class ParallelConfig:
     """Split LayerNorm / dropout activations along the sequence across TP ranks (needs TP > 1)."""
 
 
+DistillationKind = Literal["kl", "margin_mse"]
+
+
+@dataclass
+class DistillationConfig:
+    """Distillation from teacher scores that the training records carry for the positive and each
+    hard negative (``distillation.py``); in-batch negatives stay contrastive."""
+
+    weight: float = 0.0
+    """Weight of the distillation term added to InfoNCE; 0 turns it off (and needs no scores)."""
+    kind: DistillationKind = "kl"
+    """kl: KL(teacher || student) of the softmax over (positive + hard negatives); margin_mse: mean
+    squared error between the student's and the teacher's (positive - negative) margins."""
+    temperature: float = 0.05
+    """The student's cosine scores are divided by this before the softmax (or the margins)."""
+    teacher_temperature: float = 1.0
+    """The teacher's scores are divided by this (cross-encoder logits often want T > 1)."""
+
+
 @dataclass
 class LossConfig:
     """InfoNCE over cosine similarities with in-batch negatives spanning the global batch."""
@@ -191,6 +210,8 @@ class LossConfig:
     renormalised (``matryoshka.py``). None trains the full embedding only."""
     matryoshka_weights: Optional[list[float]] = None
     """One weight per entry of matryoshka_dims (default: all 1)."""
+    distillation: DistillationConfig = field(default_factory=DistillationConfig)
+    """Distillation from teacher scores of the positive and hard negatives (off by default)."""
 
 
 @dataclass

@@ -14,6 +14,7 @@ rules live with the sampler (``data/sampler.check_settings``, called here for ``
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import typing
 from pathlib import Path
@@ -138,6 +139,8 @@ _RANGES = (
     Range("loss.false_negative_margin", -2, 2, optional=True,
           text="must be a finite cosine-score margin in [-2, 2]"),
     Range("loss.matryoshka_weights", 0, optional=True),
+    Range("loss.distillation.weight", 0), Range("loss.distillation.temperature", 0, low_open=True),
+    Range("loss.distillation.teacher_temperature", 0, low_open=True),
     Range("data.global_batch_size", 1), Range("data.micro_batch_size", 1),
     Range("data.pad_to_multiple", 1), Range("data.micro_batch_tokens", 1, optional=True),
     Range("optim.lr", 0, low_open=True), Range("optim.min_lr", 0), Range("optim.weight_decay", 0),
@@ -205,6 +208,21 @@ def validate_paths(config: RunConfig) -> None:
                  f"tools/preprocess_data.py first, or leave data.path unset for synthetic pairs)")
         _require((Path(path) / "manifest.json").is_file(), "data.path",
                  f"{path} has no manifest.json; it is not a folder written by tools/preprocess_data.py")
+    if config.loss.distillation.weight > 0:
+        _validate_teacher_scores(path)
+
+
+def _validate_teacher_scores(path: Optional[str]) -> None:
+    """Distillation needs teacher scores for every item of the data, known before launch."""
+    _require(path is not None, "loss.distillation.weight",
+             "distillation needs teacher scores, which synthetic pairs lack: set data.path to a "
+             "folder preprocessed from records with teacher_scores")
+    manifest = json.loads((Path(path) / "manifest.json").read_text())
+    have, items = manifest.get("teacher_scores", {}).get("items", 0), manifest.get("num_items")
+    _require(have == items, "loss.distillation.weight",
+             f"distillation needs teacher scores for every item, but data.path {path} has them for "
+             f"{have} of {items} items (mine them with tools/mine_hard_negatives.py --teacher, then "
+             f"rerun tools/preprocess_data.py)")
 
 
 def _validate_split(model: ModelConfig, parallel: ParallelConfig) -> None:
@@ -369,6 +387,10 @@ def validate(config: RunConfig, *, world_size: Optional[int] = None) -> None:
         _validate_world(config, world_size)
     validate_matryoshka(config.loss, config.model)
     _validate_token_budget(config)
+    if config.loss.distillation.weight > 0:
+        _require(config.loss.num_hard_negatives >= 1, "loss.distillation.weight",
+                 "distillation compares scores of the positive and the hard negatives: needs "
+                 "loss.num_hard_negatives >= 1")
     if config.model.lora is not None:
         _require(bool(config.checkpoint.init_from), "checkpoint.init_from",
                  "model.lora trains adapters on a frozen base: name the base checkpoint")

@@ -49,6 +49,9 @@ class Batch:
     cu_seqlens: Optional[Tensor] = None
     """Packed batches only: [b*(2+k) + 1] int32 offsets of each row in the stream ``input_ids``
     [1, T]; tokens from ``cu_seqlens[-1]`` to T are tail padding (``data/packing.py``)."""
+    teacher_scores: Optional[Tensor] = None
+    """[b, 1 + k] float32 teacher scores of each pair's positive and hard negatives (distillation),
+    NaN where a negative has none (filled in from another item); None when the data has none."""
 
     def __post_init__(self):
         b, k = self.num_queries, self.num_negatives
@@ -67,6 +70,9 @@ class Batch:
                                               or self.negative_ids.numel() != b * k):
             raise ValueError(f"Batch: expected {b} positive_ids and {b * k} negative_ids, got "
                              f"{self.positive_ids.numel()} and {self.negative_ids.numel()}")
+        if self.teacher_scores is not None and list(self.teacher_scores.shape) != [b, 1 + k]:
+            raise ValueError(f"Batch.teacher_scores: expected [{b}, {1 + k}], got "
+                             f"{list(self.teacher_scores.shape)}")
         object.__setattr__(self, "kind", BatchKind(self.kind))
         if self.segment_lengths is not None:
             object.__setattr__(self, "segment_lengths", tuple(int(n) for n in self.segment_lengths))
@@ -132,7 +138,8 @@ class Batch:
             self, input_ids=self.input_ids[rows], attention_mask=self.attention_mask[rows],
             num_queries=len(idx),
             positive_ids=None if self.positive_ids is None else self.positive_ids[idx],
-            negative_ids=None if self.negative_ids is None else self.negative_ids[neg])
+            negative_ids=None if self.negative_ids is None else self.negative_ids[neg],
+            teacher_scores=None if self.teacher_scores is None else self.teacher_scores[idx])
 
     def split(self, pairs_per_chunk: int) -> list["Batch"]:
         """Consecutive chunks of ``pairs_per_chunk`` pairs (GradCache's micro-batches of a batch)."""

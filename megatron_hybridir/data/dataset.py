@@ -63,6 +63,38 @@ class TokenizedDataset:
                      for f in ("positive", "negative") for l in self.languages}
         self._cids = ({key: np.load(p, mmap_mode="r") for key, p in cid_files.items()}
                       if all(p.exists() for p in cid_files.values()) else None)
+        self._teacher = self._load_teacher_scores()
+
+    def _load_teacher_scores(self) -> Optional[dict]:
+        """Teacher scores per passage row when every item has them (distillation), else None."""
+        if self.teacher_items != self.num_items or self.num_items == 0:
+            return None
+        out = {}
+        for fieldname in ("positive", "negative"):
+            for lang in self.languages:
+                path = self.path / f"{fieldname}.{lang}.teacher.npy"
+                out[(fieldname, lang)] = np.load(path, mmap_mode="r")
+                rows = self.manifest["counts"][f"{fieldname}.{lang}"]
+                if len(out[(fieldname, lang)]) != rows:
+                    raise ValueError(f"{path}: {len(out[(fieldname, lang)])} scores, "
+                                     f"{self.path / 'manifest.json'} counts {rows} rows")
+        return out
+
+    @property
+    def teacher_items(self) -> int:
+        """Items with teacher scores (the manifest's count; 0 in folders written before)."""
+        return int(self.manifest.get("teacher_scores", {}).get("items", 0))
+
+    @property
+    def has_teacher_scores(self) -> bool:
+        return self._teacher is not None
+
+    def teacher_scores(self, item: int, lang: int) -> list[float]:
+        """The teacher's scores of the item's positive and negatives in ``lang``."""
+        code = self.languages[lang]
+        pos = float(self._teacher[("positive", code)][int(self._rows[("positive", code)][item])])
+        start, end = self._neg_start[code][item], self._neg_start[code][item + 1]
+        return [pos] + [float(x) for x in self._teacher[("negative", code)][int(start):int(end)]]
 
     def _check_counts(self, langs: np.ndarray) -> None:
         """Every array and token file agrees with the manifest's item and row counts."""
@@ -165,9 +197,20 @@ class Collator:
             content = {"positive_ids": torch.tensor(
                 [ds.content_id(i, int(p)) for i, p in zip(ids, micro.passage_lang)], dtype=torch.long),
                 "negative_ids": torch.tensor(negative_ids, dtype=torch.long)}
+        if ds.has_teacher_scores:
+            content["teacher_scores"] = self._teacher_scores(ids, micro.passage_lang)
         return Batch(input_ids=input_ids, attention_mask=mask, num_queries=len(ids),
                      num_negatives=self.k, kind=micro.kind,
                      segment_lengths=self._segment_lengths(seqs, len(ids)), **content)
+
+    def _teacher_scores(self, ids: list[int], passage_lang) -> torch.Tensor:
+        """[b, 1 + k] float32: each pair's positive and its own first k negatives in the passage
+        language; NaN for negatives filled in from other items (the teacher never scored them)."""
+        out = torch.full((len(ids), 1 + self.k), float("nan"), dtype=torch.float32)
+        for n, (i, p) in enumerate(zip(ids, passage_lang)):
+            scores = self.dataset.teacher_scores(i, int(p))[: 1 + self.k]
+            out[n, : len(scores)] = torch.tensor(scores, dtype=torch.float32)
+        return out
 
     def _fillers(self, ids: list[int], n: int, lang: int, count: int,
                  filler_ids: Optional[list] = None) -> list[np.ndarray]:

@@ -24,6 +24,10 @@ Layout of the output folder:
     negative.{lang}.start.npy       [items + 1] int64 CSR offsets into negative.{lang}
     {positive,negative}.{lang}.cid.npy  [rows] int64 content id of each row's text
                                     (data/content_id.py), for false-negative masking in the loss
+    {positive,negative}.{lang}.teacher.npy  [rows] float32 teacher score of each row for its item's
+                                    query in that language (distillation; NaN: none), written
+                                    when any record has ``teacher_scores``; the manifest's
+                                    ``teacher_scores.items`` counts the items that have them
     items.langs.npy                 [items] uint64 bitmask of languages with query and positive
     items.source.npy                [items] int32 index into ``sources`` (for mixture weights)
 """
@@ -146,6 +150,7 @@ def _tokenize_chunk_with_ids(items: list[ParallelItem]) -> list[dict]:
         for neg in item.negatives:
             for lang, text in neg.items():
                 tokens["cid"]["negative"].setdefault(lang, []).append(content_id(text))
+        tokens["teacher"] = item.teacher_scores
     return out
 
 
@@ -192,6 +197,8 @@ def _preprocess_into(config: PreprocessConfig, out: Path, *, progress: bool) -> 
     lang_bit = {l: i for i, l in enumerate(config.languages)}
 
     item_sources: list[int] = []
+    teacher = {(f, l): [] for f in ("positive", "negative") for l in config.languages}
+    teacher_items = 0
 
     def items() -> Iterator[ParallelItem]:
         for index, (source, report) in enumerate(zip(config.sources, reports)):
@@ -220,12 +227,14 @@ def _preprocess_into(config: PreprocessConfig, out: Path, *, progress: bool) -> 
                         mask |= 1 << lang_bit[lang]
                     cids[("positive", lang)] += tokens["cid"]["positive"].get(lang, [])
                     cids[("negative", lang)] += tokens["cid"]["negative"].get(lang, [])
+                    _append_teacher(teacher, tokens, lang)
                     negs = tokens["negative"].get(lang, [])
                     for seq in negs:
                         builders[("negative", lang)].add_item(_tensor(seq))
                     rows[("negative", lang)] += len(negs)
                     neg_start[lang].append(rows[("negative", lang)])
                 masks.append(mask)
+                teacher_items += tokens["teacher"] is not None
             bar.update(len(chunk))
     for (fieldname, lang), builder in builders.items():
         builder.end_document()  # one "document" per file; rows are addressed per sequence
@@ -236,6 +245,9 @@ def _preprocess_into(config: PreprocessConfig, out: Path, *, progress: bool) -> 
         np.save(out / f"negative.{lang}.start.npy", np.asarray(starts, dtype=np.int64))
     for (fieldname, lang), values in cids.items():
         np.save(out / f"{fieldname}.{lang}.cid.npy", np.asarray(values, dtype=np.int64))
+    if teacher_items:
+        for (fieldname, lang), values in teacher.items():
+            np.save(out / f"{fieldname}.{lang}.teacher.npy", np.asarray(values, dtype=np.float32))
     np.save(out / "items.langs.npy", np.asarray(masks, dtype=np.uint64))
     np.save(out / "items.source.npy", np.asarray(item_sources, dtype=np.int32))
     check_language_coverage(config.languages, reports)
@@ -245,6 +257,7 @@ def _preprocess_into(config: PreprocessConfig, out: Path, *, progress: bool) -> 
                 "num_items": len(masks), "counts": counts,
                 "prompts": dict(config.prompts), "max_length": dict(config.max_length),
                 "tokenizer": tokenizer_record(tok),
+                "teacher_scores": {"items": teacher_items},
                 "sources": [{"source": r.source, "read": r.read, "kept": r.kept,
                              "skipped": dict(r.skipped), "dropped": dict(r.dropped)}
                             for r in reports]}
@@ -254,6 +267,16 @@ def _preprocess_into(config: PreprocessConfig, out: Path, *, progress: bool) -> 
         for report in reports:
             print(report.summary())
     return manifest
+
+
+def _append_teacher(teacher: dict, tokens: dict, lang: str) -> None:
+    """Teacher scores of the item's rows in ``lang``, one per row appended to the token files
+    (positive: a row where the item has query and positive; negatives: every row), NaN without."""
+    scores = (tokens["teacher"] or {}).get(lang)
+    if tokens["positive"].get(lang) and tokens["query"].get(lang):
+        teacher[("positive", lang)].append(scores[0] if scores else float("nan"))
+    count = len(tokens["negative"].get(lang, []))
+    teacher[("negative", lang)] += scores[1:] if scores else [float("nan")] * count
 
 
 def tokenizer_record(tok: Tokenizer) -> dict:

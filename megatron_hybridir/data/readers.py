@@ -12,6 +12,7 @@ What it does not do: tokenize (``preprocess.py``) or sample (``sampler.py``).
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ class ParallelItem:
     query: dict[str, str]
     positive: dict[str, str]
     negatives: list[dict[str, str]] = field(default_factory=list)
+    teacher_scores: Optional[dict[str, list[float]]] = None
+    """Per language of ``languages``: the teacher's scores of the positive and of the item's
+    negatives that have a text in that language, in record order (distillation); None: none."""
 
     @property
     def languages(self) -> list[str]:
@@ -161,7 +165,44 @@ def parse_record(record: dict, *, where: str, languages: set[str], report: ReadR
         raise DataError(f"{where}: item has {len(item.languages)} language(s) with both query "
                         f"and positive ({item.languages}); cross-lingual batches need at least "
                         f"{min_languages}", reason=f"fewer than {min_languages} languages")
+    if record.get("teacher_scores") is not None:
+        item.teacher_scores = _teacher_scores(record["teacher_scores"], item, where=where,
+                                              lang=lang, languages=languages)
     return item
+
+
+def _teacher_scores(value, item: ParallelItem, *, where: str, lang: Optional[str],
+                    languages: set[str]) -> dict[str, list[float]]:
+    """``teacher_scores`` ({lang: [positive, negatives...]}, or one list in a monolingual record)
+    checked against the item: every language of the item, 1 + its negatives in that language, all
+    finite numbers. Languages outside ``data.languages`` are dropped with their texts."""
+    if lang is not None:
+        if not isinstance(value, list):
+            raise _wrong_type(where, "teacher_scores", value,
+                              f"a list of numbers (monolingual record, lang={lang!r})")
+        value = {lang: value}
+    if not isinstance(value, dict):
+        raise _wrong_type(where, "teacher_scores", value, "an object {language: [numbers]}")
+    value = {code: v for code, v in value.items() if code in languages and v is not None}
+    missing = [code for code in item.languages if code not in value]
+    extra = [code for code in value if code not in item.languages]
+    if missing or extra:
+        raise DataError(f"{where}: field 'teacher_scores' must have exactly the item's languages "
+                        f"{item.languages}, got {sorted(value)}", reason="teacher_scores languages")
+    out = {}
+    for code in item.languages:
+        scores, name = value[code], f"teacher_scores.{code}" if lang is None else "teacher_scores"
+        expected = 1 + sum(code in neg for neg in item.negatives)
+        if not isinstance(scores, list) or len(scores) != expected:
+            raise DataError(f"{where}: field '{name}' must list {expected} scores (the positive and "
+                            f"{expected - 1} negative(s) in {code}), got {_show(scores)}",
+                            reason="teacher_scores count")
+        for j, x in enumerate(scores):
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+                raise DataError(f"{where}: field '{name}[{j}]' must be a finite number, got "
+                                f"{_show(x)}", reason="teacher_scores value")
+        out[code] = [float(x) for x in scores]
+    return out
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[str, object]]:

@@ -17,7 +17,10 @@ Scale and resumption, in the work folder:
 Memory is one embedding shard (plus a block of queries and its [block, depth] candidates); a rerun
 with the same settings skips everything already done.
 
-What it does not do: train, or re-score with a cross-encoder.
+With a teacher (``teacher.py``) the written records also carry ``teacher_scores`` of the positive
+and the mined negatives, for distillation.
+
+What it does not do: train, or re-rank the mined negatives by the teacher.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from megatron_hybridir.mining.pool import TextStore, TextStoreWriter
 from megatron_hybridir.mining.records import RecordWriter, parsed_records, raw_records, \
     with_negatives
 from megatron_hybridir.mining.select import Selection, WindowSpec, select_negatives
+from megatron_hybridir.mining.teacher import make_teacher, parse_teacher, score_records
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +96,11 @@ class MiningConfig:
     """Fail (nothing written but the report) when, in some language, more than this fraction of
     the queries got no negative at all: e.g. every candidate is a copy of the positive, or the
     margin removes everything. 1.0 accepts any result (items with fewer are still reported)."""
+    teacher: Optional[str] = None
+    """Also write ``teacher_scores`` of the positive and mined negatives: cross-encoder:<folder>,
+    bi-encoder (the mining model) or bi-encoder:<folder> (``teacher.py``)."""
+    teacher_block: int = 1024
+    """Records scored together (one batched teacher call)."""
 
 
 def validate_mining(config: MiningConfig) -> None:
@@ -121,6 +130,9 @@ def validate_mining(config: MiningConfig) -> None:
             f"must lie in [0, 1], got {config.max_empty_fraction}")
     require(Path(config.output).suffix in (".jsonl", ".json", ".parquet"), "output",
             f"must end in .jsonl or .parquet, got {config.output}")
+    if config.teacher is not None:
+        parse_teacher(config.teacher)
+    require(config.teacher_block >= 1, "teacher_block", f"must be >= 1, got {config.teacher_block}")
 
 
 def _digest(*parts) -> str:
@@ -312,26 +324,39 @@ def _assemble(config: MiningConfig, parts: Path, num_items: int) -> tuple[dict, 
     return negatives, stats
 
 
-def write_output(config: MiningConfig, spool_dir: Path, negatives: dict) -> int:
+def write_output(config: MiningConfig, spool_dir: Path, negatives: dict, teacher=None) -> int:
+    """Write the records with their mined negatives (and, with a teacher, their scores, computed
+    for ``teacher_block`` records at a time)."""
     pools = {l: TextStore(spool_dir, f"pool.{l}") for l in config.languages}
-    writer = RecordWriter(config.output, config.languages)
-    count = 0
+    writer = RecordWriter(config.output, config.languages, teacher_scores=teacher is not None)
+    count, block = 0, []
+
+    def flush():
+        scores = score_records(teacher, [item for _, item, _ in block],
+                               [mined for _, _, mined in block]) if teacher else [None] * len(block)
+        for (record, item, mined), teacher_scores in zip(block, scores):
+            writer.write(with_negatives(record, item, mined, teacher_scores))
+        block.clear()
+
     for n, (record, item) in enumerate(tqdm(parsed_records(config.input, config.languages,
                                                            split=config.split),
                                             desc="writing", unit=" items",
                                             disable=not config.progress)):
         mined = {l: [pools[l][int(p)] for p in negatives[l][n] if p >= 0]
                  for l in config.languages if l in item.languages}
-        writer.write(with_negatives(record, item, mined))
+        block.append((record, item, mined))
+        if len(block) >= config.teacher_block:
+            flush()
         count += 1
+    flush()
     writer.close()
     return count
 
 
-def make_encoder(config: MiningConfig):
+def make_encoder(config: MiningConfig, model: Optional[str] = None):
     from megatron_hybridir.evaluation.encoder import Encoder
 
-    return Encoder(EncoderConfig(model=config.model, batch_size=config.batch_size,
+    return Encoder(EncoderConfig(model=model or config.model, batch_size=config.batch_size,
                                  query_prompt=config.query_prompt,
                                  passage_prompt=config.passage_prompt,
                                  max_length=config.max_length, normalize=config.normalize))
@@ -357,7 +382,8 @@ def mine(config: MiningConfig, encoder=None) -> dict:
                         f"{config.languages} ({meta['num_items']} items read); nothing to mine")
     encoder = encoder if encoder is not None else make_encoder(config)
     selection = {k: v for k, v in asdict(config).items()
-                 if k not in ("output", "work_dir", "progress", "shard_size", "max_empty_fraction")}
+                 if k not in ("output", "work_dir", "progress", "shard_size", "max_empty_fraction",
+                              "teacher", "teacher_block")}
     parts = work / f"parts-{_digest(source_key, encoder.fingerprint(), selection)}"
     parts.mkdir(exist_ok=True)
     for lang_index in range(len(config.languages)):
@@ -370,7 +396,12 @@ def mine(config: MiningConfig, encoder=None) -> dict:
                         f"{'; '.join(failing)}. Nothing written to {config.output} (see "
                         f"{config.output}.report.json); loosen the filters (margin, --range) or "
                         f"add passages (--corpus), or accept it with --max-empty-fraction 1")
-    written = write_output(config, spool_dir, negatives)
+    teacher = None
+    if config.teacher is not None:
+        teacher = make_teacher(config.teacher, mining_encoder=lambda: encoder,
+                               encoder_for=lambda folder: make_encoder(config, model=folder),
+                               batch_size=config.batch_size, max_length=config.max_length)
+    written = write_output(config, spool_dir, negatives, teacher=teacher)
     report = build_report(config, stats, written, Path(config.output))
     return report
 

@@ -36,15 +36,23 @@ def parsed_records(source: str, languages: list[str], *, split: str = "train",
         yield record, item
 
 
-def with_negatives(record: dict, item: ParallelItem, mined: dict[str, list[str]]) -> dict:
-    """``record`` with ``negatives`` replaced by the mined texts (``mined[lang]`` in rank order)."""
+def with_negatives(record: dict, item: ParallelItem, mined: dict[str, list[str]],
+                   teacher_scores: Optional[dict[str, list[float]]] = None) -> dict:
+    """``record`` with ``negatives`` replaced by the mined texts (``mined[lang]`` in rank order)
+    and ``teacher_scores`` by the given ones ({lang: [positive, negatives...]}) or removed: scores
+    of the input's negatives would be misaligned with the mined ones."""
     out = dict(record)
+    out.pop("teacher_scores", None)
     if record.get("lang") is not None:                  # monolingual shape: a list of strings
         out["negatives"] = list(mined.get(str(record["lang"]), []))
+        if teacher_scores is not None:
+            out["teacher_scores"] = list(teacher_scores[str(record["lang"])])
         return out
     depth = max((len(v) for v in mined.values()), default=0)
     out["negatives"] = [{lang: texts[j] for lang, texts in mined.items() if j < len(texts)}
                         for j in range(depth)]
+    if teacher_scores is not None:
+        out["teacher_scores"] = {lang: list(v) for lang, v in teacher_scores.items()}
     return out
 
 
@@ -52,13 +60,14 @@ class RecordWriter:
     """Writes JSONL (records as they are) or Parquet (the standard fields, typed) to a temporary
     file renamed into place on ``close`` — an interrupted run never leaves a half output."""
 
-    def __init__(self, path: str, languages: list[str]):
+    def __init__(self, path: str, languages: list[str], *, teacher_scores: bool = False):
         self.path = Path(path)
         self.tmp = self.path.with_name(self.path.name + ".tmp")
         self.parquet = self.path.suffix == ".parquet"
         if not self.parquet and self.path.suffix not in (".jsonl", ".json"):
             raise DataError(f"{path}: output must end in .jsonl or .parquet")
         self.languages = languages
+        self.teacher_scores = teacher_scores
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._rows: list[dict] = []
         self._writer = None
@@ -77,6 +86,7 @@ class RecordWriter:
                             f"parallel and monolingual records (write .jsonl instead)")
         keys = ("id", "lang", "query", "positive", "negatives") if shape == "mono" else \
             ("id", "query", "positive", "negatives")
+        keys += ("teacher_scores",) if self.teacher_scores else ()
         self._rows.append({k: record.get(k) for k in keys} | {"id": str(record.get("id"))})
         if len(self._rows) >= 4096:
             self._flush()
@@ -84,12 +94,17 @@ class RecordWriter:
     def _schema(self):
         import pyarrow as pa
 
+        scores = pa.list_(pa.float64())
         if self._shape == "mono":
             return pa.schema([("id", pa.string()), ("lang", pa.string()), ("query", pa.string()),
-                              ("positive", pa.string()), ("negatives", pa.list_(pa.string()))])
+                              ("positive", pa.string()), ("negatives", pa.list_(pa.string()))]
+                             + ([("teacher_scores", scores)] if self.teacher_scores else []))
         texts = pa.struct([(lang, pa.string()) for lang in self.languages])
         return pa.schema([("id", pa.string()), ("query", texts), ("positive", texts),
-                          ("negatives", pa.list_(texts))])
+                          ("negatives", pa.list_(texts))]
+                         + ([("teacher_scores", pa.struct([(lang, scores) for lang in
+                                                           self.languages]))]
+                            if self.teacher_scores else []))
 
     def _flush(self) -> None:
         import pyarrow as pa

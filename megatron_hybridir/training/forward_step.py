@@ -10,6 +10,7 @@ What it does not do: sampling or collation (the data pipeline builds the ``data/
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Callable, Iterator, Sequence
 
@@ -19,6 +20,7 @@ from torch import Tensor
 
 from megatron_hybridir.config import LossConfig
 from megatron_hybridir.data.batch import Batch
+from megatron_hybridir.distillation import distillation_loss, own_negative_mask, student_scores
 from megatron_hybridir.loss import ContrastiveOutput, info_nce
 from megatron_hybridir.matryoshka import matryoshka_info_nce
 from megatron_hybridir.model.unwrap import unwrap
@@ -52,9 +54,33 @@ def contrastive_loss(embeddings: Sequence[Tensor], batches: Sequence[Batch], *, 
     if loss.matryoshka_dims:
         objective = functools.partial(matryoshka_info_nce, dims=loss.matryoshka_dims,
                                       weights=loss.matryoshka_weights)
-    return objective(query, positive, negatives,
-                     scale=scale if scale is not None else 1.0 / loss.temperature,
-                     group=dp_group, symmetric=loss.symmetric, **false_negative_args(batches, loss))
+    masking = false_negative_args(batches, loss)
+    out = objective(query, positive, negatives,
+                    scale=scale if scale is not None else 1.0 / loss.temperature,
+                    group=dp_group, symmetric=loss.symmetric, **masking)
+    if loss.distillation.weight > 0:
+        term = distillation_term(query, positive, negatives, batches, loss=loss, masking=masking)
+        out = dataclasses.replace(out, loss=out.loss + loss.distillation.weight * term,
+                                  distillation=term.detach())
+    return out
+
+
+def distillation_term(query: Tensor, positive: Tensor, negatives, batches: Sequence[Batch], *,
+                      loss: LossConfig, masking: dict) -> Tensor:
+    """The distillation loss of the rows (full embedding), false-negative masked like InfoNCE."""
+    if negatives is None or any(b.teacher_scores is None for b in batches):
+        raise ValueError("loss.distillation.weight > 0 needs teacher scores on every batch and "
+                         "loss.num_hard_negatives >= 1 (tools/mine_hard_negatives.py --teacher)")
+    cfg = loss.distillation
+    scores = student_scores(query, positive, negatives)
+    masked = None
+    if masking:
+        masked = own_negative_mask(scores, positive_ids=masking.get("positive_ids"),
+                                   negative_ids=masking.get("negative_ids"),
+                                   margin=masking.get("margin"))
+    teacher = torch.cat([b.teacher_scores for b in batches]).to(scores.device)
+    return distillation_loss(scores, teacher, kind=cfg.kind, temperature=cfg.temperature,
+                             teacher_temperature=cfg.teacher_temperature, masked=masked)
 
 
 def false_negative_args(batches: Sequence[Batch], loss: LossConfig) -> dict:
@@ -107,6 +133,8 @@ def make_forward_step(loss: LossConfig, *, dp_group) -> Callable:
             stats = {"loss": out.loss.detach().clone(), "accuracy": out.accuracy}
             if out.masked is not None:
                 stats["masked"] = out.masked
+            if out.distillation is not None:
+                stats["distillation"] = out.distillation
             return out.loss, stats
 
         return output, loss_func

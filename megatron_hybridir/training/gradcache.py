@@ -57,6 +57,8 @@ def _cached_loss(embeddings: list[torch.Tensor], micro_batches: Sequence[Batch],
     stats = {"loss": out.loss.detach(), "accuracy": out.accuracy}
     if out.masked is not None:
         stats["masked"] = out.masked
+    if out.distillation is not None:
+        stats["distillation"] = out.distillation
     return [leaf.grad for leaf in leaves], stats
 
 

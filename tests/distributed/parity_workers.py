@@ -8,13 +8,14 @@ read back at TP=1 and compared tensor by tensor).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
 from megatron.core import dist_checkpointing
 
 from megatron_hybridir.checkpointing.model_state import model_sharded_state
-from megatron_hybridir.config import LossConfig, ParallelConfig
+from megatron_hybridir.config import DistillationConfig, LossConfig, ParallelConfig
 from megatron_hybridir.data.batch import Batch
 from megatron_hybridir.data.packing import pack_for_layout, split_by_tokens
 from megatron_hybridir.data.synthetic import random_token_batch
@@ -25,6 +26,9 @@ from megatron_hybridir.training.engine import forward_backward, wrap_ddp
 from megatron_hybridir.training.gradcache import gradcache_forward_backward
 
 LOSS = LossConfig(temperature=0.05, num_hard_negatives=1, symmetric=True)
+# Distillation cases: the same loss plus a KL term on teacher scores carried by the batch.
+DISTILL_LOSS = dataclasses.replace(LOSS, distillation=DistillationConfig(
+    weight=1.0, kind="kl", temperature=0.1, teacher_temperature=2.0))
 SEQ = 12
 
 
@@ -35,10 +39,15 @@ def model_config(**overrides):
     return preset("tiny", **base)
 
 
-def global_batch(num_queries: int) -> Batch:
-    return random_token_batch(num_queries=num_queries, num_negatives=LOSS.num_hard_negatives,
-                              seq_length=SEQ, vocab_size=250,
-                              generator=torch.Generator().manual_seed(2024))
+def global_batch(num_queries: int, *, teacher_scores: bool = False) -> Batch:
+    batch = random_token_batch(num_queries=num_queries, num_negatives=LOSS.num_hard_negatives,
+                               seq_length=SEQ, vocab_size=250,
+                               generator=torch.Generator().manual_seed(2024))
+    if teacher_scores:
+        scores = torch.randn(num_queries, 1 + LOSS.num_hard_negatives,
+                             generator=torch.Generator().manual_seed(5)) * 3
+        batch = dataclasses.replace(batch, teacher_scores=scores)
+    return batch
 
 
 def micro_batches_for_rank(batch: Batch, *, dp_rank: int, dp_size: int,
@@ -72,7 +81,8 @@ def run_config(launch, case: dict, work: str) -> None:
     ddp = wrap_ddp(chunks)
     from megatron.core import parallel_state as ps
 
-    batch = global_batch(case["global_batch"])
+    loss = DISTILL_LOSS if case.get("distill") else LOSS
+    batch = global_batch(case["global_batch"], teacher_scores=bool(case.get("distill")))
     micro = micro_batches_for_rank(batch, dp_rank=ps.get_data_parallel_rank(),
                                    dp_size=ps.get_data_parallel_world_size(),
                                    num_micro=case["num_micro"])
@@ -88,14 +98,16 @@ def run_config(launch, case: dict, work: str) -> None:
         # A multiple of 3 leaves odd stream lengths, which sequence parallelism must round to 6.
         micro = pack_for_layout(micro, pad_to_multiple=3, parallel=parallel, token_budget=budget)
     if case.get("gradcache"):
-        outputs = gradcache_forward_backward(ddp, micro, loss=LOSS,
+        outputs = gradcache_forward_backward(ddp, micro, loss=loss,
                                              check_replay=case.get("check_replay", False))
     else:
-        outputs = forward_backward(ddp, micro, loss=LOSS)
+        outputs = forward_backward(ddp, micro, loss=loss)
     out_dir = work_dir / case["name"]
     out_dir.mkdir(parents=True, exist_ok=True)
     if outputs:
         local_loss = torch.stack([o["loss"] for o in outputs]).mean()
+        if case.get("distill"):   # the term really ran (a vacuous parity would pass too)
+            assert all(o["distillation"] > 0 for o in outputs)
         torch.save({"loss": local_loss, "dp_rank": ps.get_data_parallel_rank(),
                     "tp_rank": ps.get_tensor_model_parallel_rank()},
                    out_dir / f"loss_rank{launch.rank}.pt")

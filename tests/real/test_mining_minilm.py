@@ -67,3 +67,38 @@ def test_cli_names_a_bad_record(tmp_path, capsys):
                                      "--languages", "en", "--model", "unused", "--no-progress"])
     assert code == 2
     assert f"{source}:1: field 'positive.en' is empty" in capsys.readouterr().err
+
+
+def test_cli_writes_bi_encoder_teacher_scores_with_minilm(tmp_path):
+    """--teacher bi-encoder: each record's scores are MiniLM's cosines of its query with its
+    positive and its mined negatives, in that order, and the training reader accepts them."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from megatron_hybridir.data.readers import read_items
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import mine_hard_negatives
+
+    topics = ["castle", "river", "bridge", "market", "garden", "tower"]
+    records = [{"id": f"i{n}", "lang": "en", "query": f"when was the {t} of Avon built?",
+                "positive": f"The {t} of Avon was built in {1800 + n}."}
+               for n, t in enumerate(topics)]
+    source = tmp_path / "train.jsonl"
+    source.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    out = tmp_path / "mined.jsonl"
+    assert mine_hard_negatives.main([
+        "--input", str(source), "--output", str(out), "--languages", "en", "--model", _minilm(),
+        "--num-negatives", "2", "--range", "0", "5", "--teacher", "bi-encoder",
+        "--no-progress"]) == 0
+    model = SentenceTransformer(_minilm(), device="cpu")
+    mined = [json.loads(line) for line in out.read_text().splitlines()]
+    for record in mined:
+        passages = [record["positive"], *record["negatives"]]
+        q = model.encode([record["query"]], normalize_embeddings=True)[0]
+        want = model.encode(passages, normalize_embeddings=True) @ q
+        assert len(record["teacher_scores"]) == 3
+        np.testing.assert_allclose(record["teacher_scores"], want, atol=1e-5)
+        assert record["teacher_scores"][0] > 0.5          # a real model: the positive matches
+    items = list(read_items(str(out), languages=["en"]))
+    assert [i.teacher_scores["en"] for i in items] == [r["teacher_scores"] for r in mined]
