@@ -155,11 +155,14 @@ class _StopFlag:
 
 
 def _step_stats(outputs: list[dict]) -> torch.Tensor:
-    """[loss, accuracy] averaged over DP, broadcast from the last pipeline stage to every rank."""
-    stats = torch.zeros(2, dtype=torch.float64, device=compute_device())  # NCCL: GPU tensors
+    """[loss, accuracy, distillation term] averaged over DP (the term 0 when distillation is off),
+    broadcast from the last pipeline stage to every rank."""
+    stats = torch.zeros(3, dtype=torch.float64, device=compute_device())  # NCCL: GPU tensors
     if outputs:
         stats[0] = torch.stack([o["loss"] for o in outputs]).double().mean()
         stats[1] = torch.stack([o["accuracy"] for o in outputs]).double().mean()
+        if "distillation" in outputs[0]:
+            stats[2] = torch.stack([o["distillation"] for o in outputs]).double().mean()
         dist.all_reduce(stats, group=parallel_state.get_data_parallel_group())
         stats /= parallel_state.get_data_parallel_world_size()
     if parallel_state.get_pipeline_model_parallel_world_size() > 1:
@@ -330,7 +333,7 @@ class Trainer:
         start = time.perf_counter()
         micro = self.source.micro_batches(step)
         outputs = self.step_fn(self.model, micro, loss=self.config.loss)
-        loss, acc = _step_stats(outputs).tolist()
+        loss, acc, distillation = _step_stats(outputs).tolist()
         masked = _masked_negatives(outputs) if self.config.loss.mask_false_negatives else 0
         if not math.isfinite(loss):
             self._skip(step, loss)
@@ -345,7 +348,8 @@ class Trainer:
         if self.sources is not None:
             self.sources.add(self.source.last_source)
         self.result.losses.append(loss)
-        return {"step": step + 1, "loss": loss, "accuracy": acc, "masked_negatives": masked,
+        extra = {"distillation": distillation} if self.config.loss.distillation.weight > 0 else {}
+        return {"step": step + 1, "loss": loss, "accuracy": acc, "masked_negatives": masked, **extra,
                 "lr": self.scheduler.get_lr(self.optimizer.param_groups[0]),
                 "grad_norm": grad_norm, "step_time": elapsed, **self.kinds.record(),
                 **(self.sources.record() if self.sources is not None else {}),

@@ -172,7 +172,7 @@ def _train_with_nan_losses(launch, overrides: list[str], nan_steps: int) -> None
 
     def poisoned(outputs):
         calls.append(1)
-        return torch.tensor([float("nan"), 0.0]) if len(calls) <= nan_steps else real(outputs)
+        return torch.tensor([float("nan"), 0.0, 0.0]) if len(calls) <= nan_steps else real(outputs)
 
     trainer._step_stats = poisoned
     try:
