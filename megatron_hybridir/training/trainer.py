@@ -29,7 +29,7 @@ from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
 from megatron_hybridir.checkpointing.model_state import load_model_weights
-from megatron_hybridir.config import RunConfig, validate, validate_paths
+from megatron_hybridir.config import ConfigError, RunConfig, validate, validate_paths
 from megatron_hybridir.config.initial_weights import check_initial_weights
 from megatron_hybridir.data.batch import Batch
 from megatron_hybridir.data.packing import pack_for_layout, split_by_tokens
@@ -403,6 +403,14 @@ class Trainer:
     def run(self) -> TrainResult:
         self.resume()
         stop, total = _StopFlag(), self.config.training.train_steps
+        if self.result.start_step > total:
+            # A relaunch that would train nothing and say nothing: the run is already past the
+            # asked length (a typo in train_steps, or another run's folder).
+            raise ConfigError(f"training.train_steps: {total}, but {self.run_dir} resumes from "
+                              f"step {self.result.start_step}, which is past it; ask for more steps "
+                              f"or use another checkpoint.dir")
+        if self.result.start_step == total and total > 0:
+            logger.info("already trained to step %d (training.train_steps): nothing to do", total)
         metrics = MetricsLog(self.run_dir, enabled=self.info.rank == 0, total_steps=total,
                              start_step=self.result.start_step,
                              log_interval=self.config.training.log_interval)

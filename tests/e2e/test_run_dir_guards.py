@@ -170,3 +170,17 @@ def test_a_crafted_pickle_in_the_rng_state_is_refused_and_does_not_run(tmp_path)
                             f"posix.mkdir"), error
     assert "nothing was executed" in error
     assert not marker.exists()
+
+
+def test_a_relaunch_asking_fewer_steps_than_the_checkpoint_stops(tmp_path):
+    # It used to exit 0 having trained nothing and said nothing.
+    run_dir = tmp_path / "run"
+    done = subprocess.run(_cmd(run_dir, "training.train_steps=4"), cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    again = subprocess.run(_cmd(run_dir, "training.train_steps=2"), cwd=ROOT, env=_env(),
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2, again.stderr[-2000:]
+    assert (f"error: training.train_steps: 2, but {run_dir} resumes from step 4, which is past it"
+            in again.stderr), again.stderr[-2000:]
+    assert _steps(run_dir) == [1, 2, 3, 4]                       # nothing rewritten
