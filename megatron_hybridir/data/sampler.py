@@ -203,8 +203,10 @@ class HybridSampler:
             [BatchKind.CROSS_LINGUAL] if self.alpha < 1 else [])
 
     def _check_drawable(self) -> None:
-        """Zero source weights leave enough items for every stream a batch draws from."""
-        if self._weights is None:
+        """Zero source weights leave enough items for every stream a batch draws from (the mixed
+        sources' streams; with ``same_source_batches`` each batch's source is checked instead,
+        ``source_batches.SourceBatches``)."""
+        if self._weights is None or self.config.same_source_batches:
             return
         b, m = self.config.global_batch_size, self.mono_share
         needs_parallel = b - m if self.alpha == 1.0 else b   # cross-lingual / mixed: all parallel

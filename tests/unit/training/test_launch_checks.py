@@ -70,11 +70,19 @@ def test_a_lora_run_as_init_from_says_to_merge_it_first(tmp_path):
 def test_rng_state_of_older_checkpoints_still_restores(tmp_path):
     """Before issue 24 ``rng_rank<r>.pt`` held a pickled tuple; it holds only tensors, so it
     passes ``weights_only=True`` and restores the same draws."""
-    from megatron_hybridir.training.checkpoint import _restore_rng
+    from megatron_hybridir.training.checkpoint import _restore_rng, get_cuda_rng_tracker
 
-    torch.manual_seed(7)
-    torch.save((torch.get_rng_state(), None, {}), tmp_path / "rng_rank0.pt")
-    expected = torch.rand(4)
-    torch.manual_seed(99)
-    _restore_rng(tmp_path / "rng_rank0.pt")
-    assert torch.equal(torch.rand(4), expected)
+    # The tracker is process-wide: restore what other tests in this process rely on afterwards
+    # (restoring an empty tracker state here broke every later dropout fork in the session).
+    tracker = get_cuda_rng_tracker()
+    saved = tracker.get_states()
+    try:
+        torch.manual_seed(7)
+        torch.save((torch.get_rng_state(), None, saved), tmp_path / "rng_rank0.pt")
+        expected = torch.rand(4)
+        torch.manual_seed(99)
+        _restore_rng(tmp_path / "rng_rank0.pt")
+        assert torch.equal(torch.rand(4), expected)
+        assert set(tracker.get_states()) == set(saved)
+    finally:
+        tracker.set_states(saved)
