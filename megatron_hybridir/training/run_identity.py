@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import uuid
 from pathlib import Path
 from typing import Any, Optional
 
@@ -308,6 +309,7 @@ def write_run_provenance(run_dir: Path, config: RunConfig, manifest: Optional[di
     tokenizer), and the identity of the training data (prompts, tokenizer hash, vocabulary)."""
 
     record = {"format": provenance.FORMAT, "family": family_of(config.model).name,
+              "run_id": uuid.uuid4().hex,      # stamped into every checkpoint (check_run_id)
               "init_from": None, "hf": None, "sentence_transformers": None, "tokenizer": None,
               "data": None}
     tokenizer_source = None
@@ -333,3 +335,24 @@ def write_run_provenance(run_dir: Path, config: RunConfig, manifest: Optional[di
         record["tokenizer"] = provenance.copy_tokenizer(Path(tokenizer_source), run_dir / "tokenizer")
     provenance.write(run_dir, record)
     return record
+
+
+def run_id(run_dir: Path) -> Optional[str]:
+    """The id ``provenance.json`` gave this run at its first launch (None for runs recorded before
+    ids existed)."""
+    return (provenance.read(run_dir) or {}).get("run_id")
+
+
+def check_run_id(run_dir: Path, step: int, saved: Optional[str]) -> None:
+    """A checkpoint resumed in ``run_dir`` was written by this run: checkpoints copied in from
+    another run would otherwise continue that run's training (its seed, lr, data order) under this
+    run's name and records, exit 0. A whole run directory copied or moved keeps both ids equal."""
+    mine = run_id(run_dir)
+    if saved is None or mine is None:          # written before run ids existed
+        return
+    if saved != mine:
+        raise CheckpointError(
+            f"{run_dir / 'checkpoints' / f'step_{step:08d}'}: written by another run (run id "
+            f"{saved}); {run_dir / 'provenance.json'} says this run is {mine}. Checkpoints copied "
+            f"in from another run would continue that run under this one's name: move them back, "
+            f"or start the other run's directory instead")

@@ -46,7 +46,8 @@ from megatron_hybridir.training.engine import forward_backward, wrap_ddp
 from megatron_hybridir.training.flops import peak_tflops, real_token_flops
 from megatron_hybridir.training.gradcache import gradcache_forward_backward
 from megatron_hybridir.training.metrics_log import BatchKindCounts, MetricsLog, SourceBatchCounts
-from megatron_hybridir.training.run_identity import check_data, init_model, prepare_run_dir
+from megatron_hybridir.training.run_identity import (check_data, check_run_id, init_model,
+                                                     prepare_run_dir, run_id)
 from megatron_hybridir.training.run_lock import hold_run_dir
 from megatron_hybridir.data.synthetic import related_pairs
 
@@ -312,6 +313,7 @@ class Trainer:
             resumed = load_checkpoint(self.run_dir, model=self.model, optimizer=self.optimizer,
                                       scheduler=self.scheduler)
             if resumed:
+                check_run_id(self.run_dir, resumed["step"], resumed["extra"].get("run_id"))
                 self.result.start_step = resumed["step"]
                 self.kinds.restore(resumed["extra"].get("kinds", {}),
                                    where=f"{self.run_dir} step {resumed['step']}")
@@ -370,7 +372,7 @@ class Trainer:
         interval, total = self.config.checkpoint.save_interval, self.config.training.train_steps
         if self.run_dir is None or not (force or step == total or (interval and step % interval == 0)):
             return False
-        extra = {"kinds": self.kinds.state(),
+        extra = {"kinds": self.kinds.state(), "run_id": run_id(self.run_dir),
                  **({"sources": self.sources.state()} if self.sources is not None else {}),
                  **({"lora_base": self.base_ref} if self.base_ref else {})}
         save_checkpoint(self.run_dir, step, model=self.model, optimizer=self.optimizer,

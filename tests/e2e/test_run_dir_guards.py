@@ -184,3 +184,25 @@ def test_a_relaunch_asking_fewer_steps_than_the_checkpoint_stops(tmp_path):
     assert (f"error: training.train_steps: 2, but {run_dir} resumes from step 4, which is past it"
             in again.stderr), again.stderr[-2000:]
     assert _steps(run_dir) == [1, 2, 3, 4]                       # nothing rewritten
+
+
+def test_checkpoints_copied_in_from_another_run_are_refused(tmp_path):
+    # Same architecture, other lr: the copied checkpoints resumed silently and trained on as the
+    # other run, exit 0. A whole run directory copied elsewhere stays the same run.
+    a, b = tmp_path / "a", tmp_path / "b"
+    for run_dir, lr in ((a, "1e-3"), (b, "5e-4")):
+        done = subprocess.run(_cmd(run_dir, "training.train_steps=2", f"optim.lr={lr}"), cwd=ROOT,
+                              env=_env(), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+    shutil.copytree(a, tmp_path / "a_moved")                       # the same run, moved
+    shutil.rmtree(b / "checkpoints")
+    shutil.copytree(a / "checkpoints", b / "checkpoints")
+    again = subprocess.run(_cmd(b, "training.train_steps=4", "optim.lr=5e-4"), cwd=ROOT, env=_env(),
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2, again.stderr[-2000:]
+    assert (f"error: {b / 'checkpoints' / 'step_00000002'}: written by another run (run id "
+            in again.stderr), again.stderr[-2000:]
+    moved = subprocess.run(_cmd(tmp_path / "a_moved", "training.train_steps=4", "optim.lr=1e-3"),
+                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert moved.returncode == 0, moved.stderr[-2000:]
+    assert _steps(tmp_path / "a_moved") == [1, 2, 3, 4]
