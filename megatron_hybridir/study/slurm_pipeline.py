@@ -133,12 +133,16 @@ def submit_script(out: str, sizes: list[str], runs: dict[str, list[str]]) -> str
              "set -euo pipefail", f"mkdir -p {o}/logs   # every job's output (#SBATCH --output)",
              f": > {o}/jobs.tsv", SUBMIT_FUNCTION.format(jobs=f"{o}/jobs.tsv"), "eval_jobs=()",
              f"data=$(submit data - {o}/data.sbatch)"]
+    # Every size's import, preprocessing and training array first, the evaluations after: a FIFO
+    # scheduler then never queues one size's preprocessing behind another size's evaluations.
     for size in sizes:
         v = re.sub(r"\W", "_", size)       # a bash name: "tiny-qwen3" -> tiny_qwen3
         lines += [f"import_{v}=$(submit import_{size} - {o}/import_{size}.sbatch)",
                   f"prep_{v}=$(submit prep_{size} \"$data\" {o}/prep_{size}.sbatch)",
-                  f"train_{v}=$(submit train_{size} \"$import_{v}:$prep_{v}\" {o}/train_{size}.sbatch)",
-                  "runs=(" + " ".join(_q(r) for r in runs[size]) + ")",
+                  f"train_{v}=$(submit train_{size} \"$import_{v}:$prep_{v}\" {o}/train_{size}.sbatch)"]
+    for size in sizes:
+        v = re.sub(r"\W", "_", size)
+        lines += ["runs=(" + " ".join(_q(r) for r in runs[size]) + ")",
                   f"for i in $(seq 0 {len(runs[size]) - 1}); do",
                   f"    eval_jobs+=(\"$(submit \"eval_$(basename \"${{runs[$i]}}\")\" \"${{train_{v}}}_$i\" "
                   f"{o}/eval_cell.sbatch \"${{runs[$i]}}\")\")",

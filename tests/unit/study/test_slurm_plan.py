@@ -283,10 +283,14 @@ def test_submit_names_every_size_and_records_every_job(tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"submitted 4 evaluations; report job 1012; every job in {out}/jobs.tsv" in done.stdout
     rows = [line.split("\t") for line in (out / "jobs.tsv").read_text().splitlines()]
-    assert rows[:4] == [["data", "1001", "-"], ["import_tiny-a", "1002", "-"],
-                        ["prep_tiny-a", "1003", "1001"], ["train_tiny-a", "1004", "1002:1003"]]
-    assert rows[4:6] == [["eval_tiny-a_a0.5_s1", "1005", "1004_0"], ["eval_tiny-a_a1_s1", "1006", "1004_1"]]
-    assert rows[-1] == ["report", "1012", "1005:1006:1010:1011"]
+    # Both sizes' pipelines before any evaluation (a FIFO queue runs them first).
+    assert rows[:7] == [["data", "1001", "-"], ["import_tiny-a", "1002", "-"],
+                        ["prep_tiny-a", "1003", "1001"], ["train_tiny-a", "1004", "1002:1003"],
+                        ["import_tiny.b", "1005", "-"], ["prep_tiny.b", "1006", "1001"],
+                        ["train_tiny.b", "1007", "1005:1006"]]
+    assert rows[7:11] == [["eval_tiny-a_a0.5_s1", "1008", "1004_0"], ["eval_tiny-a_a1_s1", "1009", "1004_1"],
+                          ["eval_tiny.b_a0.5_s1", "1010", "1007_0"], ["eval_tiny.b_a1_s1", "1011", "1007_1"]]
+    assert rows[-1] == ["report", "1012", "1008:1009:1010:1011"]
     assert (out / "logs").is_dir()
 
 
