@@ -272,7 +272,8 @@ def plan_table(config: PlanConfig, costs: list[dict]) -> str:
     total = sum(c["gpu_hours"] for c in costs) * cells
     return "\n".join(lines) + (f"\n\nTraining total: {total:,.0f} GPU-hours at MFU {config.mfu:g} on "
                                f"{config.gpu} ({PEAK_BF16_TFLOPS[config.gpu]:g} TFLOP/s bf16 peak); "
-                               f"evaluation jobs come on top (8 GPUs each, not estimated).")
+                               f"evaluation jobs come on top ("
+                               f"{'one CPU' if config.cpu else '8 GPUs'} each, not estimated).")
 
 
 def evaluations(config: PlanConfig) -> list[str]:
