@@ -61,6 +61,20 @@ def main(argv=None) -> int:
                              "and its last checkpoint is evaluated (no dev selection at scale)")
     parser.add_argument("--train-steps", type=int, default=None,
                         help="slurm: the fixed budget in steps (default: each size's recipe)")
+    parser.add_argument("--recipe", nargs="+", action="extend", default=[], metavar="SIZE=YAML",
+                        help="slurm: the recipe of a size (replaces the preset's; a size not among "
+                             "7b/14b/30b needs one)")
+    parser.add_argument("--cpu", action="store_true",
+                        help="slurm: every job one task on one CPU, no GPUs (a tiny walk of the "
+                             "pipeline on a small cluster such as scripts/slurm_local.sh)")
+    parser.add_argument("--data-root", default=None,
+                        help="slurm: evaluation data root (beir/<name>, nq-dpr, miracl, "
+                             "lareqa/{xquad-r,mlqa-r}; default data, DATA_ROOT at run time wins)")
+    parser.add_argument("--beir", nargs="+", default=None,
+                        help="slurm: BEIR datasets evaluated (default scifact nfcorpus fiqa)")
+    parser.add_argument("--benchmarks", nargs="+", default=None,
+                        help="slurm: benchmarks evaluated per cell (default beir nq miracl xquad-r "
+                             "mlqa-r)")
     parser.add_argument("--report-only", action="store_true",
                         help="no training: statistics + report (slurm: the cluster report over --out)")
     parser.add_argument("--draws", type=int, default=10_000, help="bootstrap draws per comparison")

@@ -60,6 +60,11 @@ SCALE_SIZES = {"7b": ScaleSize("7b", "examples/retriever_7b.yaml", 8),
                "30b": ScaleSize("30b", "examples/retriever_30b.yaml", 16)}
 
 
+# Benchmark -> its folder under the data root (``--data-root``; DATA_ROOT at run time wins).
+EVAL_FOLDERS = {"beir": "beir/<name>", "nq": "nq-dpr", "miracl": "miracl",
+                "xquad-r": "lareqa/xquad-r", "mlqa-r": "lareqa/mlqa-r"}
+
+
 @dataclass
 class PlanConfig:
     out: str = "runs/study-slurm"
@@ -78,13 +83,19 @@ class PlanConfig:
                                                           "th", "tr", "vi", "zh"])  # tokenized
     budget: str = "fixed"                                   # see BUDGET_RULES
     train_steps: Optional[int] = None                       # fixed budget; None: each recipe's
+    benchmarks: list[str] = field(default_factory=lambda: list(EVAL_FOLDERS))   # evaluated per cell
+    cpu: bool = False               # every job one task on one CPU, no GPUs (the tiny walk, --cpu)
 
     def check(self) -> None:
         from megatron_hybridir.config import ConfigError
 
-        unknown = [s for s in self.sizes if s not in SCALE_SIZES]
+        unknown = [s for s in self.sizes if s not in SCALE_SIZES and s not in self.recipes]
         if unknown:
-            raise ConfigError(f"--sizes: unknown scale size(s) {unknown}; known: {sorted(SCALE_SIZES)}")
+            raise ConfigError(f"--sizes: unknown scale size(s) {unknown}; known: {sorted(SCALE_SIZES)}"
+                              f" (another name needs --recipe {unknown[0]}=RECIPE.yaml)")
+        extra = sorted(set(self.recipes) - set(self.sizes))
+        if extra:
+            raise ConfigError(f"--recipe: size(s) {extra} are not in --sizes {self.sizes}")
         if not 0.0 < self.mfu <= 1.0:
             raise ConfigError(f"--mfu: expected a fraction in (0, 1], got {self.mfu}")
         if self.gpu not in PEAK_BF16_TFLOPS:
@@ -93,6 +104,9 @@ class PlanConfig:
             raise ConfigError(f"--alphas and --seeds must be non-empty, got {self.alphas}, {self.seeds}")
         # Two array tasks with one (alpha, seed) would share a run directory.
         check_alphas_and_seeds(self.alphas, self.seeds, alphas_field="--alphas", seeds_field="--seeds")
+        bad = [b for b in self.benchmarks if b not in EVAL_FOLDERS]
+        if bad or not self.benchmarks:
+            raise ConfigError(f"--benchmarks: expected some of {list(EVAL_FOLDERS)}, got {self.benchmarks}")
         if self.budget not in BUDGET_RULES:
             raise ConfigError(f"--budget: expected one of {sorted(BUDGET_RULES)}, got {self.budget!r}")
         if self.train_steps is not None and self.train_steps < 1:
@@ -111,7 +125,7 @@ class PlanConfig:
         """A digest of what defines the study's cells: a cell evaluated under another plan (other
         sizes, models, data, grid or budget) carries another id and the report refuses it."""
         keys = ("sizes", "alphas", "seeds", "hf", "data_sources", "languages", "beir", "budget",
-                "train_steps", "recipes")
+                "train_steps", "recipes", "data_root", "benchmarks")
         text = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -121,10 +135,17 @@ BUDGET_RULES = {"fixed": "fixed budget: every cell of a size trains the same num
                          "evaluated; no dev-split selection"}
 
 
+def _spec(config: PlanConfig, size: str) -> ScaleSize:
+    """The size's preset, or (a size named only by ``--recipe``) its recipe on one 8-GPU node;
+    ``--cpu``: one process."""
+    spec = SCALE_SIZES.get(size) or ScaleSize(size, config.recipes[size], 8)
+    return ScaleSize(size, config.recipes.get(size, spec.recipe), 1 if config.cpu else spec.gpus)
+
+
 def cost(config: PlanConfig, size: str) -> dict:
     """Parameters, FLOPs per step (dry run), steps and GPU-hours of one training cell of ``size``."""
-    spec = SCALE_SIZES[size]
-    recipe = config.recipes.get(size, spec.recipe)
+    spec = _spec(config, size)
+    recipe = spec.recipe
     run = load_config(ROOT / recipe)
     e = estimate(run, world_size=spec.gpus)
     steps = config.train_steps or run.training.train_steps
@@ -144,22 +165,24 @@ def _bash_array(values) -> str:
     return "(" + " ".join(shlex.quote(str(v)) for v in values) + ")"
 
 
+def _train_resources(config: PlanConfig, c: dict) -> str:
+    hours = max(1, math.ceil(c["wall_hours"] * config.time_margin))
+    if config.cpu:
+        return f"#SBATCH --nodes=1\n#SBATCH --ntasks=1\n#SBATCH --cpus-per-task=1\n#SBATCH --time={hours}:00:00"
+    nodes, gpus = max(1, c["gpus"] // 8), min(8, c["gpus"])
+    return (f"#SBATCH --nodes={nodes}\n#SBATCH --ntasks-per-node={gpus}\n#SBATCH --gpus-per-node={gpus}\n"
+            f"#SBATCH --cpus-per-task=16\n#SBATCH --time={hours}:00:00\n#SBATCH --exclusive")
+
+
 def train_script(config: PlanConfig, c: dict) -> str:
     cells = _cells(config, c["size"])
-    hours = max(1, math.ceil(c["wall_hours"] * config.time_margin))
-    nodes = max(1, c["gpus"] // 8)
     return f"""#!/usr/bin/env bash
 #SBATCH --job-name=study-{c['size']}
-#SBATCH --nodes={nodes}
-#SBATCH --ntasks-per-node={min(8, c['gpus'])}
-#SBATCH --gpus-per-node={min(8, c['gpus'])}
-#SBATCH --cpus-per-task=16
-#SBATCH --time={hours}:00:00
-#SBATCH --exclusive
+{_train_resources(config, c)}
 #SBATCH --requeue
 #SBATCH --signal=USR1@600
 #SBATCH --array=0-{len(cells) - 1}
-#SBATCH --output=logs/%x-%A_%a.out
+#SBATCH --output={config.out}/logs/%x-%A_%a.out
 # Size {c['size']} of the study ({c['parameters'] / 1e9:.2f}B parameters, {c['recipe']}): one array
 # task per (alpha, seed). Estimate per task: {c['flops_per_step']:.3e} FLOPs/step x {c['train_steps']}
 # steps = {c['gpu_hours']:.0f} GPU-hours at MFU {config.mfu:g} on {config.gpu}, {c['wall_hours']:.1f} h on {c['gpus']} GPUs.
@@ -181,14 +204,21 @@ source slurm/launch.sh {shlex.quote(f"checkpoint.init_from={config.out}/checkpoi
 
 def eval_script(config: PlanConfig) -> str:
     beir = " ".join(shlex.quote(b) for b in config.beir)
+    beir_loop = (f'for name in {beir}; do\n    evaluate "beir-$name" benchmark=beir '
+                 f'"data=$DATA/beir/$name"\ndone\n') if "beir" in config.benchmarks else ""
+    others = "\n".join(f'evaluate {b} benchmark={b} "data=$DATA/{EVAL_FOLDERS[b]}"'
+                        for b in config.benchmarks if b != "beir")
+    resources = ("#SBATCH --cpus-per-task=1" if config.cpu
+                 else "#SBATCH --gpus-per-node=8\n#SBATCH --cpus-per-task=64")
+    devices = ('DEVICES=cpu' if config.cpu else
+               'GPUS=${SLURM_GPUS_ON_NODE:-8}\nDEVICES=$(seq -s, -f "cuda:%g" 0 $((GPUS - 1)))')
     return f"""#!/usr/bin/env bash
 #SBATCH --job-name=study-eval
 #SBATCH --nodes=1
 #SBATCH --ntasks=1
-#SBATCH --gpus-per-node=8
-#SBATCH --cpus-per-task=64
+{resources}
 #SBATCH --time=12:00:00
-#SBATCH --output=logs/%x-%j.out
+#SBATCH --output={config.out}/logs/%x-%j.out
 # Evaluate one trained cell of the study on both sides of the trade-off:
 #   sbatch eval_cell.sbatch RUN_DIR     (submit.sh chains it after the cell's training task)
 # Monolingual: BEIR ({', '.join(config.beir)}) nDCG@10, NQ top-20, MIRACL nDCG@10;
@@ -198,8 +228,7 @@ cd "${{SLURM_SUBMIT_DIR:-.}}"
 RUN_DIR=${{1:?usage: eval_cell.sbatch RUN_DIR}}
 DATA=${{DATA_ROOT:-{config.data_root}}}
 PY=${{PYTHON:-python3}}
-GPUS=${{SLURM_GPUS_ON_NODE:-8}}
-DEVICES=$(seq -s, -f "cuda:%g" 0 $((GPUS - 1)))
+{devices}
 "$PY" tools/export_to_hf.py --checkpoint "$RUN_DIR" --output "$RUN_DIR/hf" --overwrite
 
 evaluate() {{
@@ -209,13 +238,7 @@ evaluate() {{
         "output=$RUN_DIR/eval/$name" progress=false "$@"
 }}
 
-for name in {beir}; do
-    evaluate "beir-$name" benchmark=beir "data=$DATA/beir/$name"
-done
-evaluate nq benchmark=nq "data=$DATA/nq-dpr"
-evaluate miracl benchmark=miracl "data=$DATA/miracl"
-evaluate xquad-r benchmark=xquad-r "data=$DATA/lareqa/xquad-r"
-evaluate mlqa-r benchmark=mlqa-r "data=$DATA/lareqa/mlqa-r"
+{beir_loop}{others}
 "$PY" -m megatron_hybridir.study.slurm annotate "$RUN_DIR" "$RUN_DIR"/eval/*/results.json \\
     --study {config.study_id()}
 """
@@ -226,9 +249,9 @@ def report_script(config: PlanConfig) -> str:
 #SBATCH --job-name=study-report
 #SBATCH --nodes=1
 #SBATCH --ntasks=1
-#SBATCH --cpus-per-task=4
+#SBATCH --cpus-per-task={1 if config.cpu else 4}
 #SBATCH --time=0:30:00
-#SBATCH --output=logs/%x-%j.out
+#SBATCH --output={config.out}/logs/%x-%j.out
 # The scaling report over every evaluated cell (submit.sh runs it after all evaluations), and
 # the cluster report: paired bootstrap over queries and seeds, Holm, missing cells named.
 set -euo pipefail
@@ -252,12 +275,14 @@ def plan_table(config: PlanConfig, costs: list[dict]) -> str:
     total = sum(c["gpu_hours"] for c in costs) * cells
     return "\n".join(lines) + (f"\n\nTraining total: {total:,.0f} GPU-hours at MFU {config.mfu:g} on "
                                f"{config.gpu} ({PEAK_BF16_TFLOPS[config.gpu]:g} TFLOP/s bf16 peak); "
-                               f"evaluation jobs come on top (8 GPUs each, not estimated).")
+                               f"evaluation jobs come on top ("
+                               f"{'one CPU' if config.cpu else '8 GPUs'} each, not estimated).")
 
 
 def evaluations(config: PlanConfig) -> list[str]:
     """The evaluation folders ``eval_cell.sbatch`` writes under ``<run>/eval/``."""
-    return [f"beir-{b}" for b in config.beir] + ["nq", "miracl", "xquad-r", "mlqa-r"]
+    beir = [f"beir-{b}" for b in config.beir] if "beir" in config.benchmarks else []
+    return beir + [b for b in config.benchmarks if b != "beir"]
 
 
 def write_plan(config: PlanConfig) -> dict:
@@ -265,13 +290,14 @@ def write_plan(config: PlanConfig) -> dict:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     costs = [cost(config, s) for s in config.sizes]
-    (out / "data.sbatch").write_text(slurm_pipeline.data_script(config.out, config.data_sources))
+    (out / "data.sbatch").write_text(slurm_pipeline.data_script(config.out, config.data_sources,
+                                                                cpu=config.cpu))
     for c in costs:
         size = c["size"]
         (out / f"import_{size}.sbatch").write_text(slurm_pipeline.import_script(
-            config.out, size, config.hf[size], load_config(ROOT / c["recipe"])))
+            config.out, size, config.hf[size], load_config(ROOT / c["recipe"]), cpu=config.cpu))
         (out / f"prep_{size}.sbatch").write_text(slurm_pipeline.prep_script(
-            config.out, size, config.hf[size], config.languages))
+            config.out, size, config.hf[size], config.languages, cpu=config.cpu))
         (out / f"train_{size}.sbatch").write_text(train_script(config, c))
     (out / "eval_cell.sbatch").write_text(eval_script(config))
     (out / "report.sbatch").write_text(report_script(config))
@@ -312,16 +338,20 @@ def annotate(run_dir: str | Path, results: list[str | Path], study: Optional[str
         Path(path).write_text(json.dumps(data, indent=2))
 
 
-def _hf_pairs(values: list[str]) -> dict[str, str]:
+def _pairs(values: list[str], flag: str, example: str) -> dict[str, str]:
     from megatron_hybridir.config import ConfigError
 
     out = {}
     for value in values or []:
         size, sep, folder = value.partition("=")
         if not sep or not size or not folder:
-            raise ConfigError(f"--hf {value!r}: expected SIZE=FOLDER, e.g. 7b=/models/Mistral-7B-v0.1")
+            raise ConfigError(f"{flag} {value!r}: expected SIZE=PATH, e.g. {example}")
         out[size] = folder
     return out
+
+
+def _hf_pairs(values: list[str]) -> dict[str, str]:
+    return _pairs(values, "--hf", "7b=/models/Mistral-7B-v0.1")
 
 
 def main_plan(args) -> int:
@@ -334,7 +364,14 @@ def main_plan(args) -> int:
         return 0
     config = PlanConfig(out=out, alphas=args.alphas, seeds=args.seeds, mfu=args.mfu, gpu=args.gpu,
                         hf=_hf_pairs(args.hf), data_sources=list(args.data_source or []),
-                        budget=args.budget, train_steps=args.train_steps)
+                        budget=args.budget, train_steps=args.train_steps, cpu=args.cpu,
+                        recipes=_pairs(args.recipe, "--recipe", "7b=examples/retriever_7b.yaml"))
+    if args.data_root:
+        config.data_root = args.data_root
+    if args.beir:
+        config.beir = list(args.beir)
+    if args.benchmarks:
+        config.benchmarks = list(args.benchmarks)
     if args.languages:
         config.languages = list(args.languages)
     if args.sizes:

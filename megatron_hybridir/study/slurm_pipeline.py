@@ -22,6 +22,7 @@ What it does not do: estimate costs (``study.slurm``) or run anything.
 
 from __future__ import annotations
 
+import re
 import shlex
 
 HEADER = """#!/usr/bin/env bash
@@ -29,14 +30,21 @@ HEADER = """#!/usr/bin/env bash
 #SBATCH --nodes=1
 #SBATCH --ntasks=1
 #SBATCH --cpus-per-task={cpus}
-#SBATCH --mem={mem}
-#SBATCH --time={time}
-#SBATCH --output=logs/%x-%j.out
+{mem}#SBATCH --time={time}
+#SBATCH --output={out}/logs/%x-%j.out
 """
 PREAMBLE = """set -euo pipefail
 cd "${SLURM_SUBMIT_DIR:-.}"
 PY=${PYTHON:-python3}
 """
+
+
+def _header(out: str, name: str, cpus: int, mem: str, time: str, cpu: bool) -> str:
+    """``cpu``: the plan's CPU walk (``--cpu``): one CPU and no memory request, so the job fits a
+    laptop-sized node (a 128G request on a smaller node is never scheduled)."""
+    if cpu:
+        return HEADER.format(name=name, cpus=1, mem="", time=time, out=out)
+    return HEADER.format(name=name, cpus=cpus, mem=f"#SBATCH --mem={mem}\n", time=time, out=out)
 
 
 def _q(value) -> str:
@@ -60,22 +68,22 @@ def check_data_source(text: str) -> list[str]:
     return args
 
 
-def data_script(out: str, sources: list[str]) -> str:
+def data_script(out: str, sources: list[str], *, cpu: bool = False) -> str:
     records = out + "/data/records"
     lines = [f"mkdir -p {_q(records)}"]
     for n, text in enumerate(sources):
         args = check_data_source(text)
         lines.append(f"\"$PY\" tools/build_training_data.py {' '.join(_q(a) for a in args)} "
                      f"--output {_q(f'{records}/{n}_{args[0]}.jsonl')}")
-    return (HEADER.format(name="study-data", cpus=32, mem="128G", time="24:00:00")
+    return (_header(out, "study-data", 32, "128G", "24:00:00", cpu)
             + "# Build the training records (query, positive, hard negatives, per language) from the\n"
             + "# public sources: one builder call per --data-source of the plan, verbatim.\n" + PREAMBLE
             + "\n".join(lines) + "\n")
 
 
-def prep_script(out: str, size: str, hf: str, languages: list[str]) -> str:
+def prep_script(out: str, size: str, hf: str, languages: list[str], *, cpu: bool = False) -> str:
     records = _q(out + "/data/records")
-    return (HEADER.format(name=f"study-prep-{size}", cpus=32, mem="128G", time="12:00:00")
+    return (_header(out, f"study-prep-{size}", 32, "128G", "12:00:00", cpu)
             + f"# Tokenize the records with the {size} model's own tokenizer ({hf}) into\n"
             + f"# {out}/data/{size}, the data.path of the {size} training array.\n" + PREAMBLE
             + "shopt -s nullglob\n"
@@ -88,17 +96,31 @@ def prep_script(out: str, size: str, hf: str, languages: list[str]) -> str:
             + f"--output {_q(f'{out}/data/{size}')} --workers \"${{SLURM_CPUS_PER_TASK:-16}}\"\n")
 
 
-def import_script(out: str, size: str, hf: str, run) -> str:
+def import_script(out: str, size: str, hf: str, run, *, cpu: bool = False) -> str:
     """``run``: the size's loaded recipe; the import is laid out for its parallelism and head."""
     p, m = run.parallel, run.model
     args = (f"--hf {_q(hf)} --output {_q(f'{out}/checkpoints/{size}')} "
             f"--tensor-parallel {p.tensor_model_parallel_size} "
             f"--pipeline-parallel {p.pipeline_model_parallel_size} --dtype {run.precision.dtype} "
             f"--pooling {m.pooling} --attention {m.attention} --overwrite")
-    return (HEADER.format(name=f"study-import-{size}", cpus=32, mem="0", time="6:00:00")
+    return (_header(out, f"study-import-{size}", 32, "0", "6:00:00", cpu)
             + f"# Import {hf} as the Megatron checkpoint every {size} cell starts from\n"
             + "# (checkpoint.init_from of the training array).\n" + PREAMBLE
             + f"\"$PY\" tools/convert_hf_to_megatron.py {args}\n")
+
+
+SUBMIT_FUNCTION = """# submit NAME AFTEROK SCRIPT [ARGS...]: sbatch it after the job ids AFTEROK (':'-joined, or -);
+# prints the job id and records "NAME<TAB>ID<TAB>AFTEROK" in jobs.tsv (scancel, sacct, checks).
+submit() {{
+    local name=$1 after=$2 id
+    shift 2
+    local dep=()
+    [[ $after == - ]] || dep=("--dependency=afterok:$after")
+    id=$(sbatch --parsable "${{dep[@]}}" "$@")
+    id=${{id%%;*}}
+    printf '%s\\t%s\\t%s\\n' "$name" "$id" "$after" >> {jobs}
+    echo "$id"
+}}"""
 
 
 def submit_script(out: str, sizes: list[str], runs: dict[str, list[str]]) -> str:
@@ -108,20 +130,24 @@ def submit_script(out: str, sizes: list[str], runs: dict[str, list[str]]) -> str
              "# Submit the whole study: data and imports, preprocessing per size, the training arrays,",
              "# one evaluation per training task, then the report (every edge afterok).",
              "# Run from the repository root.",
-             "set -euo pipefail", "mkdir -p logs", "eval_jobs=()",
-             f"data=$(sbatch --parsable {o}/data.sbatch)"]
+             "set -euo pipefail", f"mkdir -p {o}/logs   # every job's output (#SBATCH --output)",
+             f": > {o}/jobs.tsv", SUBMIT_FUNCTION.format(jobs=f"{o}/jobs.tsv"), "eval_jobs=()",
+             f"data=$(submit data - {o}/data.sbatch)"]
+    # Every size's import, preprocessing and training array first, the evaluations after: a FIFO
+    # scheduler then never queues one size's preprocessing behind another size's evaluations.
     for size in sizes:
-        v = size.replace(".", "_")
-        lines += [f"import_{v}=$(sbatch --parsable {o}/import_{size}.sbatch)",
-                  f"prep_{v}=$(sbatch --parsable \"--dependency=afterok:${{data%%;*}}\" {o}/prep_{size}.sbatch)",
-                  f"train_{v}=$(sbatch --parsable \"--dependency=afterok:${{import_{v}%%;*}}:${{prep_{v}%%;*}}\" "
-                  f"{o}/train_{size}.sbatch)",
-                  "runs=(" + " ".join(_q(r) for r in runs[size]) + ")",
+        v = re.sub(r"\W", "_", size)       # a bash name: "tiny-qwen3" -> tiny_qwen3
+        lines += [f"import_{v}=$(submit import_{size} - {o}/import_{size}.sbatch)",
+                  f"prep_{v}=$(submit prep_{size} \"$data\" {o}/prep_{size}.sbatch)",
+                  f"train_{v}=$(submit train_{size} \"$import_{v}:$prep_{v}\" {o}/train_{size}.sbatch)"]
+    for size in sizes:
+        v = re.sub(r"\W", "_", size)
+        lines += ["runs=(" + " ".join(_q(r) for r in runs[size]) + ")",
                   f"for i in $(seq 0 {len(runs[size]) - 1}); do",
-                  f"    eval_jobs+=(\"$(sbatch --parsable \"--dependency=afterok:${{train_{v}%%;*}}_$i\" "
+                  f"    eval_jobs+=(\"$(submit \"eval_$(basename \"${{runs[$i]}}\")\" \"${{train_{v}}}_$i\" "
                   f"{o}/eval_cell.sbatch \"${{runs[$i]}}\")\")",
                   "done"]
-    lines += ['deps=$(IFS=:; echo "${eval_jobs[*]%%;*}")',
-              f"report=$(sbatch --parsable \"--dependency=afterok:$deps\" {o}/report.sbatch)",
-              'echo "submitted ${#eval_jobs[@]} evaluations; report job $report"']
+    lines += ['deps=$(IFS=:; echo "${eval_jobs[*]}")',
+              f"report=$(submit report \"$deps\" {o}/report.sbatch)",
+              f'echo "submitted ${{#eval_jobs[@]}} evaluations; report job $report; every job in {out}/jobs.tsv"']
     return "\n".join(lines) + "\n"

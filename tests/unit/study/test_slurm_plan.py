@@ -262,3 +262,73 @@ def test_cli_passes_hf_folders_and_data_sources_through(tmp_path):
     text = (out / "data.sbatch").read_text()
     assert f"build_training_data.py miracl --source '/d/m x.jsonl' --lang sw --output {out}/data/records/0_miracl.jsonl" in text
     assert f"build_training_data.py dpr --source /d/nq.json --output {out}/data/records/1_dpr.jsonl" in text
+
+
+def _cpu_plan(tmp_path):
+    """A CPU walk of two sizes named only by their recipe (names that are no bash identifiers)."""
+    out = tmp_path / "study"
+    recipe = tmp_path / "tiny_tp1.yaml"           # one process per job: no tensor parallelism
+    recipe.write_text((ROOT / "examples" / "tiny_cpu.yaml").read_text().replace(
+        "tensor_model_parallel_size: 2", "tensor_model_parallel_size: 1"))
+    recipes = {"tiny-a": str(recipe), "tiny.b": str(recipe)}
+    write_plan(PlanConfig(out=str(out), sizes=list(recipes), recipes=recipes, alphas=[0.5, 1.0],
+                          seeds=[1], hf={s: f"/m/{s}" for s in recipes}, data_sources=["dpr --source x"],
+                          cpu=True, data_root="/fixtures", beir=["scifact"],
+                          benchmarks=["beir", "xquad-r"]))
+    return out
+
+
+def test_submit_names_every_size_and_records_every_job(tmp_path):
+    # Found by the real walk (tests/slurm/test_study_plan.py): a size such as "tiny-a" made
+    # `import_tiny-a=$(sbatch ...)`, which bash runs as a command ("command not found").
+    out = _cpu_plan(tmp_path)
+    log = tmp_path / "sbatch.log"
+    env = dict(os.environ, PATH=f"{_bin(tmp_path, sbatch=STAND_IN_SBATCH)}:{os.environ['PATH']}",
+               SBATCH_LOG=str(log))
+    done = subprocess.run(["bash", str(out / "submit.sh")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"submitted 4 evaluations; report job 1012; every job in {out}/jobs.tsv" in done.stdout
+    rows = [line.split("\t") for line in (out / "jobs.tsv").read_text().splitlines()]
+    # Both sizes' pipelines before any evaluation (a FIFO queue runs them first).
+    assert rows[:7] == [["data", "1001", "-"], ["import_tiny-a", "1002", "-"],
+                        ["prep_tiny-a", "1003", "1001"], ["train_tiny-a", "1004", "1002:1003"],
+                        ["import_tiny.b", "1005", "-"], ["prep_tiny.b", "1006", "1001"],
+                        ["train_tiny.b", "1007", "1005:1006"]]
+    assert rows[7:11] == [["eval_tiny-a_a0.5_s1", "1008", "1004_0"], ["eval_tiny-a_a1_s1", "1009", "1004_1"],
+                          ["eval_tiny.b_a0.5_s1", "1010", "1007_0"], ["eval_tiny.b_a1_s1", "1011", "1007_1"]]
+    assert rows[-1] == ["report", "1012", "1008:1009:1010:1011"]
+    assert (out / "logs").is_dir()
+
+
+def test_cpu_plan_asks_for_one_cpu_per_job_and_logs_under_the_study(tmp_path):
+    # Found by the real walk: report.sbatch asked 4 CPUs (never scheduled on a 2-CPU node,
+    # reason PartitionConfig), the pipeline jobs 32 CPUs and 128G, training and evaluation GPUs;
+    # and every job logged into the checkout's logs/.
+    out = _cpu_plan(tmp_path)
+    scripts = sorted(out.glob("*.sbatch"))
+    assert len(scripts) == 1 + 3 * 2 + 2
+    for script in scripts:
+        text = script.read_text()
+        assert "#SBATCH --cpus-per-task=1\n" in text and "#SBATCH --ntasks=1\n" in text, script
+        for absent in ("--gpus", "--mem", "--exclusive", "cuda:"):
+            assert absent not in text, (script, absent)
+        [output] = [line for line in text.splitlines() if line.startswith("#SBATCH --output=")]
+        assert output.startswith(f"#SBATCH --output={out}/logs/%x-"), output
+    assert "DEVICES=cpu" in (out / "eval_cell.sbatch").read_text()
+
+
+def test_evaluated_benchmarks_and_their_root_are_the_plans(tmp_path):
+    out = _cpu_plan(tmp_path)
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["evaluations"] == ["beir-scifact", "xquad-r"]
+    text = (out / "eval_cell.sbatch").read_text()
+    assert "DATA=${DATA_ROOT:-/fixtures}" in text
+    assert 'evaluate xquad-r benchmark=xquad-r "data=$DATA/lareqa/xquad-r"' in text
+    assert "benchmark=nq" not in text and "benchmark=miracl" not in text
+    with pytest.raises(ConfigError, match=r"--benchmarks: expected some of \['beir', 'nq', 'miracl', "
+                                          r"'xquad-r', 'mlqa-r'\], got \['msmarco'\]"):
+        PlanConfig(hf=HF, data_sources=["dpr"], benchmarks=["msmarco"]).check()
+    with pytest.raises(ConfigError, match=r"--sizes: unknown scale size\(s\) \['tiny'\].*"
+                                          r"--recipe tiny=RECIPE.yaml"):
+        PlanConfig(sizes=["tiny"], hf={"tiny": "/m"}, data_sources=["dpr"]).check()
