@@ -63,12 +63,13 @@ def write_records(records: Iterable[tuple[str, dict]], output: str | Path, repor
                 try:
                     item = parse_record(record, where=where, languages=langs,
                                         report=ReadReport(where))
+                    line = _utf8_line(record, where)
                 except DataError as err:
                     if on_error == "raise":
                         raise
                     report.drop(err.reason, where)
                     continue
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                out.write(line)
                 report.kept += 1
                 report.languages.update(item.languages)
         os.replace(stage, output)
@@ -78,3 +79,17 @@ def write_records(records: Iterable[tuple[str, dict]], output: str | Path, repor
     if not quiet:
         print(report.summary())
     return report
+
+
+def _utf8_line(record: dict, where: str) -> str:
+    """The record's JSONL line; a text that is not valid Unicode (a lone surrogate, which
+    ``json.loads`` accepts from a ``\\ud83d`` escape) is refused as the record's error instead of
+    failing the whole build in the middle of the write."""
+    line = json.dumps(record, ensure_ascii=False) + "\n"
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise DataError(f"{where}: a text holds {err.object[err.start:err.end]!r}, an unpaired "
+                        f"surrogate, which is not valid Unicode (a broken escape in the source?)",
+                        reason="text is not valid Unicode (unpaired surrogate)") from None
+    return line

@@ -99,3 +99,18 @@ def test_malformed_json_line_is_named(tmp_path):
     path = write_lines(tmp_path / "bad.jsonl", [json.dumps(miracl_rows()[0]), '{"query_id": "1",'])
     with pytest.raises(DataError, match=re.escape(f"{path}:2: malformed JSON")):
         build_miracl(source=str(path), lang="sw", output=str(tmp_path / "o.jsonl"), quiet=True)
+
+
+def test_a_lone_surrogate_is_the_records_error_not_the_builds(tmp_path):
+    # json.loads accepts "\ud83d" and yields a str that cannot be written as UTF-8: the build used
+    # to die in the middle of the write (UnicodeEncodeError), even with on_error="skip".
+    row = dict(miracl_rows()[0], query_id="9", query="broken \\ud83d emoji")
+    text = json.dumps(row).replace("\\\\ud83d", "\\ud83d")
+    path = write_lines(tmp_path / "bad.jsonl", [json.dumps(miracl_rows()[0]), text])
+    with pytest.raises(DataError, match=r"an unpaired surrogate, which is not valid Unicode"):
+        build_miracl(source=str(path), lang="sw", output=str(tmp_path / "o.jsonl"), quiet=True)
+    report = build_miracl(source=str(path), lang="sw", output=str(tmp_path / "o.jsonl"),
+                          quiet=True, on_error="skip")
+    assert (report.candidates, report.kept) == (2, 1)
+    assert report.dropped == {"text is not valid Unicode (unpaired surrogate)": 1}
+    assert len(_records(tmp_path / "o.jsonl")) == 1
