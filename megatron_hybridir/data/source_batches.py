@@ -36,12 +36,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 from megatron_hybridir.data.batch_kind import BatchKind
+from megatron_hybridir.data.sampler import _rng   # one seeding rule for every stream of draws
 
 _POOL_PARALLEL, _POOL_ALL = 0, 1
-
-
-def _rng(*keys: int) -> np.random.Generator:
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(k) for k in keys])))
 
 
 class SourceBatches:
