@@ -1,4 +1,4 @@
-"""``python -m megatron_hybridir.train --config run.yaml key.sub=value ...`` (console: hybridir-train).
+"""``python -m megatron_hybridir.train --config run.yaml key.sub=value ...`` (console: hybridir train).
 
 ``--help`` lists every config field (dotted name, type or choices, default, docstring), read from
 the schema (``config/help.py``). ``--dry-run [--world-size N]`` prints the parallel layout, parameters, memory per GPU and FLOPs per
@@ -17,6 +17,7 @@ from megatron_hybridir.checkpointing.errors import CheckpointError
 from megatron_hybridir.config import ConfigError, load_config
 from megatron_hybridir.config.help import format_help
 from megatron_hybridir.config.initial_weights import check_initial_weights
+from megatron_hybridir.recipes import resolve_config
 from megatron_hybridir.runtime.distributed import shutdown
 from megatron_hybridir.training.checkpoint import CheckpointSaveError
 from megatron_hybridir.training.run_lock import RunDirLockedError
@@ -52,8 +53,10 @@ def parse_args(argv: list[str]) -> tuple[str | None, list[str]]:
     return path, args
 
 
-USAGE = """usage: python -m megatron_hybridir.train [--config RUN.yaml] [key.sub=value ...]
-                                      [--dry-run [--world-size N]]
+USAGE = """usage: hybridir train [--config RUN.yaml] [key.sub=value ...] [--dry-run [--world-size N]]
+       (the same: python -m megatron_hybridir.train ..., hybridir-train ...)
+
+RUN.yaml: a file, or a packaged recipe as examples/NAME.yaml (from any folder).
 
 Train (or resume) an embedding model. A run is a YAML file plus dotted overrides of these fields:
 """
@@ -69,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     world = _pop_flag(args, "--world-size", value=True)
     path, overrides = parse_args(args)
     try:
+        path = resolve_config(path) if path else None   # examples/NAME.yaml from any folder
         config = load_config(path, overrides)
         # Before the dry run too: a recipe that would not launch should not look ready.
         check_initial_weights(config, source=path or "the command line")

@@ -26,9 +26,11 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from megatron_hybridir.demo.pipeline import ROOT, log, summary_table
+from megatron_hybridir.demo.pipeline import log, summary_table
+from megatron_hybridir.recipes import recipe_path
+from megatron_hybridir.runtime.child_env import child_env
 
-FINETUNE_CONFIG = ROOT / "examples" / "finetune_minilm.yaml"
+FINETUNE_CONFIG = recipe_path("finetune_minilm")
 MAX_LENGTH = {"query": 32, "positive": 96, "negative": 96}
 
 
@@ -71,10 +73,9 @@ def train(run_dir: Path, prepared: dict, overrides: list[str]) -> None:
     cmd = [sys.executable, "-m", "megatron_hybridir.train", "--config", str(FINETUNE_CONFIG),
            f"checkpoint.init_from={prepared['converted']}", f"data.path={prepared['indexed']}",
            f"checkpoint.dir={run_dir}", *overrides]
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"),
-               PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="")
+    env = child_env(OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"), CUDA_VISIBLE_DEVICES="")
     log("fine-tuning: " + " ".join(cmd[2:]))
-    subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+    subprocess.run(cmd, check=True, env=env)
 
 
 def evaluate_model(model: Path, data: Path, output: Path) -> dict:

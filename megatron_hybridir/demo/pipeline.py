@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,8 +20,10 @@ from typing import Optional
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-DEMO_CONFIG = ROOT / "examples" / "demo_cpu.yaml"
+from megatron_hybridir.recipes import recipe_path
+from megatron_hybridir.runtime.child_env import child_env
+
+DEMO_CONFIG = recipe_path("demo_cpu")
 
 
 def log(message: str) -> None:
@@ -65,9 +66,9 @@ def train(run_dir: Path, data: dict, overrides: list[str], *, nproc: int = 2) ->
            f"data.path={data['indexed']}", f"model.vocab_size={data['vocab_size']}",
            f"checkpoint.dir={run_dir}", *overrides]
     # The CPU demo everywhere: on a one-GPU machine both ranks would otherwise claim GPU 0.
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="")
+    env = child_env(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     log("training: " + " ".join(cmd[3:]))
-    subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+    subprocess.run(cmd, check=True, env=env)
 
 
 def save_untrained(run_dir: Path, data: dict, overrides: list[str]) -> Path:

@@ -15,7 +15,6 @@ grid goes on. What it does not do: statistics or plots (``study.stats``, ``study
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from megatron_hybridir.runtime.child_env import child_env
 from megatron_hybridir.study.budget import BudgetRule
 
 CELL_MODULE = "megatron_hybridir.study.cell"     # what one cell runs (tests put a stand-in here)
@@ -141,9 +141,7 @@ def run_cell(config: StudyConfig, cell: Cell, data: dict) -> dict:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     (folder / "spec.json").write_text(json.dumps(cell_spec(config, cell, data), indent=2))
-    root = Path(__file__).resolve().parents[2]
-    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="",
-               PYTHONPATH=os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p))
+    env = child_env(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     started = time.perf_counter()
     log_path = folder / "log.txt"
     try:
