@@ -1,4 +1,4 @@
-"""``python -m megatron_hybridir.evaluate [--config eval.yaml] key=value ...`` (console: hybridir-evaluate).
+"""``python -m megatron_hybridir.evaluate [--config eval.yaml] key=value ...`` (console: hybridir evaluate).
 
 Runs without Megatron-Core: torch, sentence-transformers / transformers, FAISS and ir_measures only.
 Examples::
@@ -25,7 +25,7 @@ from megatron_hybridir.evaluation.tasks import EvalDataError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hybridir-evaluate", description=__doc__,
+    parser = argparse.ArgumentParser(description=__doc__,
                                      epilog="benchmark= one of:\n" + choices_help(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML file with EvalConfig fields")

@@ -1,16 +1,9 @@
-"""Write the synthetic 6-language demo corpus (train JSONL, LAReQA and BEIR test sets).
+"""Alias of ``hybridir make-demo-data`` (megatron_hybridir/cli/make_demo_data.py),
+kept so existing commands and the Slurm plans' jobs run unchanged."""
 
-    python tools/make_demo_data.py --output data/demo [--seed 0]
-"""
+import sys
 
-import argparse
-import json
-
-from megatron_hybridir.demo.data import make_demo_data
+from megatron_hybridir.cli.make_demo_data import main
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    print(json.dumps(make_demo_data(args.output, seed=args.seed), indent=2))
+    sys.exit(main())

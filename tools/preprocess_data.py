@@ -1,64 +1,9 @@
-"""Tokenize parallel-QA sources into Megatron indexed datasets (thin CLI over data.preprocess).
+"""Alias of ``hybridir preprocess`` (megatron_hybridir/cli/preprocess.py), kept so existing commands
+and the Slurm plans' jobs run unchanged."""
 
-Rows are the ids the exported sentence-transformers model computes at inference: the tokenizer's
-own special tokens, the field's prompt, truncation to the field's max length, no padding.
+import sys
 
-    python tools/preprocess_data.py --sources train.jsonl mono_en.jsonl --languages en de zh \
-        --tokenizer /models/mistral-7b --output data/tok --workers 8 \
-        --max-length query=64 positive=256 negative=256 --prompt query="Query: "
-"""
-
-from __future__ import annotations
-
-import argparse
-
-from megatron_hybridir.data.preprocess import PreprocessConfig, preprocess
-
-
-def _pairs(parser: argparse.ArgumentParser, flag: str, values: list[str], cast=str) -> dict:
-    out = {}
-    for value in values or []:
-        key, sep, raw = value.partition("=")
-        try:
-            if not sep:
-                raise ValueError
-            out[key] = cast(raw)
-        except ValueError:
-            parser.error(f"{flag} {value!r}: expected field=value with field one of query, "
-                         f"positive, negative" + (" and an integer value" if cast is int else ""))
-    return out
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sources", nargs="+", required=True,
-                        help="JSONL / Parquet paths or datasets names")
-    parser.add_argument("--languages", nargs="+", required=True)
-    parser.add_argument("--tokenizer", required=True,
-                        help="HF tokenizer folder / tokenizer.json, or a SentencePiece .model")
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--max-length", nargs="*",
-                        help="field=tokens (query, positive, negative), special tokens included")
-    parser.add_argument("--prompt", nargs="*",
-                        help='field=prefix, prepended as sentence-transformers does; field= for none')
-    # Both old switches are now the only behaviour (data/tokenizer.py): the tokenizer's own special
-    # tokens, no appended EOS. Accepted so existing scripts keep running.
-    parser.add_argument("--no-eos", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--special-tokens", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--on-error", choices=["raise", "skip"], default="raise")
-    args = parser.parse_args(argv)
-    config = PreprocessConfig(sources=args.sources, languages=args.languages,
-                              tokenizer=args.tokenizer, output=args.output, workers=args.workers,
-                              on_error=args.on_error)
-    config.max_length.update(_pairs(parser, "--max-length", args.max_length, int))
-    prompts = _pairs(parser, "--prompt", args.prompt)
-    if "positive" in prompts:      # negatives are documents too: one document prompt at inference
-        prompts.setdefault("negative", prompts["positive"])
-    config.prompts.update(prompts)
-    manifest = preprocess(config)
-    print(f"wrote {manifest['num_items']} items to {args.output}")
-
+from megatron_hybridir.cli.preprocess import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,31 +1,9 @@
-"""Monolingual (alpha=1) vs cross-lingual (alpha=0) vs hybrid (alpha=0.5) batches on the demo,
-several seeds each, same budget; writes experiment.md, experiment.json and tradeoff.png.
-``--compare negatives``: random vs mined hard negatives under hybrid batches instead
-(experiment_negatives.md / .json).
+"""Alias of ``hybridir experiment`` (megatron_hybridir/cli/experiment.py), kept so existing commands
+and the Slurm plans' jobs run unchanged."""
 
-    python tools/run_experiment.py --out runs/experiment [--seeds 1 2 3] [--steps 300] [key=value ...]
-    python tools/run_experiment.py --compare negatives --out runs/negatives [--first-steps 100]
-"""
+import sys
 
-import argparse
-from pathlib import Path
-
-from megatron_hybridir.study.experiment import run_experiment, run_negatives_experiment
+from megatron_hybridir.cli.experiment import main
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="runs/experiment")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--alphas", type=float, nargs="+", default=[1.0, 0.0, 0.5])
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--compare", choices=["batches", "negatives"], default="batches")
-    parser.add_argument("--first-steps", type=int, default=100,
-                        help="negatives: first-pass steps of the mined arm (inside --steps)")
-    parser.add_argument("overrides", nargs="*", help="training config overrides, key=value")
-    args = parser.parse_args()
-    if args.compare == "negatives":
-        run_negatives_experiment(Path(args.out), seeds=args.seeds, steps=args.steps,
-                                 first_steps=args.first_steps, overrides=args.overrides)
-    else:
-        run_experiment(Path(args.out), alphas=args.alphas, seeds=args.seeds, steps=args.steps,
-                       overrides=args.overrides)
+    sys.exit(main())

@@ -1,18 +1,9 @@
-"""Gather evaluation results.json files of runs at several model sizes (alphas, seeds) into
-scaling.md + scaling.png (monolingual vs cross-lingual / multilingual metrics against parameters and
-training FLOPs; one row per model and alpha, mean ± std over seeds).
+"""Alias of ``hybridir scaling-report`` (megatron_hybridir/cli/scaling_report.py),
+kept so existing commands and the Slurm plans' jobs run unchanged."""
 
-    python tools/scaling_report.py --out runs/scaling runs/study-slurm/runs/*/eval/*/results.json
-"""
+import sys
 
-import argparse
-from pathlib import Path
-
-from megatron_hybridir.study.scaling import scaling_report
+from megatron_hybridir.cli.scaling_report import main
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="runs/scaling")
-    parser.add_argument("results", nargs="+", type=Path)
-    args = parser.parse_args()
-    scaling_report(args.results, Path(args.out))
+    sys.exit(main())
