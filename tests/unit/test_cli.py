@@ -7,6 +7,7 @@ import ast
 import importlib
 import os
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -93,3 +94,22 @@ def test_child_env_leads_with_this_package(monkeypatch):
     first, *rest = env["PYTHONPATH"].split(os.pathsep)
     assert Path(first) / "megatron_hybridir" == Path(megatron_hybridir.__path__[0]).resolve()
     assert rest == ["/elsewhere"] and env["OMP_NUM_THREADS"] == "1"
+
+
+def test_demo_children_run_this_package_in_the_callers_folder(monkeypatch):
+    """The demos' training children: relative paths (``--out runs/q``) mean the caller's folder, and
+    the child imports the parent's copy of the package (installed or checked out)."""
+    from megatron_hybridir.demo import finetune, pipeline
+
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append((cmd, kw)))
+    pipeline.train(Path("runs/q/hybrid"), {"indexed": Path("runs/q/data/indexed"), "vocab_size": 9},
+                   [])
+    finetune.train(Path("runs/f/finetuned"), {"converted": Path("runs/f/minilm"),
+                                              "indexed": Path("runs/f/indexed")}, [])
+    root = str(Path(megatron_hybridir.__path__[0]).resolve().parent)
+    for (cmd, kw), recipe in zip(calls, (pipeline.DEMO_CONFIG, finetune.FINETUNE_CONFIG)):
+        assert kw.get("cwd") is None, kw["cwd"]
+        assert kw["env"]["PYTHONPATH"].split(os.pathsep)[0] == root
+        assert cmd[cmd.index("--config") + 1] == str(recipe)
+    assert len(calls) == 2
