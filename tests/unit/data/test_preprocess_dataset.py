@@ -104,9 +104,11 @@ def test_cli_writes_the_same_dataset(tmp_path, corpus, hf_tokenizer, capsys):
             "--max-length", "query=16", "--prompt", "query=Query: "]
     old, sys.argv = sys.argv, argv
     try:
-        runpy.run_path(str(tool), run_name="__main__")
+        with pytest.raises(SystemExit) as exit_:          # the alias exits with main()'s status
+            runpy.run_path(str(tool), run_name="__main__")
     finally:
         sys.argv = old
+    assert not exit_.value.code
     assert "wrote 30 items" in capsys.readouterr().out
     ds = TokenizedDataset(str(tmp_path / "cli"))
     assert ds.manifest["config"]["max_length"]["query"] == 16
