@@ -46,6 +46,7 @@ from megatron_hybridir.study.grid import check_alphas_and_seeds
 from megatron_hybridir.training.dry_run import estimate
 from megatron_hybridir.training.flops import PEAK_BF16_TFLOPS
 
+
 @dataclass(frozen=True)
 class ScaleSize:
     name: str
