@@ -101,6 +101,11 @@ def _evaluate_retrieval(config: EvalConfig, bench: Benchmark, encoder: Encoder, 
         return body
     # One task per language (read, encoded and scored in turn); the summary is their mean.
     langs = bench.languages(config)
+    # Every language is read and checked before the first is encoded: a missing file or a measure
+    # too deep for the last language's corpus must not surface hours into the run. The tasks are
+    # dropped and read again below rather than held, since all corpora at once may not fit.
+    for lang in langs:
+        check_retrieval_task(config, bench, bench.load_task(config, lang), encoder.dim)
     per_language, per_dim = {}, {}
     for lang in langs:
         per_language[lang], dims = _retrieve_and_score(config, bench, encoder,
