@@ -94,7 +94,7 @@ def export_and_evaluate(run_dir: Path, data: dict, *, progress: bool = False) ->
     from megatron_hybridir.convert.hf_export import export_hf
     from megatron_hybridir.evaluation.loading import load_eval_config
     from megatron_hybridir.evaluation.runner import evaluate
-    from megatron_hybridir.study.scaling import run_info
+    from megatron_hybridir.training.run_summary import run_info
 
     export = run_dir / "hf"
     log(f"exporting {run_dir} to Hugging Face + sentence-transformers: {export}")

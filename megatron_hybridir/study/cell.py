@@ -27,7 +27,7 @@ def run(folder: Path) -> dict:
     from megatron_hybridir.evaluation.encoder import Encoder, EncoderConfig
     from megatron_hybridir.runtime.distributed import shutdown
     from megatron_hybridir.study.budget import BudgetRule, EarlyStopping
-    from megatron_hybridir.study.scaling import run_info
+    from megatron_hybridir.training.run_summary import run_info
     from megatron_hybridir.study.scoring import dev_score, lareqa_query_scores, query_scores, summarize
     from megatron_hybridir.training.trainer import train
 

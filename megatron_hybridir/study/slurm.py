@@ -325,7 +325,7 @@ def write_plan(config: PlanConfig) -> dict:
 def annotate(run_dir: str | Path, results: list[str | Path], study: Optional[str] = None) -> None:
     """Write the run's parameters, FLOPs, alpha and seed (and the plan's study id) into evaluation
     results (``run_info``)."""
-    from megatron_hybridir.study.scaling import run_info
+    from megatron_hybridir.training.run_summary import run_info
 
     info = run_info(Path(run_dir))
     if not info:
