@@ -31,6 +31,7 @@ What it does not do: assign pair languages (``sampler``), import torch, or hold 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Optional, Sequence
 
 import numpy as np
@@ -105,11 +106,19 @@ class SourceBatches:
         filled = 0
         while filled < b:
             epoch, offset = divmod(start + filled, size)
-            order = keyed_rng(self.seed, 0x5A3E, pool, source, epoch).permutation(size)
+            order = _order(self.seed, pool, source, epoch, size)
             chunk = order[offset:offset + b - filled]
             picks[filled:filled + len(chunk)] = chunk
             filled += len(chunk)
         return source, members[_unique(picks, size, keyed_rng(self.seed, step, 4))]
+
+
+@lru_cache(maxsize=8)
+def _order(seed: int, pool: int, source: int, epoch: int, size: int) -> np.ndarray:
+    """One source's item order in one epoch: drawn once, not at every step (O(items) each)."""
+    order = keyed_rng(seed, 0x5A3E, pool, source, epoch).permutation(size)
+    order.flags.writeable = False           # shared by every step that reads it
+    return order
 
 
 def batch_language_weights(masks: np.ndarray, weights: np.ndarray) -> np.ndarray:
