@@ -96,12 +96,17 @@ def default_instruction(key: str) -> str:
     return TASK_INSTRUCTIONS[key][1]
 
 
-def mteb_task_prompts(template: str = DEFAULT_TEMPLATE,
-                      overrides: Optional[dict] = None) -> dict[str, str]:
+def mteb_task_prompts(template: str = DEFAULT_TEMPLATE, overrides: Optional[dict] = None, *,
+                      field: str = "task_instructions") -> dict[str, str]:
     """``{"<mteb task>-query": prompt}`` for every documented task, ``overrides`` ({mteb task name:
-    instruction}) replacing or adding instructions: the names mteb looks up first
-    (``get_prompt_name``: task name + prompt type) and ``encode(prompt_name=)`` accepts."""
+    instruction}) replacing or adding instructions: the names mteb looks up first for a task's
+    queries (``get_prompt_name``: task name + prompt type; documents fall through to "document")
+    and ``encode(prompt_name=)`` accepts."""
     tasks = {name: text for name, text in TASK_INSTRUCTIONS.values() if name}
-    tasks.update(overrides or {})
-    return {f"{name}-query": instruction_prompt(text, template, field=f"instructions.{name}")
+    for name, text in (overrides or {}).items():
+        if not isinstance(name, str) or not name or name in ("query", "document"):
+            raise ValueError(f"{field}: {name!r} is not a task name (expected an mteb task name "
+                             f"such as 'SciFact'; 'query' and 'document' are the plain prompts)")
+        tasks[name] = text
+    return {f"{name}-query": instruction_prompt(text, template, field=f"{field}[{name!r}]")
             for name, text in tasks.items()}
