@@ -81,3 +81,23 @@ def test_task_prompts_follow_the_training_data():
         task_prompts(None, task_instructions={"query": "x"})
     with pytest.raises(ConversionError, match=r"instruction_template: 'Q: \{task\}' must end"):
         task_prompts(None, task_instructions={}, instruction_template="Q: {task}")
+
+
+def test_a_run_on_instructed_data_exports_task_prompts_in_its_template(tmp_path):
+    """The trainer copies the manifest's ``instructions`` into the run's provenance.json; export
+    reads them from there (no flag), in the template the data were tokenized with."""
+    from megatron_hybridir.config import RunConfig
+    from megatron_hybridir.training.run_identity import write_run_provenance
+
+    manifest = {"prompts": {"query": "Query: ", "positive": "", "negative": ""},
+                "instructions": {"template": "Task: {task} | {text}", "sources": {"a.jsonl": "x"}}}
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "run").mkdir()
+    config = RunConfig()
+    config.data.path = str(tmp_path / "data")
+    record = write_run_provenance(tmp_path / "run", config, manifest)
+    assert record["data"]["instructions"] == manifest["instructions"]
+    assert task_prompts(record)["NQ-query"] == f"Task: {TASK_INSTRUCTIONS['nq'][1]} | "
+    del manifest["instructions"]                       # data without instructions: none
+    assert task_prompts(write_run_provenance(tmp_path / "run", config, manifest)) == {}
