@@ -7,6 +7,10 @@ Hugging Face folder with sentence-transformers files.
 Family, tokenizer, prompts and max_seq_length come from what the checkpoint records
 (``provenance.json``, written on import and by the trainer): the prompts the training data were
 tokenized with, else the source model's own (none if it had none). The flags override them.
+A run trained with task instructions also gets one query prompt per evaluation task
+("<mteb task>-query", what mteb looks up); --task-instructions adds or replaces them:
+
+    python tools/export_to_hf.py ... --task-instructions SciFact="Given a claim, find evidence"
 """
 
 import argparse
@@ -28,6 +32,13 @@ def main(argv=None) -> int:
                         help="default: the training data's query prompt, else the source model's")
     parser.add_argument("--passage-prompt", default=None,
                         help="default: the training data's passage prompt, else the source model's")
+    parser.add_argument("--task-instructions", nargs="*", default=None, metavar="TASK=INSTRUCTION",
+                        help="write per-task query prompts: the documented defaults plus these "
+                             "(no value: the defaults); default: only if the training data had "
+                             "instructions")
+    parser.add_argument("--instruction-template", default=None,
+                        help='must end with {text} (default: the training data\'s, else '
+                             '"Instruct: {task}\\nQuery: {text}")')
     parser.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default=None,
                         help="cast weights (default: the dtype stored in the checkpoint)")
     parser.add_argument("--max-seq-length", type=int, default=None,
@@ -41,12 +52,24 @@ def main(argv=None) -> int:
                         help="compare SentenceTransformer(output) with the Megatron model")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    tasks = None
+    if args.task_instructions is not None:
+        tasks = {}
+        for pair in args.task_instructions:
+            name, sep, text = pair.partition("=")
+            if not sep:
+                parser.error(f"--task-instructions {pair!r}: expected TASK=INSTRUCTION")
+            tasks[name] = text
+    template = args.instruction_template
+    if template is not None:             # a shell passes "\n" as two characters
+        template = template.replace("\\n", "\n")
     try:
         out = export_hf(args.checkpoint, args.output, tokenizer=args.tokenizer,
                         query_prompt=args.query_prompt, passage_prompt=args.passage_prompt,
                         dtype=args.dtype, max_seq_length=args.max_seq_length,
                         architecture=args.architecture, overwrite=args.overwrite,
-                        verify=args.verify, peft_adapter=args.peft_adapter)
+                        verify=args.verify, peft_adapter=args.peft_adapter,
+                        task_instructions=tasks, instruction_template=template)
     except (ConversionError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

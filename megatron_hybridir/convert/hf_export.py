@@ -244,11 +244,15 @@ def _sentence_transformers_files(out: Path, model: ModelConfig, tensors_head: di
 
 
 def export_settings(model: ModelConfig, info: dict, *, query_prompt: Optional[str],
-                    passage_prompt: Optional[str], max_seq_length: Optional[int]) -> tuple[dict, int]:
+                    passage_prompt: Optional[str], max_seq_length: Optional[int],
+                    task_instructions: Optional[dict] = None,
+                    instruction_template: Optional[str] = None) -> tuple[dict, int]:
     """(prompts, max_seq_length) of the export. Explicit arguments win; then a run's training data
     (the prompts its data were tokenized with); then the source model's sentence-transformers
-    pipeline (its prompts — none if it had none — and max_seq_length); then the run's seq_length."""
+    pipeline (its prompts — none if it had none — and max_seq_length); then the run's seq_length.
+    Per-task instruction prompts: ``export_extras.task_prompts``."""
     from megatron_hybridir.checkpointing import provenance
+    from megatron_hybridir.convert.export_extras import task_prompts
 
     record = info.get("provenance") or {}
     st = record.get("sentence_transformers") or {}
@@ -260,6 +264,8 @@ def export_settings(model: ModelConfig, info: dict, *, query_prompt: Optional[st
     if passage_prompt is not None:
         prompts["document"] = passage_prompt
     prompts = {k: v for k, v in prompts.items() if v}
+    prompts.update(task_prompts(record, task_instructions=task_instructions,
+                                instruction_template=instruction_template))
     length = (max_seq_length or st.get("max_seq_length") or info.get("seq_length")
               or model.max_position_embeddings - model.position_offset)
     return prompts, int(length)
@@ -269,11 +275,14 @@ def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional
               query_prompt: Optional[str] = None, passage_prompt: Optional[str] = None,
               dtype: Optional[str] = None, max_shard_bytes: int = 256 << 20,
               max_seq_length: Optional[int] = None, architecture: Optional[str] = None,
-              overwrite: bool = False, verify: bool = False, peft_adapter: bool = False) -> Path:
+              overwrite: bool = False, verify: bool = False, peft_adapter: bool = False,
+              task_instructions: Optional[dict] = None,
+              instruction_template: Optional[str] = None) -> Path:
     """Export; prompts, ``max_seq_length``, tokenizer and family default to what the checkpoint
     records (``export_settings``, ``provenance.json``), so a run directory needs no flags. LoRA
     adapters are merged into the base, and with ``peft_adapter`` also written unmerged (PEFT
-    format) to ``lora_adapter/``."""
+    format) to ``lora_adapter/``. ``task_instructions`` / ``instruction_template``: per-task
+    query prompts (``export_extras.task_prompts``)."""
     from megatron_hybridir.convert import export_extras
     from safetensors.torch import save_file
     from megatron_hybridir.checkpointing import provenance
@@ -290,7 +299,9 @@ def export_hf(checkpoint: str | Path, output: str | Path, *, tokenizer: Optional
                               f"{model.vocab_size - 1} would have no embedding. Pass the tokenizer "
                               f"the model was trained with (--tokenizer)")
     prompts, seq_len = export_settings(model, info, query_prompt=query_prompt,
-                                       passage_prompt=passage_prompt, max_seq_length=max_seq_length)
+                                       passage_prompt=passage_prompt, max_seq_length=max_seq_length,
+                                       task_instructions=task_instructions,
+                                       instruction_template=instruction_template)
     cast = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, None: None}[dtype]
     if cast is None:
         log.info("weights exported in the dtype they are stored in (--dtype casts)")

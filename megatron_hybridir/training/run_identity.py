@@ -328,6 +328,7 @@ def write_run_provenance(run_dir: Path, config: RunConfig, manifest: Optional[di
                           "tokenizer": settings.get("tokenizer"),
                           "prompts": manifest.get("prompts", settings.get("prompts")),
                           "max_length": manifest.get("max_length", settings.get("max_length")),
+                          "instructions": manifest.get("instructions"),
                           "manifest_sha256": manifest_hash(config.data.path)}
         if tokenizer_source is None and settings.get("tokenizer"):
             tokenizer_source = Path(settings["tokenizer"])
