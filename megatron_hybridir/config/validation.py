@@ -261,7 +261,7 @@ def _validate_layer_kind(model: ModelConfig, *, seq_length: int) -> None:
              f"{seq_length} is longer than model.max_position_embeddings="
              f"{model.max_position_embeddings}" +
              (f" minus model.position_offset={model.position_offset}" if model.position_offset else ""))
-    if model.architecture == "bert":
+    if model.layer_kind == "bert":
         _require(model.attention == "bidirectional", "model.attention",
                  "a bert encoder is bidirectional")
         _require(model.num_query_groups in (None, model.num_attention_heads), "model.num_query_groups",
@@ -270,9 +270,9 @@ def _validate_layer_kind(model: ModelConfig, *, seq_length: int) -> None:
                  "qk_layernorm / rope_scaling_factor do not apply to a bert encoder")
     else:
         _require(model.type_vocab_size == 0, "model.type_vocab_size",
-                 "token types need model.architecture=bert")
+                 "token types need model.layer_kind=bert")
         _require(model.position_offset == 0, "model.position_offset",
-                 "position offsets need model.architecture=bert")
+                 "position offsets need model.layer_kind=bert")
 
 
 def _validate_head(model: ModelConfig) -> None:

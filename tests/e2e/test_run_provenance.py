@@ -74,7 +74,7 @@ def test_run_dir_exports_its_family_and_the_training_prompts(tmp_path, mistral):
     record = json.loads((run_dir / "provenance.json").read_text())
     assert record["family"] == "mistral" and record["hf"]["model_type"] == "mistral"
     assert record["data"]["prompts"] == PROMPTS
-    # The README's command, with no --tokenizer / --architecture / prompt flags.
+    # The README's command, with no --tokenizer / --family / prompt flags.
     export = load_tool("export_to_hf")
     assert export(["--checkpoint", str(run_dir), "--output", str(tmp_path / "hf"), "--verify"]) == 0
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
