@@ -30,6 +30,7 @@ from megatron_hybridir.config.schema import (
 )
 from megatron_hybridir.data.sampler import check_settings
 from megatron_hybridir.model.families import FAMILIES
+from megatron_hybridir.model.pooling_kinds import POOLING_KINDS
 
 
 
@@ -276,13 +277,11 @@ def _validate_layer_kind(model: ModelConfig, *, seq_length: int) -> None:
 
 
 def _validate_head(model: ModelConfig) -> None:
-    """The pooling head: a registered pooling type (model/pooling/) and that type's own checks."""
-    # Imported here: the registry holds torch modules; the schema, presets and --help stay torch-free.
-    from megatron_hybridir.model.pooling import POOLINGS
-
-    _require(model.pooling in POOLINGS, "model.pooling",
-             f"unknown pooling {model.pooling!r}; expected one of {list(POOLINGS)}")
-    for field_path, message in POOLINGS[model.pooling].check(model):
+    """The pooling head: a known pooling kind (``model/pooling_kinds.py``, plain data beside the
+    torch registry ``model/pooling/``) and that kind's own checks."""
+    _require(model.pooling in POOLING_KINDS, "model.pooling",
+             f"unknown pooling {model.pooling!r}; expected one of {list(POOLING_KINDS)}")
+    for field_path, message in POOLING_KINDS[model.pooling].check(model):
         raise ConfigError(f"{field_path}: {message}")
 
 
