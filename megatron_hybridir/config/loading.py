@@ -6,7 +6,9 @@ are coerced once (``Literal`` choices, optional sections, lists), and every erro
 path (``model.num_attention_heads``) and what was expected.
 
 What it does not do: hold the schema (``config/schema.py``) or the cross-field rules
-(``config/validation.py``).
+(``config/validation.py``), or read checkpoints: ``checkpoint.init_from`` replaces the model
+section in the run layer (``training/run_config.py``), which builds on ``read_config`` and
+``build_config`` here.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from megatron_hybridir.config.validation import choice_error, validate
 RENAMED: dict[type, dict[str, str]] = {
     ModelConfig: {"architecture": "layer_kind"},   # a layer kind, not a family (issue 27)
 }
-
 
 
 def _coerce(value: Any, annotation: Any, path: str) -> Any:
@@ -154,30 +155,37 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                cls: type = RunConfig) -> Any:
-    """Read YAML (optional), apply overrides, build and validate the dataclass tree."""
+def read_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                cls: type = RunConfig) -> dict:
+    """The nested dict a config is built from: YAML (optional) with the overrides applied and
+    renamed fields under their new names. Its keys are the fields the user wrote (presets and
+    ``checkpoint.init_from`` fill in only the others)."""
     data: dict = {}
     if path is not None:
         text = Path(path).read_text()
         data = yaml.safe_load(text) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
-    data = upgrade_renamed(cls, apply_overrides(data, list(overrides or [])))
+    return upgrade_renamed(cls, apply_overrides(data, list(overrides or [])))
+
+
+def build_config(data: dict, cls: type = RunConfig, *, check: bool = True) -> Any:
+    """The dataclass tree of ``read_config``'s dict, preset applied; validated unless ``check``
+    is False (the run layer validates after ``checkpoint.init_from`` filled in the model)."""
     config = from_dict(cls, data)
     if hasattr(config, "model") and config.model.preset:
         config.model = apply_preset(config.model, data.get("model", {}))
-    init_from = getattr(getattr(config, "checkpoint", None), "init_from", None)
-    if init_from and Path(init_from).exists():
-        # NOTE: the one lazy import left in config/: the checkpoint's model section is read by
-        # training/run_identity (through checkpointing/folders), which parses that checkpoint's
-        # config with this package, so neither can import the other at module level. (A recipe whose checkpoint is not
-        # there yet still loads, for --dry-run; training then stops naming the missing folder.)
-        from megatron_hybridir.training.run_identity import init_model
-
-        config.model = init_model(init_from, config.model, data.get("model", {}))
-    validate(config)
+    if check:
+        validate(config)
     return config
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                cls: type = RunConfig) -> Any:
+    """Read YAML (optional), apply overrides, build and validate the dataclass tree. A run that
+    names ``checkpoint.init_from`` loads through ``training.run_config.load_run_config``, which
+    also takes the model section from that checkpoint."""
+    return build_config(read_config(path, overrides, cls), cls)
 
 
 def to_dict(config: Any) -> dict:
