@@ -43,14 +43,22 @@ def main(argv=None) -> int:
                         help="cast weights (default: the dtype stored in the checkpoint)")
     parser.add_argument("--max-seq-length", type=int, default=None,
                         help="default: the source model's, else the run's seq_length")
-    parser.add_argument("--architecture", default=None,
+    parser.add_argument("--family", default=None,
                         help="family to write (default: the recorded model.family)")
+    # The flag's old name (it takes a family, not a layer kind): still accepted, with a warning.
+    parser.add_argument("--architecture", dest="old_family", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--peft-adapter", action="store_true",
                         help="LoRA runs: also write the unmerged adapter (PEFT format) to lora_adapter/")
     parser.add_argument("--verify", action="store_true",
                         help="compare SentenceTransformer(output) with the Megatron model")
     args = parser.parse_args(argv)
+    if args.old_family is not None:
+        if args.family is not None:
+            parser.error("--architecture is the old name of --family; give only --family")
+        print("warning: --architecture is deprecated and will be removed; use --family "
+              f"{args.old_family}", file=sys.stderr)
+        args.family = args.old_family
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     tasks = None
     if args.task_instructions is not None:
@@ -67,7 +75,7 @@ def main(argv=None) -> int:
         out = export_hf(args.checkpoint, args.output, tokenizer=args.tokenizer,
                         query_prompt=args.query_prompt, passage_prompt=args.passage_prompt,
                         dtype=args.dtype, max_seq_length=args.max_seq_length,
-                        architecture=args.architecture, overwrite=args.overwrite,
+                        architecture=args.family, overwrite=args.overwrite,
                         verify=args.verify, peft_adapter=args.peft_adapter,
                         task_instructions=tasks, instruction_template=template)
     except (ConversionError, CheckpointError) as err:

@@ -54,14 +54,14 @@ def hf_architecture(model: ModelConfig, name: Optional[str] = None) -> mappings.
     if name:
         arch = mappings.ARCHITECTURES.get(name)
         if arch is None:
-            raise ConversionError(f"--architecture {name!r}: expected one of {sorted(mappings.ARCHITECTURES)}")
+            raise ConversionError(f"--family {name!r}: expected one of {sorted(mappings.ARCHITECTURES)}")
         if model.family and name != model.family:
-            raise ConversionError(f"--architecture {name!r}: the checkpoint records "
+            raise ConversionError(f"--family {name!r}: the checkpoint records "
                                   f"model.family={model.family!r}")
     else:
         arch = family_of(model)
-    if model.architecture != arch.layers:
-        raise ConversionError(f"model.architecture={model.architecture} cannot be expressed as "
+    if model.layer_kind != arch.layers:
+        raise ConversionError(f"model.layer_kind={model.layer_kind} cannot be expressed as "
                               f"{arch.model_type}")
     for flag in ("qk_layernorm", "add_qkv_bias"):
         if getattr(model, flag) != bool(arch.fixed.get(flag)):
@@ -73,7 +73,7 @@ def hf_architecture(model: ModelConfig, name: Optional[str] = None) -> mappings.
 def hf_config(model: ModelConfig, arch: mappings.Architecture):
     import transformers
 
-    if model.architecture == "bert":
+    if model.layer_kind == "bert":
         return _bert_hf_config(model, arch)
     rope = {"rope_type": "default", "rope_theta": model.rotary_base}
     if model.rope_scaling_factor:

@@ -46,7 +46,7 @@ def model_config_from_hf(hf: dict, source: str, **head) -> ModelConfig:
     if values.get("kv_channels") == values["hidden_size"] // values["num_attention_heads"]:
         values.pop("kv_channels")
     values.update(arch.model_values())
-    if values.get("architecture") == "bert":
+    if values.get("layer_kind") == "bert":
         values.update(_bert_settings(hf, arch, source))
     else:
         values.update(mappings.rope_settings(hf, source))

@@ -132,7 +132,7 @@ class Family:
     model_type: str                       # HF config "model_type"
     config_class: str                     # transformers config class written on export
     model_class: str                      # "architectures" entry written on export
-    layers: str = "llama"                 # layer kind: llama | bert (model.architecture)
+    layers: str = "llama"                 # layer kind: llama | bert (model.layer_kind)
     fixed: dict = field(default_factory=dict)   # ModelConfig values implied by the family
     rules: tuple[TensorRule, ...] = LLAMA_RULES
     config_keys: dict = field(default_factory=lambda: LLAMA_CONFIG_KEYS)
@@ -154,7 +154,7 @@ class Family:
 
     def model_values(self) -> dict:
         """ModelConfig fields this family fixes (its name and layer kind included)."""
-        return {"family": self.name, "architecture": self.layers, **self.fixed}
+        return {"family": self.name, "layer_kind": self.layers, **self.fixed}
 
 
 _BERT = dict(layers="bert", rules=BERT_RULES, config_keys=BERT_CONFIG_KEYS, shapes=bert_shapes,
@@ -247,7 +247,7 @@ def family_of(model) -> Family:
     when positions are RoBERTa-style)."""
     if model.family:
         return get(model.family)
-    if model.architecture == "bert":
+    if model.layer_kind == "bert":
         return FAMILIES["xlm-roberta" if model.position_offset else "bert"]
     if model.qk_layernorm:
         return FAMILIES["qwen3"]

@@ -21,7 +21,6 @@ import yaml
 
 
 def run(folder: Path) -> dict:
-    from megatron_hybridir.config import load_config
     from megatron_hybridir.convert.hf_export import export_hf
     from megatron_hybridir.demo.pipeline import DEMO_CONFIG
     from megatron_hybridir.evaluation.encoder import Encoder, EncoderConfig
@@ -30,17 +29,26 @@ def run(folder: Path) -> dict:
     from megatron_hybridir.study.grid import CellSpec
     from megatron_hybridir.training.run_summary import run_info
     from megatron_hybridir.study.scoring import dev_score, lareqa_query_scores, query_scores, summarize
+    from megatron_hybridir.training.run_config import load_run_config
     from megatron_hybridir.training.trainer import train
 
     spec = CellSpec.read(folder)
     started = time.perf_counter()
     stopper = EarlyStopping(spec.budget)
     run_dir, best = folder / "run", folder / "best_hf"
+<<<<<<< HEAD
     data_root = Path(spec.data_root)
     base = load_config(DEMO_CONFIG, list(spec.overrides))
     # Constant learning rate after warmup: min_lr = lr turns the cosine into a constant.
     config = load_config(DEMO_CONFIG, [*spec.overrides, *stopper.training_overrides(),
                                        f"optim.min_lr={base.optim.lr}", f"checkpoint.dir={run_dir}"])
+=======
+    data_root = Path(spec["data_root"])
+    base = load_run_config(DEMO_CONFIG, spec["overrides"])
+    # Constant learning rate after warmup: min_lr = lr turns the cosine into a constant.
+    config = load_run_config(DEMO_CONFIG, [*spec["overrides"], *stopper.training_overrides(),
+                                           f"optim.min_lr={base.optim.lr}", f"checkpoint.dir={run_dir}"])
+>>>>>>> i27-layers
 
     def on_checkpoint(step: int) -> bool:
         candidate = folder / "candidate_hf"

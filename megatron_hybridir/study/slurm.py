@@ -39,10 +39,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from megatron_hybridir.config import load_config
 from megatron_hybridir.study import slurm_pipeline
 from megatron_hybridir.study.grid import check_alphas_and_seeds
 from megatron_hybridir.training.dry_run import estimate
+from megatron_hybridir.training.run_config import load_run_config
 from megatron_hybridir.training.flops import PEAK_BF16_TFLOPS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,7 +146,7 @@ def cost(config: PlanConfig, size: str) -> dict:
     """Parameters, FLOPs per step (dry run), steps and GPU-hours of one training cell of ``size``."""
     spec = _spec(config, size)
     recipe = spec.recipe
-    run = load_config(ROOT / recipe)
+    run = load_run_config(ROOT / recipe)
     e = estimate(run, world_size=spec.gpus)
     steps = config.train_steps or run.training.train_steps
     total = e["flops_per_step"] * steps
@@ -295,7 +295,7 @@ def write_plan(config: PlanConfig) -> dict:
     for c in costs:
         size = c["size"]
         (out / f"import_{size}.sbatch").write_text(slurm_pipeline.import_script(
-            config.out, size, config.hf[size], load_config(ROOT / c["recipe"]), cpu=config.cpu))
+            config.out, size, config.hf[size], load_run_config(ROOT / c["recipe"]), cpu=config.cpu))
         (out / f"prep_{size}.sbatch").write_text(slurm_pipeline.prep_script(
             config.out, size, config.hf[size], config.languages, cpu=config.cpu))
         (out / f"train_{size}.sbatch").write_text(train_script(config, c))

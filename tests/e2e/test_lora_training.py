@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from megatron_hybridir.config import load_config
+from megatron_hybridir.training.run_config import load_run_config
 from megatron_hybridir.training.trainer import train
 from tests.distributed.harness import run_ranks
 from tests.unit.convert.hf_fixtures import write_hf_model
@@ -26,7 +26,7 @@ from tests.unit.convert.test_roundtrip import TEXTS, _ids
 
 
 def _train_rank(launch, config_path: str, overrides: list[str]) -> None:
-    train(load_config(config_path, overrides))
+    train(load_run_config(config_path, overrides))
 
 
 def _losses(run_dir) -> list[float]:

@@ -16,7 +16,7 @@ def test_every_preset_names_a_family_and_validates():
         validate_model(model, ParallelConfig(), seq_length=16)
         if name != "tiny":
             fam = families.get(model.family)
-            assert name in fam.presets and model.architecture == fam.layers
+            assert name in fam.presets and model.layer_kind == fam.layers
 
 
 @pytest.mark.parametrize("hf, family", [
