@@ -36,19 +36,11 @@ def run(folder: Path) -> dict:
     started = time.perf_counter()
     stopper = EarlyStopping(spec.budget)
     run_dir, best = folder / "run", folder / "best_hf"
-<<<<<<< HEAD
     data_root = Path(spec.data_root)
-    base = load_config(DEMO_CONFIG, list(spec.overrides))
+    base = load_run_config(DEMO_CONFIG, list(spec.overrides))
     # Constant learning rate after warmup: min_lr = lr turns the cosine into a constant.
-    config = load_config(DEMO_CONFIG, [*spec.overrides, *stopper.training_overrides(),
-                                       f"optim.min_lr={base.optim.lr}", f"checkpoint.dir={run_dir}"])
-=======
-    data_root = Path(spec["data_root"])
-    base = load_run_config(DEMO_CONFIG, spec["overrides"])
-    # Constant learning rate after warmup: min_lr = lr turns the cosine into a constant.
-    config = load_run_config(DEMO_CONFIG, [*spec["overrides"], *stopper.training_overrides(),
+    config = load_run_config(DEMO_CONFIG, [*spec.overrides, *stopper.training_overrides(),
                                            f"optim.min_lr={base.optim.lr}", f"checkpoint.dir={run_dir}"])
->>>>>>> i27-layers
 
     def on_checkpoint(step: int) -> bool:
         candidate = folder / "candidate_hf"
