@@ -166,9 +166,6 @@ def _short(group) -> str:
 # config/ no longer imports training/ to resolve checkpoint.init_from). Names without the
 # "megatron_hybridir." prefix. A new cycle fails the test; a listed one that is gone must leave.
 KNOWN_CYCLES = {
-    frozenset({"data.sampler", "data.source_batches"}):
-        "source_batches takes the sampler's seeding rule (_rng); the sampler builds SourceBatches "
-        "in a function, only for per-source batches. Both numpy only",
     frozenset({"convert.export_extras", "convert.hf_export", "convert.lora_merge",
                "convert.verify"}):
         "export and its helpers call each other lazily; issue 27 point 3 (reader + adapter + "

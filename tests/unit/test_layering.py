@@ -60,6 +60,7 @@ CONFIG_READS = {
         "SamplerConfig and its choices, which the data section is made of (numpy only, rule 3)",
     "megatron_hybridir.data.source_batches": "the sampler's per-source batches (numpy only)",
     "megatron_hybridir.data.batch_kind": "the sampler's batch kinds (an enum)",
+    "megatron_hybridir.data.seeding": "the keyed seeding rule the sampler's draws use (numpy only)",
 }
 # A plain-data module's package __init__ runs when it is imported: these must stay import-free.
 PLAIN_PACKAGES = ("megatron_hybridir.model", "megatron_hybridir.data")
