@@ -45,7 +45,7 @@ def main(argv=None) -> int:
         out = export_hf(args.checkpoint, args.output, tokenizer=args.tokenizer,
                         query_prompt=args.query_prompt, passage_prompt=args.passage_prompt,
                         dtype=args.dtype, max_seq_length=args.max_seq_length,
-                        architecture=args.architecture, overwrite=args.overwrite,
+                        family=args.architecture, overwrite=args.overwrite,
                         verify=args.verify, peft_adapter=args.peft_adapter)
     except (ConversionError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
