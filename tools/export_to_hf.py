@@ -75,7 +75,7 @@ def main(argv=None) -> int:
         out = export_hf(args.checkpoint, args.output, tokenizer=args.tokenizer,
                         query_prompt=args.query_prompt, passage_prompt=args.passage_prompt,
                         dtype=args.dtype, max_seq_length=args.max_seq_length,
-                        architecture=args.family, overwrite=args.overwrite,
+                        family=args.family, overwrite=args.overwrite,
                         verify=args.verify, peft_adapter=args.peft_adapter,
                         task_instructions=tasks, instruction_template=template)
     except (ConversionError, CheckpointError) as err:

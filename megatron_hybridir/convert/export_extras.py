@@ -3,7 +3,8 @@ adapters (``lora_merge``), the unmerged adapter in PEFT's format, the Matryoshka
 the per-task instruction prompts.
 
 Why it exists: ``hf_export`` writes any checkpoint; these are the run-specific additions, kept out
-of it so that its only hooks are :func:`tensor_groups` and :func:`write_extras`.
+of it so that its only hooks are ``lora_merge.open_checkpoint`` (the merged tensors) and
+:func:`write_extras`.
 
 Matryoshka: sentence-transformers has one ``truncate_dim`` per loaded model, not a list, so the
 trained prefixes go to a sidecar ``matryoshka.json`` ({"dims": [...], "weights": [...]}), which
@@ -23,36 +24,17 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
-import torch
 import yaml
 
 from megatron_hybridir.config import ModelConfig, embedding_dim
 from megatron_hybridir.config.instructions import DEFAULT_TEMPLATE, mteb_task_prompts
 from megatron_hybridir.convert import lora_merge
+from megatron_hybridir.convert.mappings import ConversionError
 
 PEFT_FOLDER = "lora_adapter"
 log = logging.getLogger(__name__)
-
-
-def tensor_groups(model: ModelConfig, ckpt: Path) -> Iterator[dict[str, torch.Tensor]]:
-    """The tensors to export, one group of globals then one per layer (adapters merged)."""
-    from megatron_hybridir.convert.hf_export import iter_megatron_tensors
-
-    if model.lora is not None:
-        return lora_merge.iter_merged_tensors(model, ckpt)
-    return iter_megatron_tensors(model, ckpt)
-
-
-def tensor_reader(model: ModelConfig, ckpt: Path) -> Callable[[str], torch.Tensor]:
-    """One tensor by local (TP=1) name, in any order (adapters merged): what merging reads."""
-    from megatron_hybridir.convert.hf_export import CheckpointReader, checkpoint_keys, local_key
-
-    if model.lora is not None:
-        return lora_merge.MergedReader(model, ckpt).read
-    reader, keys = CheckpointReader(ckpt), checkpoint_keys(model)
-    return lambda name: reader.read(*local_key(keys, name))
 
 
 def task_prompts(record: Optional[dict], *, task_instructions: Optional[dict] = None,
@@ -62,8 +44,6 @@ def task_prompts(record: Optional[dict], *, task_instructions: Optional[dict] = 
     ``instruction_template`` (default: the template the training data used, else E5-Mistral's).
     ``task_instructions=None`` writes them only when the training data were instructed ({}: the
     documented ones alone)."""
-    from megatron_hybridir.convert.mappings import ConversionError
-
     trained = ((record or {}).get("data") or {}).get("instructions")
     if task_instructions is None and not trained:
         if instruction_template is not None:
@@ -98,8 +78,6 @@ def write_extras(out: Path, *, model: ModelConfig, ckpt: Path, checkpoint: Path,
              "weights": loss.get("matryoshka_weights") or [1.0] * len(dims)}, indent=2))
     if peft_adapter:
         if model.lora is None:
-            from megatron_hybridir.convert.mappings import ConversionError
-
             raise ConversionError("--peft-adapter: the checkpoint has no LoRA adapters "
                                   "(model.lora is not set)")
         lora_merge.write_peft_adapter(model, ckpt, out / PEFT_FOLDER, base_name=base_name or "..")

@@ -110,8 +110,13 @@ def build_head(model: ModelConfig, loss: Optional[LossConfig] = None) -> Embeddi
 def build_model(model: ModelConfig, parallel: ParallelConfig, *,
                 precision: Optional[PrecisionConfig] = None, loss: Optional[LossConfig] = None,
                 pre_process: Optional[bool] = None, post_process: Optional[bool] = None,
-                vp_stage: Optional[int] = None) -> EmbeddingModel:
+                vp_stage: Optional[int] = None, vocab_rows: Optional[int] = None) -> EmbeddingModel:
     """One model chunk for this rank's pipeline position (or the given one).
+
+    ``vocab_rows``: the embedding table's row count (the whole table, all TP ranks), when it is
+    fixed by something else than this run's padding rule: a checkpoint being read or written for
+    another TP layout (the converters). Default: ``model.vocab_size`` padded by
+    ``model.make_vocab_size_divisible_by`` and the TP size.
 
     Requires Megatron's parallel state to be initialised (``runtime.distributed``).
     """
@@ -134,12 +139,17 @@ def build_model(model: ModelConfig, parallel: ParallelConfig, *,
         block_spec = lora.lora_block_spec(block_spec, rank=model.lora.rank, alpha=model.lora.alpha,
                                           dropout=model.lora.dropout,
                                           targets=model.lora.target_modules)
+    if vocab_rows is None:
+        vocab_rows = padded_vocab_size(model.vocab_size, divisible_by=model.make_vocab_size_divisible_by,
+                                       tp=parallel.tensor_model_parallel_size)
+    elif vocab_rows < model.vocab_size or vocab_rows % parallel.tensor_model_parallel_size:
+        raise ConfigError(f"vocab_rows={vocab_rows}: an embedding table needs at least "
+                          f"model.vocab_size={model.vocab_size} rows, split evenly over "
+                          f"{parallel.tensor_model_parallel_size} tensor-parallel ranks")
     embedder = EmbeddingModel(
         config,
         block_spec=block_spec,
-        vocab_size=padded_vocab_size(model.vocab_size,
-                                     divisible_by=model.make_vocab_size_divisible_by,
-                                     tp=parallel.tensor_model_parallel_size),
+        vocab_size=vocab_rows,
         max_sequence_length=model.max_position_embeddings,
         head=head,
         mask_layout=mask_layout(causal=causal, use_te=use_te),

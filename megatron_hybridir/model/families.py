@@ -218,9 +218,6 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
                       type_vocab_size=2, layernorm_epsilon=1e-12, pooling="first", pooler=True)}),
 )}
 
-# HF model_type -> family read on import (Llama 3 checkpoints say "llama"; see family_for_hf).
-_BY_MODEL_TYPE = {"llama": "llama", "mistral": "mistral", "qwen2": "qwen2", "qwen3": "qwen3",
-                  "xlm-roberta": "xlm-roberta", "bert": "bert"}
 
 
 def get(name: str, *, where: str = "model.family") -> Family:
@@ -232,7 +229,10 @@ def get(name: str, *, where: str = "model.family") -> Family:
 def family_for_hf(hf_config: dict) -> Optional[Family]:
     """The family of an HF ``config.json`` (None when unsupported). Llama configs with a RoPE
     base of 500000 or more are Llama 3 (its tokenizer and RoPE scaling differ from Llama 2's)."""
-    name = _BY_MODEL_TYPE.get(hf_config.get("model_type"))
+    # The registry is the map: the family named like the model type. Families sharing a model
+    # type under another name are its variants, told apart below (Llama 3 checkpoints say "llama").
+    model_type = hf_config.get("model_type")
+    name = next((f.name for f in FAMILIES.values() if f.name == f.model_type == model_type), None)
     if name == "llama":
         params = hf_config.get("rope_parameters") or {}
         theta = hf_config.get("rope_theta", params.get("rope_theta", 10000.0))

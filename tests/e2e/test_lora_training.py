@@ -205,7 +205,7 @@ def test_lora_run_merges_through_its_merged_weights(lora_runs, bases, megatron_r
     """A LoRA run merged with its base: the adapters are folded in first (W + alpha/r B A), then
     averaged; the output is a plain model (no adapters, model.lora unset)."""
     from megatron_hybridir.checkpointing.folders import resolve_checkpoint
-    from megatron_hybridir.convert.hf_export import iter_megatron_tensors
+    from megatron_hybridir.convert.checkpoint_reader import iter_megatron_tensors
     from megatron_hybridir.convert.lora_merge import iter_merged_tensors
     from megatron_hybridir.convert.merge import merge_checkpoints
 

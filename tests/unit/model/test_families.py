@@ -4,7 +4,7 @@ recorded, not guessed from flags."""
 import pytest
 
 from megatron_hybridir.config import ConfigError, ModelConfig, ParallelConfig, validate_model
-from megatron_hybridir.convert.hf_export import hf_architecture
+from megatron_hybridir.convert.adapter import export_family as hf_architecture
 from megatron_hybridir.convert.hf_import import model_config_from_hf
 from megatron_hybridir.model import families
 from megatron_hybridir.config.presets import PRESETS, preset

@@ -20,7 +20,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from megatron_hybridir.config import ConfigError, load_config
 from megatron_hybridir.config.presets import preset
 from megatron_hybridir.convert import provenance
-from megatron_hybridir.convert.hf_export import _sentence_transformers_files, st_pooling_mode
+from megatron_hybridir.convert.st_modules import pooling_mode as st_pooling_mode
+from megatron_hybridir.convert.st_modules import write_modules
 from megatron_hybridir.convert.mappings import ConversionError
 from megatron_hybridir.model.builder import count_parameters
 from megatron_hybridir.model import pooling_kinds
@@ -165,7 +166,7 @@ def test_export_and_import_modes_come_from_the_registry(tmp_path):
             _st_pipeline("pooling_mode_max_tokens")) == {"normalize": False, "pooling": "toy_max"}
         # export: the type's flag is written, and sentence-transformers reads it back as max
         model = preset("tiny", pooling="toy_max", normalize=False)
-        _sentence_transformers_files(tmp_path, model, {}, {}, 32, None)
+        write_modules(tmp_path, model, {}, {}, 32, None)
         written = json.loads((tmp_path / "1_Pooling" / "config.json").read_text())
         assert [k for k, v in written.items() if k.startswith("pooling_mode_") and v] == [
             "pooling_mode_max_tokens"]
