@@ -14,12 +14,13 @@ import sys
 
 from megatron_hybridir.checkpointing.checksums import CheckpointCorruptError
 from megatron_hybridir.checkpointing.errors import CheckpointError
-from megatron_hybridir.config import ConfigError, load_config
+from megatron_hybridir.config import ConfigError
 from megatron_hybridir.config.help import format_help
 from megatron_hybridir.config.initial_weights import check_initial_weights
 from megatron_hybridir.recipes import resolve_config
 from megatron_hybridir.runtime.distributed import shutdown
 from megatron_hybridir.training.checkpoint import CheckpointSaveError
+from megatron_hybridir.training.run_config import load_run_config
 from megatron_hybridir.training.run_lock import RunDirLockedError
 from megatron_hybridir.training.trainer import train
 
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     path, overrides = parse_args(args)
     try:
         path = resolve_config(path) if path else None   # examples/NAME.yaml from any folder
-        config = load_config(path, overrides)
+        config = load_run_config(path, overrides)   # init_from resolved: dry run and training alike
         # Before the dry run too: a recipe that would not launch should not look ready.
         check_initial_weights(config, source=path or "the command line")
     except ConfigError as err:

@@ -5,7 +5,8 @@ own special tokens, the field's prompt, truncation to the field's max length, no
 
     hybridir preprocess --sources train.jsonl mono_en.jsonl --languages en de zh \
         --tokenizer /models/mistral-7b --output data/tok --workers 8 \
-        --max-length query=64 positive=256 negative=256 --prompt query="Query: "
+        --max-length query=64 positive=256 negative=256 --prompt query="Query: " \
+        --instruction train.jsonl="Given a question, retrieve passages that answer the question"
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import argparse
 from megatron_hybridir.data.preprocess import PreprocessConfig, preprocess
 
 
-def _pairs(parser: argparse.ArgumentParser, flag: str, values: list[str], cast=str) -> dict:
+def _pairs(parser: argparse.ArgumentParser, flag: str, values: list[str], cast=str,
+           key_name: str = "field", what: str = "field one of query, positive, negative") -> dict:
     out = {}
     for value in values or []:
         key, sep, raw = value.partition("=")
@@ -24,8 +26,8 @@ def _pairs(parser: argparse.ArgumentParser, flag: str, values: list[str], cast=s
                 raise ValueError
             out[key] = cast(raw)
         except ValueError:
-            parser.error(f"{flag} {value!r}: expected field=value with field one of query, "
-                         f"positive, negative" + (" and an integer value" if cast is int else ""))
+            parser.error(f"{flag} {value!r}: expected {key_name}=value with {what}"
+                         + (" and an integer value" if cast is int else ""))
     return out
 
 
@@ -42,6 +44,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="field=tokens (query, positive, negative), special tokens included")
     parser.add_argument("--prompt", nargs="*",
                         help='field=prefix, prepended as sentence-transformers does; field= for none')
+    parser.add_argument("--instruction", nargs="*",
+                        help="source=instruction: a task instruction on that source's queries "
+                             "(source exactly as in --sources)")
+    parser.add_argument("--instruction-template", default=None,
+                        help='how an instruction becomes the query prompt; must end with {text} '
+                             '(default: "Instruct: {task}\\nQuery: {text}")')
     # Both old switches are now the only behaviour (data/tokenizer.py): the tokenizer's own special
     # tokens, no appended EOS. Accepted so existing scripts keep running.
     parser.add_argument("--no-eos", action="store_true", help=argparse.SUPPRESS)
@@ -56,6 +64,11 @@ def main(argv: list[str] | None = None) -> None:
     if "positive" in prompts:      # negatives are documents too: one document prompt at inference
         prompts.setdefault("negative", prompts["positive"])
     config.prompts.update(prompts)
+    config.instructions = _pairs(parser, "--instruction", args.instruction,
+                                 key_name="source", what="source exactly as in --sources")
+    if args.instruction_template is not None:
+        # A shell passes "\n" as two characters; the template means a line break.
+        config.instruction_template = args.instruction_template.replace("\\n", "\n")
     manifest = preprocess(config)
     print(f"wrote {manifest['num_items']} items to {args.output}")
 

@@ -16,8 +16,10 @@ into Megatron-Core objects; ``runtime/distributed.py`` sets up process groups.
 
 from megatron_hybridir.config.loading import (
     apply_overrides,
+    build_config,
     from_dict,
     load_config,
+    read_config,
     save_config,
     to_dict,
 )
@@ -52,7 +54,7 @@ __all__ = [
     "PRESETS", "LORA_TARGETS", "CheckpointConfig", "ConfigError", "DataConfig", "DistillationConfig",
     "LoraConfig",
     "LossConfig", "ModelConfig", "OptimConfig", "ParallelConfig", "PrecisionConfig", "RunConfig",
-    "TrainingConfig", "_RANGES", "apply_overrides", "apply_preset", "embedding_dim", "from_dict",
-    "load_config", "preset", "save_config", "to_dict", "validate", "validate_lora",
+    "TrainingConfig", "_RANGES", "apply_overrides", "apply_preset", "build_config", "embedding_dim",
+    "from_dict", "load_config", "preset", "read_config", "save_config", "to_dict", "validate", "validate_lora",
     "validate_matryoshka", "validate_model", "validate_paths", "validate_values",
 ]

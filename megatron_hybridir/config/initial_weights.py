@@ -9,7 +9,7 @@ conversion command (``tools/convert_hf_to_megatron.py``, with the preset's Huggi
 ``--dry-run`` prints where the weights come from (``describe``).
 
 What it does not do: load weights (``checkpointing/model_state``) or merge the checkpoint's model
-section into the config (``training/run_identity.init_model``). Plain data only: the checks read the
+section into the config (``training/run_config.load_run_config``). Plain data only: the checks read the
 config and the preset table, and whether the ``init_from`` folder exists.
 """
 

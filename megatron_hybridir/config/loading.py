@@ -1,12 +1,14 @@
 """Loading a config: YAML and ``a.b=value`` overrides -> the dataclass tree, preset applied,
-validated.
+validated. Renamed fields still load under their old names, with a deprecation message.
 
 Why it exists: every run, tool and test gets its config the same way, so unknown keys fail, types
 are coerced once (``Literal`` choices, optional sections, lists), and every error names the field
 path (``model.num_attention_heads``) and what was expected.
 
 What it does not do: hold the schema (``config/schema.py``) or the cross-field rules
-(``config/validation.py``).
+(``config/validation.py``), or read checkpoints: ``checkpoint.init_from`` replaces the model
+section in the run layer (``training/run_config.py``), which builds on ``read_config`` and
+``build_config`` here.
 """
 
 from __future__ import annotations
@@ -14,14 +16,21 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
 from megatron_hybridir.config.presets import apply_preset
-from megatron_hybridir.config.schema import ConfigError, RunConfig
+from megatron_hybridir.config.schema import ConfigError, ModelConfig, RunConfig
 from megatron_hybridir.config.validation import choice_error, validate
+
+# Fields renamed since runs were first written (section class -> old key -> new key): YAML files,
+# run directories' config.yaml and checkpoints' stored configs written with the old key still load.
+RENAMED: dict[type, dict[str, str]] = {
+    ModelConfig: {"architecture": "layer_kind"},   # a layer kind, not a family (issue 27)
+}
 
 
 def _coerce(value: Any, annotation: Any, path: str) -> Any:
@@ -76,8 +85,41 @@ def _number(value: Any, annotation: type, path: str) -> Any:
     return coerced
 
 
+def _renamed(cls: type, data: dict, prefix: str) -> dict:
+    """``data`` with the old names of ``cls``'s renamed fields replaced by the new ones (warning
+    once per key); both names set is an error."""
+    for old, new in RENAMED.get(cls, {}).items():
+        if old not in data:
+            continue
+        at = f"{prefix}." if prefix else ""
+        if new in data:
+            raise ConfigError(f"{at}{old} is the old name of {at}{new}, and both are set "
+                              f"({old}={data[old]!r}, {new}={data[new]!r}); remove {at}{old}")
+        warnings.warn(f"{at}{old} is deprecated and will be removed: it is now {at}{new} (same "
+                      f"values); rename it in your config", FutureWarning, stacklevel=4)
+        data = {(new if k == old else k): v for k, v in data.items()}
+    return data
+
+
+def upgrade_renamed(cls: type, data: dict, *, prefix: str = "") -> dict:
+    """``data`` (a nested dict for ``cls``) with every renamed field under its new name, at every
+    level; what is not a mapping is left for ``from_dict`` to report."""
+    if not isinstance(data, dict) or not dataclasses.is_dataclass(cls):
+        return data
+    data = _renamed(cls, data, prefix)
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for key, value in data.items():
+        annotation = hints.get(key)
+        nested = [a for a in (annotation, *typing.get_args(annotation)) if dataclasses.is_dataclass(a)]
+        out[key] = (upgrade_renamed(nested[0], value, prefix=f"{prefix}.{key}" if prefix else key)
+                    if nested else value)
+    return out
+
+
 def from_dict(cls: type, data: dict, *, prefix: str = "") -> Any:
     """Build dataclass ``cls`` from a nested dict; unknown keys and wrong types raise ConfigError."""
+    data = _renamed(cls, data, prefix)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -113,30 +155,37 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                cls: type = RunConfig) -> Any:
-    """Read YAML (optional), apply overrides, build and validate the dataclass tree."""
+def read_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                cls: type = RunConfig) -> dict:
+    """The nested dict a config is built from: YAML (optional) with the overrides applied and
+    renamed fields under their new names. Its keys are the fields the user wrote (presets and
+    ``checkpoint.init_from`` fill in only the others)."""
     data: dict = {}
     if path is not None:
         text = Path(path).read_text()
         data = yaml.safe_load(text) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
-    data = apply_overrides(data, list(overrides or []))
+    return upgrade_renamed(cls, apply_overrides(data, list(overrides or [])))
+
+
+def build_config(data: dict, cls: type = RunConfig, *, check: bool = True) -> Any:
+    """The dataclass tree of ``read_config``'s dict, preset applied; validated unless ``check``
+    is False (the run layer validates after ``checkpoint.init_from`` filled in the model)."""
     config = from_dict(cls, data)
     if hasattr(config, "model") and config.model.preset:
         config.model = apply_preset(config.model, data.get("model", {}))
-    init_from = getattr(getattr(config, "checkpoint", None), "init_from", None)
-    if init_from and Path(init_from).exists():
-        # NOTE: the one lazy import left in config/: the checkpoint's model section is read by
-        # training/run_identity (through checkpointing/folders), which parses that checkpoint's
-        # config with this package, so neither can import the other at module level. (A recipe whose checkpoint is not
-        # there yet still loads, for --dry-run; training then stops naming the missing folder.)
-        from megatron_hybridir.training.run_identity import init_model
-
-        config.model = init_model(init_from, config.model, data.get("model", {}))
-    validate(config)
+    if check:
+        validate(config)
     return config
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                cls: type = RunConfig) -> Any:
+    """Read YAML (optional), apply overrides, build and validate the dataclass tree. A run that
+    names ``checkpoint.init_from`` loads through ``training.run_config.load_run_config``, which
+    also takes the model section from that checkpoint."""
+    return build_config(read_config(path, overrides, cls), cls)
 
 
 def to_dict(config: Any) -> dict:

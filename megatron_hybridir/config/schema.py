@@ -25,7 +25,7 @@ class ConfigError(ValueError):
     """A configuration value is wrong; the message names the field."""
 
 
-Architecture = Literal["llama", "bert"]
+LayerKind = Literal["llama", "bert"]
 Attention = Literal["bidirectional", "causal"]
 Recompute = Literal["none", "full", "selective"]
 LoraTarget = Literal["qkv", "proj", "fc1", "fc2"]
@@ -62,7 +62,7 @@ class ModelConfig:
     preset: Optional[str] = None
     """Name of a preset (``config/presets.py``; sizes kept per family in ``model/families.py``,
     e.g. ``tiny``, ``mistral-7b``); explicit fields override it."""
-    architecture: Architecture = "llama"
+    layer_kind: LayerKind = "llama"
     """``llama``: pre-RMSNorm, SwiGLU, RoPE, no biases (Llama / Mistral / Qwen). ``bert``: post-
     LayerNorm, GELU, biases, learned absolute positions and token types, embedding LayerNorm
     (BERT / RoBERTa / XLM-R / LaBSE; see ``model/encoder_layers.py``)."""

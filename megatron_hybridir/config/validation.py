@@ -30,6 +30,7 @@ from megatron_hybridir.config.schema import (
 )
 from megatron_hybridir.data.sampler import check_settings
 from megatron_hybridir.model.families import FAMILIES
+from megatron_hybridir.model.pooling_kinds import POOLING_KINDS
 
 
 
@@ -261,7 +262,7 @@ def _validate_layer_kind(model: ModelConfig, *, seq_length: int) -> None:
              f"{seq_length} is longer than model.max_position_embeddings="
              f"{model.max_position_embeddings}" +
              (f" minus model.position_offset={model.position_offset}" if model.position_offset else ""))
-    if model.architecture == "bert":
+    if model.layer_kind == "bert":
         _require(model.attention == "bidirectional", "model.attention",
                  "a bert encoder is bidirectional")
         _require(model.num_query_groups in (None, model.num_attention_heads), "model.num_query_groups",
@@ -270,19 +271,17 @@ def _validate_layer_kind(model: ModelConfig, *, seq_length: int) -> None:
                  "qk_layernorm / rope_scaling_factor do not apply to a bert encoder")
     else:
         _require(model.type_vocab_size == 0, "model.type_vocab_size",
-                 "token types need model.architecture=bert")
+                 "token types need model.layer_kind=bert")
         _require(model.position_offset == 0, "model.position_offset",
-                 "position offsets need model.architecture=bert")
+                 "position offsets need model.layer_kind=bert")
 
 
 def _validate_head(model: ModelConfig) -> None:
-    """The pooling head: a registered pooling type (model/pooling/) and that type's own checks."""
-    # Imported here: the registry holds torch modules; the schema, presets and --help stay torch-free.
-    from megatron_hybridir.model.pooling import POOLINGS
-
-    _require(model.pooling in POOLINGS, "model.pooling",
-             f"unknown pooling {model.pooling!r}; expected one of {list(POOLINGS)}")
-    for field_path, message in POOLINGS[model.pooling].check(model):
+    """The pooling head: a known pooling kind (``model/pooling_kinds.py``, plain data beside the
+    torch registry ``model/pooling/``) and that kind's own checks."""
+    _require(model.pooling in POOLING_KINDS, "model.pooling",
+             f"unknown pooling {model.pooling!r}; expected one of {list(POOLING_KINDS)}")
+    for field_path, message in POOLING_KINDS[model.pooling].check(model):
         raise ConfigError(f"{field_path}: {message}")
 
 

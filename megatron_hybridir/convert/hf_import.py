@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import yaml
@@ -26,37 +27,42 @@ from megatron_hybridir.checkpointing.provenance import copy_tokenizer
 from megatron_hybridir.checkpointing.provenance import write as write_provenance
 from megatron_hybridir.config import ModelConfig, ParallelConfig, PrecisionConfig
 from megatron_hybridir.convert import mappings, provenance
+from megatron_hybridir.convert import verify as checks
+from megatron_hybridir.convert.adapter import StateDictAdapter
+from megatron_hybridir.convert.hf_export import export_hf
 from megatron_hybridir.convert.io import atomic_folder, read_json
 from megatron_hybridir.convert.mappings import ConversionError
+from megatron_hybridir.convert.streamed_save import save_streamed
+from megatron_hybridir.model.families import Family
 
 log = logging.getLogger(__name__)
 
 
 def model_config_from_hf(hf: dict, source: str, **head) -> ModelConfig:
-    arch = mappings.architecture(hf, source)
+    family = mappings.hf_family(hf, source)
     values = {}
-    for field_name, keys in arch.config_keys.items():
+    for field_name, keys in family.config_keys.items():
         for key in keys:
             if hf.get(key) is not None:
                 values[field_name] = hf[key]
                 break
     for required in ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads", "vocab_size"):
         if required not in values:
-            raise ConversionError(f"{source}: config.json lacks {arch.config_keys[required][0]}")
+            raise ConversionError(f"{source}: config.json lacks {family.config_keys[required][0]}")
     if values.get("kv_channels") == values["hidden_size"] // values["num_attention_heads"]:
         values.pop("kv_channels")
-    values.update(arch.model_values())
-    if values.get("architecture") == "bert":
-        values.update(_bert_settings(hf, arch, source))
+    values.update(family.model_values())
+    if values.get("layer_kind") == "bert":
+        values.update(_bert_settings(hf, family, source))
     else:
         values.update(mappings.rope_settings(hf, source))
-        if hf.get("attention_bias") and not arch.fixed.get("add_qkv_bias"):
+        if hf.get("attention_bias") and not family.fixed.get("add_qkv_bias"):
             raise ConversionError(f"{source}: attention_bias=true (bias on every projection) is not "
                                   f"supported; only Qwen2's QKV bias is")
     return ModelConfig(**values, **head)
 
 
-def _bert_settings(hf: dict, arch: mappings.Architecture, source: str) -> dict:
+def _bert_settings(hf: dict, family: Family, source: str) -> dict:
     """Checks and derived fields of a BERT-style encoder config."""
     if hf.get("hidden_act", "gelu") != "gelu":
         raise ConversionError(f"{source}: hidden_act={hf['hidden_act']!r}; the encoder layer uses "
@@ -67,7 +73,7 @@ def _bert_settings(hf: dict, arch: mappings.Architecture, source: str) -> dict:
     if hf.get("is_decoder") or hf.get("add_cross_attention"):
         raise ConversionError(f"{source}: decoder / cross-attention BERT configs are not encoders")
     # RoBERTa / XLM-R number positions from padding_idx + 1 (create_position_ids_from_input_ids).
-    offset = hf.get("pad_token_id", 1) + 1 if arch.model_type == "xlm-roberta" else 0
+    offset = hf.get("pad_token_id", 1) + 1 if family.model_type == "xlm-roberta" else 0
     return {"position_offset": offset, "type_vocab_size": hf.get("type_vocab_size", 2)}
 
 
@@ -84,7 +90,7 @@ def check_parallel(model: ModelConfig, tp: int, pp: int, source: str) -> None:
 class HFTensors:
     """Name -> shard file for an HF folder; tensors read lazily, one at a time."""
 
-    def __init__(self, folder: Path, arch: mappings.Architecture):
+    def __init__(self, folder: Path, family: Family):
         self.folder = folder
         index = folder / "model.safetensors.index.json"
         if index.exists():
@@ -104,8 +110,8 @@ class HFTensors:
         self.files = {}
         self.ignored = []
         for name, file in weight_map.items():
-            bare = next((name[len(p):] for p in arch.body_prefixes if name.startswith(p)), name)
-            if arch.skipped(bare):
+            bare = next((name[len(p):] for p in family.body_prefixes if name.startswith(p)), name)
+            if family.skipped(bare):
                 self.ignored.append(name)
             else:
                 self.files[bare] = (file, name)
@@ -136,35 +142,32 @@ class HFTensors:
             return f.get_tensor(full)
 
 
-def plan(model: ModelConfig, arch: mappings.Architecture, tensors: HFTensors
-         ) -> list[tuple[mappings.TensorRule, int, list[str]]]:
-    """Every (rule, layer, HF names) to convert; checks presence and shapes first."""
-    expected = arch.shapes(model)
-    steps, used = [], set()
-    for rule in mappings.rules_for(arch, dataclasses.asdict(model)):
-        layers = range(model.num_layers) if "{i}" in rule.megatron else [None]
-        for i in layers:
-            names = [n.format(i=i) for n in rule.hf]
-            for name in names:
-                if name not in tensors.files:
-                    raise ConversionError(f"{tensors.folder}: tensor {name} is missing from every shard")
-                found = tensors.shape(name)
-                if found != expected[name]:
-                    raise ConversionError(f"{tensors.folder}: tensor {name} has shape {found}, "
-                                          f"expected {expected[name]} from config.json")
-            used.update(names)
-            steps.append((rule, i, names))
-    unused = sorted(set(tensors.files) - used)
-    dropped = [n for n in unused if n.startswith(arch.optional)]
+def plan(model: ModelConfig, adapter: StateDictAdapter, tensors: HFTensors) -> list[str]:
+    """The HF tensors to convert (every one the adapter names, in its order); checks presence and
+    shapes first, and that nothing in the folder is left unconverted unless the family allows it."""
+    family = adapter.family
+    expected = family.shapes(model)
+    used = []
+    for entry in adapter.entries.values():
+        for name in entry.hf:
+            if name not in tensors.files:
+                raise ConversionError(f"{tensors.folder}: tensor {name} is missing from every shard")
+            found = tensors.shape(name)
+            if found != expected[name]:
+                raise ConversionError(f"{tensors.folder}: tensor {name} has shape {found}, "
+                                      f"expected {expected[name]} from config.json")
+        used.extend(entry.hf)
+    unused = sorted(set(tensors.files) - set(used))
+    dropped = [n for n in unused if n.startswith(family.optional)]
     if dropped:
         log.info("not converted (unused by this head; set model.pooler to keep the pooler): %s",
                  dropped)
         tensors.ignored.extend(dropped)
         unused = [n for n in unused if n not in dropped]
     if unused:
-        raise ConversionError(f"{tensors.folder}: tensors not covered by the {arch.model_type} "
+        raise ConversionError(f"{tensors.folder}: tensors not covered by the {family.model_type} "
                               f"mapping table: {unused[:5]}{' ...' if len(unused) > 5 else ''}")
-    return steps
+    return used
 
 
 # safetensors dtype codes and config.json torch_dtype names -> our dtype names.
@@ -192,6 +195,42 @@ def source_dtype(hf: dict, tensors: HFTensors, names: list[str], source: str) ->
     return kept
 
 
+def import_dtype(hf_dir: Path, hf_config: dict, tensors: HFTensors, names: list[str],
+                 dtype: Optional[str]) -> tuple[str, Optional[str]]:
+    """(dtype to write, dtype stored): ``dtype`` None keeps the stored one (``source_dtype``)."""
+    stored = source_dtype(hf_config, tensors, names, str(hf_dir))
+    if dtype is None and stored is None:
+        raise ConversionError(f"{hf_dir}: weights stored as {sorted(tensors.dtypes(tensors.files))}, "
+                              f"none of fp32 / bf16 / fp16; pass --dtype to choose a cast")
+    if dtype is None:
+        dtype = stored
+        log.info("weights kept in their stored dtype, %s (--dtype casts)", dtype)
+    elif dtype != stored:
+        log.info("casting the weights from %s to %s (--dtype %s)", stored, dtype, dtype)
+    return dtype, stored
+
+
+def materializer(adapter: StateDictAdapter, tensors: HFTensors, model: ModelConfig, bar: tqdm
+                 ) -> Callable[[str], torch.Tensor]:
+    """``save_streamed``'s ``materialize``: each Megatron tensor fused from its HF tensors; head
+    weights an HF model does not have (a new projection, latent attention) start from the usual
+    initialisation."""
+    from megatron_hybridir.model.builder import build_head
+
+    fresh = {f"head.{k}": v for k, v in build_head(model).state_dict().items()}
+    bar.total = len(adapter.entries) + len(set(fresh) - set(adapter.entries))
+
+    def materialize(name: str) -> torch.Tensor:
+        bar.update()
+        if name in adapter.entries:
+            return adapter.to_megatron(name, tensors.get)
+        if name in fresh:
+            return fresh[name]
+        raise ConversionError(f"{tensors.folder}: nothing in the {adapter.family.model_type} table "
+                              f"fills {name}")
+    return materialize
+
+
 def import_hf(hf_dir: str | Path, output: str | Path, *, tensor_parallel: int = 1,
               pipeline_parallel: int = 1, dtype: Optional[str] = None, overwrite: bool = False,
               progress: bool = False, verify: bool = False, **head) -> Path:
@@ -203,71 +242,47 @@ def import_hf(hf_dir: str | Path, output: str | Path, *, tensor_parallel: int = 
     Head fields left out (or None) come from the model's sentence-transformers pipeline when it has
     one (pooling mode, normalisation), else from the defaults. ``provenance.json`` records the
     family, the HF classes, the tokenizer (copied into ``tokenizer/``) and that pipeline."""
-    from megatron_hybridir.convert.streamed_save import save_streamed
-    from megatron_hybridir.model.builder import build_head, build_model, padded_vocab_size
+    from megatron_hybridir.model.builder import build_model, padded_vocab_size
     from megatron_hybridir.runtime.distributed import ensure_runtime
 
     ensure_runtime()
-
     hf_dir, output = Path(hf_dir), Path(output)
     hf_config = read_json(hf_dir / "config.json", "the model's config")
-    arch = mappings.architecture(hf_config, str(hf_dir / "config.json"))
+    family = mappings.hf_family(hf_config, str(hf_dir / "config.json"))
     st_pipeline = provenance.read_sentence_transformers(hf_dir)
     head = {**provenance.head_from_sentence_transformers(
                 st_pipeline, pooling_given=head.get("pooling") is not None),
             **{k: v for k, v in head.items() if v is not None}}
     model_cfg = model_config_from_hf(hf_config, str(hf_dir / "config.json"), **head)
     check_parallel(model_cfg, tensor_parallel, pipeline_parallel, str(hf_dir))
-    tensors = HFTensors(hf_dir, arch)
-    steps = plan(model_cfg, arch, tensors)
-    stored = source_dtype(hf_config, tensors, [n for _, _, names in steps for n in names], str(hf_dir))
-    if dtype is None and stored is None:
-        raise ConversionError(f"{hf_dir}: weights stored as {sorted(tensors.dtypes(tensors.files))}, "
-                              f"none of fp32 / bf16 / fp16; pass --dtype to choose a cast")
-    if dtype is None:
-        dtype = stored
-        log.info("weights kept in their stored dtype, %s (--dtype casts)", dtype)
-    elif dtype != stored:
-        log.info("casting the weights from %s to %s (--dtype %s)", stored, dtype, dtype)
-    if tensors.ignored:
-        log.info("not converted (no counterpart in an embedding model): %s", tensors.ignored)
+    # The embedding rows of the target TP's vocabulary padding, so the checkpoint loads at that TP.
     rows = padded_vocab_size(model_cfg.vocab_size, divisible_by=model_cfg.make_vocab_size_divisible_by,
                              tp=tensor_parallel)
-    # Built at TP=1 but with the target TP's vocabulary padding, so the checkpoint loads at that TP;
-    # on the meta device: Megatron's keys and shapes without storage (see streamed_save.py).
-    build_cfg = dataclasses.replace(model_cfg, make_vocab_size_divisible_by=rows)
-    precision = PrecisionConfig(dtype=dtype)
+    adapter = StateDictAdapter(model_cfg, family, megatron_rows=rows)
+    tensors = HFTensors(hf_dir, family)
+    dtype, stored = import_dtype(hf_dir, hf_config, tensors, plan(model_cfg, adapter, tensors), dtype)
+    if tensors.ignored:
+        log.info("not converted (no counterpart in an embedding model): %s", tensors.ignored)
+    # Built at TP=1 with those rows on the meta device: Megatron's keys and shapes without storage
+    # (see streamed_save.py).
     with torch.device("meta"):
-        skeleton = build_model(build_cfg, ParallelConfig(), precision=precision)
-    sources = {rule.megatron.format(i=i): (rule, names) for rule, i, names in steps}
-    # Head weights an HF model does not have (a new projection, latent attention) start from
-    # the usual initialisation.
-    fresh = {f"head.{k}": v for k, v in build_head(model_cfg).state_dict().items()}
-    heads, groups = model_cfg.num_attention_heads, model_cfg.kv_heads
-    bar = tqdm(total=len(sources) + len(set(fresh) - set(sources)), desc="import", unit="tensor",
-               disable=not progress)
-
-    def materialize(name: str) -> torch.Tensor:
-        bar.update()
-        if name in sources:
-            rule, names = sources[name]
-            return mappings.fuse(rule.kind, [tensors.get(n) for n in names], heads=heads,
-                                 groups=groups, rows=rows)
-        if name in fresh:
-            return fresh[name]
-        raise ConversionError(f"{hf_dir}: nothing in the {arch.model_type} table fills {name}")
-
+        skeleton = build_model(model_cfg, ParallelConfig(), precision=PrecisionConfig(dtype=dtype),
+                               vocab_rows=rows)
+    bar = tqdm(desc="import", unit="tensor", disable=not progress)
+    materialize = materializer(adapter, tensors, model_cfg, bar)
     with atomic_folder(output, overwrite, kind="converted checkpoint") as tmp:
         (tmp / "model.yaml").write_text(yaml.safe_dump(dataclasses.asdict(model_cfg), sort_keys=False))
         tokenizer = copy_tokenizer(hf_dir, tmp / "tokenizer")
-        record = provenance.for_import(hf_dir, hf_config, arch.name, tokenizer)
-        record.update(dtype=dtype, source_dtype=stored, tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel)
+        record = provenance.for_import(hf_dir, hf_config, family.name, tokenizer)
+        record.update(dtype=dtype, source_dtype=stored, tensor_parallel=tensor_parallel,
+                      pipeline_parallel=pipeline_parallel)
         write_provenance(tmp, record)
         save_streamed(skeleton.sharded_state_dict(), tmp / "checkpoint", materialize)
         bar.close()
         if verify:                   # before the rename: a failed check leaves no output
-            from megatron_hybridir.convert.verify import verify_import
-            verify_import(hf_dir, tmp)
-    log.info("wrote %s (%s, TP=%d vocabulary padding %d rows)", output, arch.model_type,
+            with tempfile.TemporaryDirectory() as back:   # the HF -> Megatron -> HF trip
+                exported = export_hf(tmp, Path(back) / "back", tokenizer=tmp / "tokenizer")
+                checks.verify_import(hf_dir, tmp, exported=exported)
+    log.info("wrote %s (%s, TP=%d vocabulary padding %d rows)", output, family.model_type,
              tensor_parallel, rows)
     return output

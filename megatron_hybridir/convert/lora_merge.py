@@ -2,7 +2,8 @@
 
 Why it exists: downstream tools (sentence-transformers, mteb, our evaluator) load a plain HF folder,
 so the default export of an adapter checkpoint is the base with W' = W + (alpha / r) B A folded in,
-streamed layer by layer through ``hf_export`` like any checkpoint. The base is the one the adapter
+streamed layer by layer through ``hf_export`` like any checkpoint (:func:`open_checkpoint` gives
+export and merging this reader in place of the plain one). The base is the one the adapter
 checkpoint names; its content hash must still match (otherwise the merge would silently put the
 adapters on other weights). Optionally the unmerged adapter is written in PEFT's layout
 (``adapter_config.json`` + ``adapter_model.safetensors``), which ``peft.PeftModel`` loads onto the
@@ -14,7 +15,6 @@ What it does not do: train, or merge at TP > 1 (checkpoints are read unsharded).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Iterator
@@ -22,7 +22,9 @@ from typing import Iterator
 import torch
 
 from megatron_hybridir.config import ModelConfig, ParallelConfig
-from megatron_hybridir.convert import mappings
+from megatron_hybridir.convert.adapter import StateDictAdapter, export_family
+from megatron_hybridir.convert.checkpoint_reader import (
+    CheckpointReader, MegatronTensors, checkpoint_keys, local_key)
 from megatron_hybridir.convert.mappings import ConversionError
 from megatron_hybridir.model.lora import TARGETS, is_adapter_name, merge_into
 
@@ -50,26 +52,27 @@ def adapter_base(ckpt: Path) -> dict:
     return ref
 
 
-class MergedReader:
+class MergedReader(MegatronTensors):
     """Tensors of an adapter checkpoint by local (TP=1) name, in any order, with the adapters
     merged into their linears' weights; head tensors come from the adapter checkpoint (trained),
     everything else from the base it names. Memory: one tensor (plus its adapter pair)."""
 
     def __init__(self, model: ModelConfig, ckpt: Path):
-        from megatron_hybridir.convert.hf_export import CheckpointReader, checkpoint_keys
-
+        self.num_layers = model.num_layers
         self.base = CheckpointReader(Path(adapter_base(ckpt)["checkpoint"]))
         self.adapters = CheckpointReader(ckpt)
         self.keys = checkpoint_keys(model)
         self.scale = model.lora.alpha / model.lora.rank
         self.linears = {LINEAR[target] for target in model.lora.target_modules}
 
+    def names(self) -> list[str]:
+        """The merged model's tensors: no adapter matrices."""
+        return [n for n in self.keys if not is_adapter_name(n)]
+
     def _read(self, key: str, layer=None) -> torch.Tensor:
         return (self.adapters if key in self.adapters.metadata else self.base).read(key, layer)
 
     def read(self, name: str) -> torch.Tensor:
-        from megatron_hybridir.convert.hf_export import local_key
-
         key, layer = local_key(self.keys, name)
         tensor = self._read(key, layer)
         linear = name.split(".", 3)[-1].removesuffix(".weight")
@@ -80,40 +83,36 @@ class MergedReader:
         return tensor
 
 
+def open_checkpoint(model: ModelConfig, ckpt: Path) -> MegatronTensors:
+    """The tensors to export or merge: the checkpoint's own, or for an adapter checkpoint the
+    base's with the adapters merged in."""
+    return MergedReader(model, ckpt) if model.lora is not None else MegatronTensors(model, ckpt)
+
+
 def iter_merged_tensors(model: ModelConfig, ckpt: Path) -> Iterator[dict[str, torch.Tensor]]:
-    """Like ``hf_export.iter_megatron_tensors`` for an adapter checkpoint: base tensors with the
-    adapters merged; trained head tensors from the adapter checkpoint."""
-    reader = MergedReader(model, ckpt)
-    names = [n for n in reader.keys if not is_adapter_name(n)]
-    yield {n: reader.read(n) for n in names if not n.startswith("decoder.layers.")}
-    layer_names = [n.removeprefix("decoder.layers.0.") for n in names if n.startswith("decoder.layers.")]
-    for i in range(model.num_layers):
-        yield {f"decoder.layers.{i}.{n}": reader.read(f"decoder.layers.{i}.{n}") for n in layer_names}
+    """Like ``checkpoint_reader.iter_megatron_tensors`` for an adapter checkpoint: base tensors
+    with the adapters merged; trained head tensors from the adapter checkpoint."""
+    return MergedReader(model, ckpt).groups()
 
 
 def write_peft_adapter(model: ModelConfig, ckpt: Path, out: Path, *, base_name: str) -> Path:
     """The unmerged adapter in PEFT's format for the exported HF base (``AutoModel`` names)."""
     from safetensors.torch import save_file
-    from megatron_hybridir.convert.hf_export import CheckpointReader, checkpoint_keys, hf_architecture
 
-    arch = hf_architecture(model)
-    rules = {r.megatron: r for r in mappings.rules_for(arch, dataclasses.asdict(model))}
+    adapter = StateDictAdapter(model, export_family(model))
     reader = CheckpointReader(ckpt)
     keys = checkpoint_keys(model)
-    heads, groups = model.num_attention_heads, model.kv_heads
     tensors, modules = {}, set()
     for target in model.lora.target_modules:
         linear = LINEAR[target]
-        rule = rules[f"decoder.layers.{{i}}.{linear}.weight"]
         for i in range(model.num_layers):
             a = reader.read(keys[f"decoder.layers.0.{linear}.lora_a"], i)
             b = reader.read(keys[f"decoder.layers.0.{linear}.lora_b"], i)
-            parts = mappings.split(rule.kind, b, heads=heads, groups=groups)
-            for name, b_part in zip(rule.hf, parts):
-                stem = "base_model.model." + name.format(i=i).removesuffix(".weight")
+            for name, b_part in adapter.split(f"decoder.layers.{i}.{linear}.weight", b).items():
+                stem = "base_model.model." + name.removesuffix(".weight")
                 tensors[f"{stem}.lora_A.weight"] = a.clone()   # one copy per HF projection
                 tensors[f"{stem}.lora_B.weight"] = b_part.contiguous()
-                modules.add(name.format(i=0).removesuffix(".weight").rsplit(".", 1)[-1])
+                modules.add(stem.rsplit(".", 1)[-1])
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, out / "adapter_model.safetensors", metadata={"format": "pt"})
     (out / "adapter_config.json").write_text(json.dumps({
@@ -134,7 +133,7 @@ def load_lora_model(model: ModelConfig, ckpt: Path, rows: int):
         load_base_weights, load_chunk_state, trainable_sharded_state)
 
     ref = adapter_base(ckpt)
-    chunk = build_model(dataclasses.replace(model, make_vocab_size_divisible_by=rows), ParallelConfig())
+    chunk = build_model(model, ParallelConfig(), vocab_rows=rows)
     load_base_weights(ref["path"], model=[chunk])
     load_model_state(ckpt, [chunk], select=trainable_sharded_state, apply=load_chunk_state)
     return chunk.eval()

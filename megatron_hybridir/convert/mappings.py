@@ -4,8 +4,8 @@ family (Llama 2/3, Mistral, Qwen2, Qwen3) and BERT-style encoders (XLM-R, BERT /
 Why it exists: everything architecture-specific is data in ``model/families.py`` — which HF config
 keys feed which ``ModelConfig`` fields, which tensors map to which, and how (copy, the grouped QKV
 fusion, the gate/up fusion). This module holds the transforms those rules name (``fuse`` /
-``split``) and the RoPE reading; ``hf_import.py`` and ``hf_export.py`` only interpret the tables,
-so adding a family means adding a registry entry, not code paths.
+``split``) and the RoPE reading; ``adapter.py`` expands the tables for one model and the converters
+only interpret them, so adding a family means adding a registry entry, not code paths.
 
 Megatron layouts (TP=1, local layer spec):
   linear_qkv.weight  [groups * (heads_per_group + 2) * d, h]: per KV group, its query heads, then k, v
@@ -17,19 +17,11 @@ from __future__ import annotations
 
 import torch
 
-from megatron_hybridir.model.families import (  # noqa: F401  (re-exported table names)
-    BERT_CONFIG_KEYS, BERT_RULES, FAMILIES, LLAMA_CONFIG_KEYS, LLAMA_RULES, Family, TensorRule,
-    bert_shapes, family_for_hf, llama_shapes)
+from megatron_hybridir.model.families import FAMILIES, Family, TensorRule, family_for_hf
 
 
 class ConversionError(ValueError):
     """Input cannot be converted; raised before anything is written."""
-
-
-# The tables themselves (config keys, tensor rules, shapes, HF classes) are per family in the
-# registry; these names stay importable from here.
-Architecture = Family
-ARCHITECTURES = FAMILIES          # family name -> Family (names are HF model types, plus llama3)
 
 
 # Megatron-Core's Llama-3 RoPE scaling has these fixed parameters besides the factor.
@@ -37,7 +29,8 @@ MEGATRON_LLAMA3_ROPE = {"low_freq_factor": 1.0, "high_freq_factor": 4.0,
                         "original_max_position_embeddings": 8192}
 
 
-def architecture(hf_config: dict, source: str) -> Family:
+def hf_family(hf_config: dict, source: str) -> Family:
+    """The registry's family of an HF ``config.json`` (``source`` names it in the error)."""
     fam = family_for_hf(hf_config)
     if fam is None:
         raise ConversionError(f"{source}: model_type {hf_config.get('model_type')!r} is not "
@@ -45,8 +38,9 @@ def architecture(hf_config: dict, source: str) -> Family:
     return fam
 
 
-def rules_for(arch: Architecture, flags: dict) -> list[TensorRule]:
-    return [r for r in arch.rules if r.when is None or flags.get(r.when)]
+def rules_for(family: Family, flags: dict) -> list[TensorRule]:
+    """The family's tensor rules that apply to a model with these ModelConfig ``flags``."""
+    return [r for r in family.rules if r.when is None or flags.get(r.when)]
 
 
 def rope_settings(hf_config: dict, source: str) -> dict:

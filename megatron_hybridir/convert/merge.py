@@ -53,8 +53,12 @@ import yaml
 from megatron_hybridir.checkpointing import provenance
 from megatron_hybridir.checkpointing.folders import resolve_checkpoint
 from megatron_hybridir.config import ModelConfig, ParallelConfig, PrecisionConfig
+from megatron_hybridir.convert.checkpoint_reader import CheckpointReader, checkpoint_keys
+from megatron_hybridir.convert.hf_import import check_parallel
 from megatron_hybridir.convert.io import atomic_folder
+from megatron_hybridir.convert.lora_merge import adapter_base, open_checkpoint
 from megatron_hybridir.convert.mappings import ConversionError
+from megatron_hybridir.convert.streamed_save import save_streamed
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +162,6 @@ def resolve_inputs(paths: Sequence[str | Path]) -> list[MergeInput]:
 def _stored_dtype(inputs: Sequence[MergeInput], key: str) -> str:
     """The dtype the inputs store the word embeddings (checkpoint ``key``) in when they agree (a
     LoRA run's are its base's), else fp32."""
-    from megatron_hybridir.convert.hf_export import CheckpointReader
-    from megatron_hybridir.convert.lora_merge import adapter_base
-
     found = set()
     for item in inputs:
         ckpt = item.ckpt if item.model.lora is None else Path(adapter_base(item.ckpt)["checkpoint"])
@@ -209,10 +210,6 @@ def merge_checkpoints(paths: Sequence[str | Path], output: str | Path, *, method
     inputs) the second's normalised weight is ``t``. ``tensor_parallel``: the run layout the
     output's vocabulary padding is for. ``dtype``: fp32 / bf16 / fp16 (default: the inputs' own
     when they agree, else fp32)."""
-    from megatron_hybridir.convert.export_extras import tensor_reader
-    from megatron_hybridir.convert.hf_export import checkpoint_keys
-    from megatron_hybridir.convert.hf_import import check_parallel
-    from megatron_hybridir.convert.streamed_save import save_streamed
     from megatron_hybridir.model.builder import build_model, padded_vocab_size
     from megatron_hybridir.runtime.distributed import ensure_runtime
 
@@ -230,11 +227,11 @@ def merge_checkpoints(paths: Sequence[str | Path], output: str | Path, *, method
                              tp=tensor_parallel)
     dtype = dtype or _stored_dtype(inputs, checkpoint_keys(model)["embedding.word_embeddings.weight"])
     with torch.device("meta"):
-        skeleton = build_model(dataclasses.replace(model, make_vocab_size_divisible_by=rows),
-                               ParallelConfig(), precision=PrecisionConfig(dtype=dtype))
+        skeleton = build_model(model, ParallelConfig(), precision=PrecisionConfig(dtype=dtype),
+                               vocab_rows=rows)
     shapes = {name: value.shape for name, value in skeleton.state_dict().items()
               if isinstance(value, torch.Tensor)}
-    readers = [tensor_reader(item.model, item.ckpt) for item in inputs]
+    readers = [open_checkpoint(item.model, item.ckpt).read for item in inputs]
 
     out_dtype = {v: k for k, v in DTYPES.items()}[dtype]
 

@@ -2,18 +2,21 @@
 
 Both checks feed identical token ids to the two models (tokenized once by the HF side), so they test
 the weights and the architecture mapping, not tokenizer settings.
+
+What it does not do: convert. The round trip compares an export the importer made (``hf_import``
+calls ``hf_export``), so this module sits below both converters and imports neither.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import tempfile
 from pathlib import Path
 
 import torch
 
 from megatron_hybridir.checkpointing.folders import resolve_checkpoint
 from megatron_hybridir.config import ModelConfig, ParallelConfig
+from megatron_hybridir.convert.checkpoint_reader import CheckpointReader
+from megatron_hybridir.convert.lora_merge import adapter_base, load_lora_model
 from megatron_hybridir.convert.mappings import ConversionError
 from megatron_hybridir.runtime.distributed import compute_device
 
@@ -25,19 +28,16 @@ SAMPLE_TEXTS = ("Query: where is the river that runs past the old castle?",
 def load_full_model(model_cfg: ModelConfig, ckpt: Path):
     """The whole model at TP=1 from a distributed checkpoint of any layout (fp32)."""
     from megatron_hybridir.checkpointing.model_state import load_model_state
-    from megatron_hybridir.convert.hf_export import CheckpointReader
     from megatron_hybridir.model.builder import build_model
     from megatron_hybridir.runtime.distributed import ensure_runtime
 
     ensure_runtime()
     if model_cfg.lora is not None:       # base + adapters (the export has them merged)
-        from megatron_hybridir.convert.lora_merge import adapter_base, load_lora_model
-
         base = CheckpointReader(Path(adapter_base(ckpt)["checkpoint"]))
         rows = base.shape("embedding.word_embeddings.weight")[0]
         return load_lora_model(model_cfg, ckpt, rows)
     rows = CheckpointReader(ckpt).shape("embedding.word_embeddings.weight")[0]
-    model = build_model(dataclasses.replace(model_cfg, make_vocab_size_divisible_by=rows), ParallelConfig())
+    model = build_model(model_cfg, ParallelConfig(), vocab_rows=rows)
     load_model_state(ckpt, [model], fresh_head=False)
     return model.eval()
 
@@ -50,11 +50,12 @@ def _report(name: str, diff: float, tol: float) -> dict:
     return {name: diff}
 
 
-def verify_import(hf_dir: Path, converted: Path, texts=SAMPLE_TEXTS, tol: float = 1e-4) -> dict:
-    """Megatron final hidden states == HF last_hidden_state, and the HF tensors survive a trip back."""
+def verify_import(hf_dir: Path, converted: Path, *, exported: Path, texts=SAMPLE_TEXTS,
+                  tol: float = 1e-4) -> dict:
+    """Megatron final hidden states == HF last_hidden_state, and the HF tensors survive a trip
+    back: ``exported`` is ``converted`` exported again (by the importer)."""
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
-    from megatron_hybridir.convert.hf_export import export_hf
 
     model_cfg, ckpt, _ = resolve_checkpoint(converted)
     ours = load_full_model(model_cfg, ckpt)
@@ -71,17 +72,15 @@ def verify_import(hf_dir: Path, converted: Path, texts=SAMPLE_TEXTS, tol: float 
         a = ours(batch["input_ids"].to(device), mask.to(device), return_hidden=True).cpu()
         b = hf(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     result = _report("hidden states (Megatron vs HF)", (a - b)[mask].abs().max().item(), tol)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = export_hf(converted, Path(tmp) / "back", tokenizer=converted / "tokenizer")
-        back = {}
-        for f in out.glob("*.safetensors"):
-            back.update(load_file(f))
-        mismatched = []
-        for f in hf_dir.glob("*.safetensors"):
-            for name, tensor in load_file(f).items():
-                bare = name.removeprefix("model.")
-                if bare in back and not torch.equal(back[bare].to(tensor.dtype), tensor):
-                    mismatched.append(bare)
+    back = {}
+    for f in Path(exported).glob("*.safetensors"):
+        back.update(load_file(f))
+    mismatched = []
+    for f in hf_dir.glob("*.safetensors"):
+        for name, tensor in load_file(f).items():
+            bare = name.removeprefix("model.")
+            if bare in back and not torch.equal(back[bare].to(tensor.dtype), tensor):
+                mismatched.append(bare)
     if mismatched:
         raise ConversionError(f"round trip HF -> Megatron -> HF changed {mismatched[:5]}")
     print("verify round trip HF -> Megatron -> HF: every tensor identical (OK)")

@@ -12,6 +12,11 @@ tests/real/test_tokenization_contract.py). The manifest records what export and 
 reproduce it: ``prompts`` and ``max_length`` per field, and ``tokenizer`` (content hash, files,
 special tokens added).
 
+Task instructions (``instructions``: source -> instruction) replace the query prompt of that
+source's items by ``instruction_template`` with the instruction filled in (E5-Mistral / NV-Embed:
+``Instruct: {task}\nQuery: ``, ``config/instructions.py``); passages keep their prompt. Each
+manifest ``sources`` entry records its ``instruction`` and the ``query_prompt`` its rows carry.
+
 The folder is written under a temporary name and renamed into place when complete
 (``staging.staged_folder``): a failed run leaves the previous dataset as it was.
 
@@ -44,6 +49,11 @@ from typing import Iterator, Optional
 import numpy as np
 from tqdm import tqdm
 
+from megatron_hybridir.config.instructions import (
+    DEFAULT_TEMPLATE,
+    check_template,
+    instruction_prompt,
+)
 from megatron_hybridir.data.content_id import content_id
 from megatron_hybridir.data.readers import (
     ParallelItem,
@@ -78,6 +88,13 @@ class PreprocessConfig:
     special_tokens: bool = True
     """Kept so old configs load: the tokenizer's own special tokens (``[CLS] ... [SEP]``, ``<s> ...
     </s>``, Llama 3's BOS) are always added, as at inference; False is refused."""
+    instructions: dict = field(default_factory=dict)
+    """Task instruction per source (key: the ``sources`` entry exactly as given), put on that
+    source's queries only through ``instruction_template`` (which then replaces ``prompts.query``
+    for them). Sources not named keep ``prompts.query``; {} (default) = no instructions."""
+    instruction_template: str = DEFAULT_TEMPLATE
+    """How an instruction becomes the query prompt: ``{task}`` is the instruction, and it must end
+    with ``{text}`` (the query), since sentence-transformers can only prepend a prompt."""
     workers: int = 2
     chunk_size: int = 512
     on_error: str = "raise"
@@ -89,12 +106,24 @@ _WORKER: dict = {}
 def _init_worker(config: dict, tokenizer_state: dict) -> None:
     _WORKER["cfg"] = config
     _WORKER["tok"] = Tokenizer(config["tokenizer"], state=tokenizer_state)
+    _WORKER["query_prompts"] = query_prompts(PreprocessConfig(**config))
 
 
-def _encode_field(texts: list[str], fieldname: str) -> list[list[int]]:
+def query_prompts(config: PreprocessConfig) -> list[str]:
+    """The query prompt of each source, in ``sources`` order: its instruction under the template,
+    else ``prompts.query``."""
+    return [instruction_prompt(config.instructions[s], config.instruction_template,
+                               field=f"instructions[{s!r}]")
+            if s in config.instructions else config.prompts["query"] for s in config.sources]
+
+
+def _encode_field(texts: list[str], fieldname: str, prompts: Optional[list[str]] = None
+                  ) -> list[list[int]]:
+    """Token ids of ``prompt + text``: the field's prompt, or one prompt per text (queries)."""
     cfg, tok = _WORKER["cfg"], _WORKER["tok"]
-    prompt, limit = cfg["prompts"][fieldname], cfg["max_length"][fieldname]
-    return tok.encode([prompt + t for t in texts], limit)
+    limit = cfg["max_length"][fieldname]
+    prompts = prompts or [cfg["prompts"][fieldname]] * len(texts)
+    return tok.encode([p + t for p, t in zip(prompts, texts)], limit)
 
 
 def check_config(config: PreprocessConfig, tok: Tokenizer) -> None:
@@ -119,32 +148,50 @@ def check_config(config: PreprocessConfig, tok: Tokenizer) -> None:
         if not isinstance(limit, int) or limit <= tok.num_special_tokens:
             raise ValueError(f"preprocess: max_length {fieldname}={limit!r}: expected an integer "
                              f"above the tokenizer's {tok.num_special_tokens} special tokens")
+    _check_instructions(config)
 
 
-def _tokenize_chunk(items: list[ParallelItem]) -> list[dict]:
-    """Per item: {field: {lang: [token lists]}} (one list for query/positive, k for negatives)."""
+def _check_instructions(config: PreprocessConfig) -> None:
+    if not isinstance(config.instructions, dict):
+        raise ValueError(f"preprocess: instructions: expected a mapping source -> instruction, got "
+                         f"{config.instructions!r}")
+    check_template(config.instruction_template, field="preprocess: instruction_template")
+    for source, text in config.instructions.items():
+        if source not in config.sources:
+            raise ValueError(f"preprocess: instructions: {source!r} is not one of the sources "
+                             f"{config.sources} (name a source exactly as given in sources)")
+        instruction_prompt(text, config.instruction_template,
+                           field=f"preprocess: instructions[{source!r}]")
+
+
+def _tokenize_chunk(items: list[tuple[int, ParallelItem]]) -> list[dict]:
+    """Per (source index, item): {field: {lang: [token lists]}} (one list for query/positive, k
+    for negatives); queries carry their source's prompt."""
     texts, keys = {f: [] for f in FIELDS}, []
-    for n, item in enumerate(items):
+    prompts = []
+    for n, (source, item) in enumerate(items):
         for lang in item.languages:
             keys.append((n, "query", lang, len(texts["query"])))
             texts["query"].append(item.query[lang])
+            prompts.append(_WORKER["query_prompts"][source])
             keys.append((n, "positive", lang, len(texts["positive"])))
             texts["positive"].append(item.positive[lang])
         for neg in item.negatives:
             for lang, text in neg.items():
                 keys.append((n, "negative", lang, len(texts["negative"])))
                 texts["negative"].append(text)
-    encoded = {f: _encode_field(texts[f], f) if texts[f] else [] for f in FIELDS}
+    encoded = {f: _encode_field(texts[f], f, prompts if f == "query" else None) if texts[f] else []
+               for f in FIELDS}
     out = [{f: {} for f in FIELDS} for _ in items]
     for n, fieldname, lang, pos in keys:
         out[n][fieldname].setdefault(lang, []).append(encoded[fieldname][pos])
     return out
 
 
-def _tokenize_chunk_with_ids(items: list[ParallelItem]) -> list[dict]:
+def _tokenize_chunk_with_ids(items: list[tuple[int, ParallelItem]]) -> list[dict]:
     """``_tokenize_chunk`` plus ``"cid"``: {field: {lang: [content ids]}} for the passage fields."""
     out = _tokenize_chunk(items)
-    for item, tokens in zip(items, out):
+    for (_, item), tokens in zip(items, out):
         tokens["cid"] = {"positive": {l: [content_id(item.positive[l])] for l in item.languages},
                          "negative": {}}
         for neg in item.negatives:
@@ -186,6 +233,7 @@ def preprocess(config: PreprocessConfig, *, progress: bool = True) -> dict:
 def _preprocess_into(config: PreprocessConfig, out: Path, *, progress: bool) -> dict:
     tok = Tokenizer(config.tokenizer)
     check_config(config, tok)
+    source_prompts = query_prompts(config)
     dtype = np.int32 if tok.vocab_size > 65500 else np.uint16
     builders = _Builders(out, dtype)
     rows = {(f, l): 0 for f in FIELDS for l in config.languages}
@@ -205,7 +253,7 @@ def _preprocess_into(config: PreprocessConfig, out: Path, *, progress: bool) -> 
             for item in read_items(source, languages=config.languages, on_error=config.on_error,
                                    report=report):
                 item_sources.append(index)
-                yield item
+                yield index, item
 
     ctx = mp.get_context("spawn")
     with ctx.Pool(config.workers, initializer=_init_worker,
@@ -259,8 +307,13 @@ def _preprocess_into(config: PreprocessConfig, out: Path, *, progress: bool) -> 
                 "tokenizer": tokenizer_record(tok),
                 "teacher_scores": {"items": teacher_items},
                 "sources": [{"source": r.source, "read": r.read, "kept": r.kept,
-                             "skipped": dict(r.skipped), "dropped": dict(r.dropped)}
-                            for r in reports]}
+                             "skipped": dict(r.skipped), "dropped": dict(r.dropped),
+                             "instruction": config.instructions.get(r.source),
+                             "query_prompt": prompt}
+                            for r, prompt in zip(reports, source_prompts)]}
+    if config.instructions:
+        manifest["instructions"] = {"template": config.instruction_template,
+                                    "sources": dict(config.instructions)}
     manifest["files"] = file_sizes(out, exclude=("manifest.json",))
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     if progress:

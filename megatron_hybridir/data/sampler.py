@@ -34,6 +34,7 @@ from typing import Any, Literal, Optional, Sequence, get_args
 import numpy as np
 
 from megatron_hybridir.data.batch_kind import BatchKind
+from megatron_hybridir.data.seeding import keyed_rng
 
 SamplerMode = Literal["monolingual", "cross-lingual", "hybrid", "mixed"]
 LanguageChoice = Literal["batch", "example"]
@@ -119,10 +120,6 @@ class GlobalBatch:
         return [GlobalBatch(self.step, self.kind, self.items[i:i + size],
                             self.query_lang[i:i + size], self.passage_lang[i:i + size],
                             self.fallbacks, self.source) for i in range(0, len(self.items), size)]
-
-
-def _rng(*keys: int) -> np.random.Generator:
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(k) for k in keys])))
 
 
 def language_weights(counts: np.ndarray, temperature: float) -> np.ndarray:
@@ -236,7 +233,7 @@ class HybridSampler:
             if self.config.mode == "mixed":
                 kinds = np.full(n, BatchKind.MIXED, dtype=np.int8)
             else:
-                draws = _rng(self.config.seed, 0xB47C).random(n)
+                draws = keyed_rng(self.config.seed, 0xB47C).random(n)
                 kinds = np.where(draws < self.alpha, BatchKind.MONOLINGUAL,
                                  BatchKind.CROSS_LINGUAL).astype(np.int8)
             self._kinds_cache = kinds
@@ -275,7 +272,7 @@ class HybridSampler:
             par, mono = ids[ids < n_par], ids[ids >= n_par] - n_par
         else:
             par, mono = self._mixed_sources(step, kind)
-        rng = _rng(cfg.seed, step, 3)
+        rng = keyed_rng(cfg.seed, step, 3)
         masks = self.parallel_masks[par]
         if kind == BatchKind.CROSS_LINGUAL:
             q, p = _cross_pairs(masks, self.lang_weights, rng)
@@ -298,9 +295,9 @@ class HybridSampler:
         par_pos, mono_pos = self._positions(step)
         n_mono = self.mono_share if kind == BatchKind.MONOLINGUAL else 0
         par = _unique(self._take(_STREAM_PARALLEL, par_pos, cfg.global_batch_size - n_mono),
-                      _rng(cfg.seed, step, 1), self._sources[_STREAM_PARALLEL],
+                      keyed_rng(cfg.seed, step, 1), self._sources[_STREAM_PARALLEL],
                       self._drawable[_STREAM_PARALLEL])
-        mono = (_unique(self._take(_STREAM_MONO, mono_pos, n_mono), _rng(cfg.seed, step, 2),
+        mono = (_unique(self._take(_STREAM_MONO, mono_pos, n_mono), keyed_rng(cfg.seed, step, 2),
                         self._sources[_STREAM_MONO], self._drawable[_STREAM_MONO])
                 if n_mono else np.zeros(0, np.int64))
         return par, mono
@@ -331,7 +328,7 @@ class HybridSampler:
 
 @lru_cache(maxsize=4)
 def _permutation(seed: int, stream: int, epoch: int, size: int) -> np.ndarray:
-    return _rng(seed, 0x5EED, stream, epoch).permutation(size)
+    return keyed_rng(seed, 0x5EED, stream, epoch).permutation(size)
 
 
 def _source_array(sources: Optional[np.ndarray], n: int) -> np.ndarray:
@@ -356,7 +353,7 @@ def _normalised_weights(weights, sources) -> Optional[np.ndarray]:
 def _weighted_order(seed: int, stream: int, epoch: int, sources: np.ndarray,
                     weights: np.ndarray) -> np.ndarray:
     """One epoch of a stream: each source contributes its weight's share of the stream's size."""
-    rng = _rng(seed, 0x50C, stream, epoch)
+    rng = keyed_rng(seed, 0x50C, stream, epoch)
     size = len(sources)
     present = np.unique(sources)
     present = present[weights[present] > 0]     # weight 0: never drawn

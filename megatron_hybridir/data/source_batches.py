@@ -31,12 +31,13 @@ What it does not do: assign pair languages (``sampler``), import torch, or hold 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Optional, Sequence
 
 import numpy as np
 
 from megatron_hybridir.data.batch_kind import BatchKind
-from megatron_hybridir.data.sampler import _rng   # one seeding rule for every stream of draws
+from megatron_hybridir.data.seeding import keyed_rng   # the sampler's rule
 
 _POOL_PARALLEL, _POOL_ALL = 0, 1
 
@@ -83,7 +84,7 @@ class SourceBatches:
         seeded stream of uniforms, so it does not depend on how far ahead was asked."""
         n = len(kinds)
         if len(self._cache) < n:
-            u = _rng(self.seed, 0x50B7).random(len(kinds))
+            u = keyed_rng(self.seed, 0x50B7).random(len(kinds))
             pools = _pools(kinds)
             out = np.empty(n, dtype=np.int32)
             for pool, probs in enumerate(self.probs):
@@ -105,11 +106,19 @@ class SourceBatches:
         filled = 0
         while filled < b:
             epoch, offset = divmod(start + filled, size)
-            order = _rng(self.seed, 0x5A3E, pool, source, epoch).permutation(size)
+            order = _order(self.seed, pool, source, epoch, size)
             chunk = order[offset:offset + b - filled]
             picks[filled:filled + len(chunk)] = chunk
             filled += len(chunk)
-        return source, members[_unique(picks, size, _rng(self.seed, step, 4))]
+        return source, members[_unique(picks, size, keyed_rng(self.seed, step, 4))]
+
+
+@lru_cache(maxsize=8)
+def _order(seed: int, pool: int, source: int, epoch: int, size: int) -> np.ndarray:
+    """One source's item order in one epoch: drawn once, not at every step (O(items) each)."""
+    order = keyed_rng(seed, 0x5A3E, pool, source, epoch).permutation(size)
+    order.flags.writeable = False           # shared by every step that reads it
+    return order
 
 
 def batch_language_weights(masks: np.ndarray, weights: np.ndarray) -> np.ndarray:

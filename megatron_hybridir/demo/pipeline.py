@@ -74,13 +74,14 @@ def train(run_dir: Path, data: dict, overrides: list[str], *, nproc: int = 2) ->
 def save_untrained(run_dir: Path, data: dict, overrides: list[str]) -> Path:
     """The same architecture with its initial random weights, as a checkpoint folder (a baseline)."""
     from megatron.core import dist_checkpointing
-    from megatron_hybridir.config import ParallelConfig, load_config
+    from megatron_hybridir.config import ParallelConfig
     from megatron_hybridir.model.builder import build_model
     from megatron_hybridir.runtime.distributed import ensure_runtime
     from megatron_hybridir.runtime.rng import seed_all
+    from megatron_hybridir.training.run_config import load_run_config
 
-    config = load_config(DEMO_CONFIG, [f"model.vocab_size={data['vocab_size']}", *overrides,
-                                       "parallel.tensor_model_parallel_size=1"])
+    config = load_run_config(DEMO_CONFIG, [f"model.vocab_size={data['vocab_size']}", *overrides,
+                                           "parallel.tensor_model_parallel_size=1"])
     ensure_runtime(config.seed)
     seed_all(config.seed)          # the runtime may exist already, with draws made since its seeding
     model = build_model(config.model, ParallelConfig())
@@ -95,7 +96,7 @@ def export_and_evaluate(run_dir: Path, data: dict, *, progress: bool = False) ->
     from megatron_hybridir.convert.hf_export import export_hf
     from megatron_hybridir.evaluation.loading import load_eval_config
     from megatron_hybridir.evaluation.runner import evaluate
-    from megatron_hybridir.study.scaling import run_info
+    from megatron_hybridir.training.run_summary import run_info
 
     export = run_dir / "hf"
     log(f"exporting {run_dir} to Hugging Face + sentence-transformers: {export}")

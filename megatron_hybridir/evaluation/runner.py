@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from megatron_hybridir.config.instructions import DEFAULT_TEMPLATE
+from megatron_hybridir.evaluation import instruction as instructions
 from megatron_hybridir.evaluation import matryoshka, metrics, report, search
 from megatron_hybridir.evaluation.per_query import PerQueryTable
 from megatron_hybridir.evaluation.benchmarks import BENCHMARKS, Benchmark
@@ -46,6 +48,10 @@ class EvalConfig:
     candidate_context: bool = False        # LAReQA: encode "sentence context" instead of the sentence
     plots: bool = True
     progress: bool = True
+    instruction: Optional[str] = None      # task instruction on queries: null = none (the model's
+                                           # query prompt), "default" = the benchmark's documented one
+                                           # (evaluation/instruction.py), else the instruction text
+    instruction_template: str = DEFAULT_TEMPLATE   # must end with {text}; replaces the query prompt
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
 
@@ -101,6 +107,11 @@ def _evaluate_retrieval(config: EvalConfig, bench: Benchmark, encoder: Encoder, 
         return body
     # One task per language (read, encoded and scored in turn); the summary is their mean.
     langs = bench.languages(config)
+    # Every language is read and checked before the first is encoded: a missing file or a measure
+    # too deep for the last language's corpus must not surface hours into the run. The tasks are
+    # dropped and read again below rather than held, since all corpora at once may not fit.
+    for lang in langs:
+        check_retrieval_task(config, bench, bench.load_task(config, lang), encoder.dim)
     per_language, per_dim = {}, {}
     for lang in langs:
         per_language[lang], dims = _retrieve_and_score(config, bench, encoder,
@@ -271,10 +282,12 @@ _KINDS = {"retrieval": _evaluate_retrieval, "lareqa": _evaluate_lareqa_benchmark
 def evaluate(config: EvalConfig) -> dict:
     """Run one evaluation and write results.json / results.md / plots into ``config.output``."""
     check_config(config)
+    instruction = instructions.resolve(config)
     started = time.perf_counter()
     timings: dict[str, float] = {}
     tick = time.perf_counter()
-    encoder = Encoder(config.encoder)
+    encoder = Encoder(config.encoder if instruction is None else
+                      replace(config.encoder, query_prompt=instruction["query_prompt"]))
     timings["load_model"] = time.perf_counter() - tick
     bench = BENCHMARKS[config.benchmark]
     table = PerQueryTable(Path(config.output).name)
@@ -287,7 +300,7 @@ def evaluate(config: EvalConfig) -> dict:
     timings["total"] = time.perf_counter() - started
     results = {"model": config.encoder.model, "benchmark": config.benchmark, **body,
                "config": asdict(config), "versions": report.library_versions(),
-               "timings": timings,
+               "timings": timings, "instruction": instruction,
                "encoder": {"dtype": encoder.dtype, "devices": encoder.devices,
                            "query_prompt": encoder.query_prompt,
                            "passage_prompt": encoder.passage_prompt}}

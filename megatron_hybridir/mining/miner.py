@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from array import array
 import logging
 import os
@@ -373,11 +374,14 @@ def mine(config: MiningConfig, encoder=None) -> dict:
 
     validate_mining(config)
     work = Path(config.work_dir or config.output + ".work")
+    fresh_work = not work.exists()
     work.mkdir(parents=True, exist_ok=True)
     source_key = _source_key(config)
     spool_dir = work / f"spool-{source_key}"
     meta = spool(config, spool_dir)
     if not any(len(TextStore(spool_dir, f"query.{l}")) for l in config.languages):
+        # Nothing of this call is worth keeping: a spool of nothing would only be found again.
+        shutil.rmtree(work if fresh_work else spool_dir, ignore_errors=True)
         raise DataError(f"mining {config.input}: no item has a query and a positive in any of "
                         f"{config.languages} ({meta['num_items']} items read); nothing to mine")
     encoder = encoder if encoder is not None else make_encoder(config)

@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-# What distinguishes the two layer kinds (model.architecture) inside Megatron-Core's
+# What distinguishes the two layer kinds (model.layer_kind) inside Megatron-Core's
 # TransformerConfig.
 LAYER_KINDS = {
     "llama": dict(normalization="RMSNorm", gated_linear_unit=True, activation_func=F.silu,
@@ -62,7 +62,7 @@ def transformer_config(model: ModelConfig, parallel: ParallelConfig,
     precision = precision or PrecisionConfig()
     dtype = _DTYPES[precision.dtype]
     on_gpu = builds_on_gpu()
-    bert = model.architecture == "bert"
+    bert = model.layer_kind == "bert"
     return TransformerConfig(
         num_layers=model.num_layers,
         hidden_size=model.hidden_size,
@@ -71,7 +71,7 @@ def transformer_config(model: ModelConfig, parallel: ParallelConfig,
         num_query_groups=model.num_query_groups,
         kv_channels=model.kv_channels,
         layernorm_epsilon=model.layernorm_epsilon,
-        **LAYER_KINDS[model.architecture],
+        **LAYER_KINDS[model.layer_kind],
         add_qkv_bias=model.add_qkv_bias or bert,
         qk_layernorm=model.qk_layernorm,
         hidden_dropout=model.hidden_dropout,
@@ -110,8 +110,13 @@ def build_head(model: ModelConfig, loss: Optional[LossConfig] = None) -> Embeddi
 def build_model(model: ModelConfig, parallel: ParallelConfig, *,
                 precision: Optional[PrecisionConfig] = None, loss: Optional[LossConfig] = None,
                 pre_process: Optional[bool] = None, post_process: Optional[bool] = None,
-                vp_stage: Optional[int] = None) -> EmbeddingModel:
+                vp_stage: Optional[int] = None, vocab_rows: Optional[int] = None) -> EmbeddingModel:
     """One model chunk for this rank's pipeline position (or the given one).
+
+    ``vocab_rows``: the embedding table's row count (the whole table, all TP ranks), when it is
+    fixed by something else than this run's padding rule: a checkpoint being read or written for
+    another TP layout (the converters). Default: ``model.vocab_size`` padded by
+    ``model.make_vocab_size_divisible_by`` and the TP size.
 
     Requires Megatron's parallel state to be initialised (``runtime.distributed``).
     """
@@ -127,19 +132,24 @@ def build_model(model: ModelConfig, parallel: ParallelConfig, *,
     if post_process is None:
         post_process = parallel_state.is_pipeline_last_stage(ignore_virtual=False, vp_stage=vp_stage)
     head = build_head(model, loss) if post_process else None
-    bert = model.architecture == "bert"
+    bert = model.layer_kind == "bert"
     block_spec = embedding_block_spec(config, causal=causal, qk_layernorm=model.qk_layernorm,
                                       use_te=use_te, vp_stage=vp_stage, post_norm=bert)
     if model.lora is not None:
         block_spec = lora.lora_block_spec(block_spec, rank=model.lora.rank, alpha=model.lora.alpha,
                                           dropout=model.lora.dropout,
                                           targets=model.lora.target_modules)
+    if vocab_rows is None:
+        vocab_rows = padded_vocab_size(model.vocab_size, divisible_by=model.make_vocab_size_divisible_by,
+                                       tp=parallel.tensor_model_parallel_size)
+    elif vocab_rows < model.vocab_size or vocab_rows % parallel.tensor_model_parallel_size:
+        raise ConfigError(f"vocab_rows={vocab_rows}: an embedding table needs at least "
+                          f"model.vocab_size={model.vocab_size} rows, split evenly over "
+                          f"{parallel.tensor_model_parallel_size} tensor-parallel ranks")
     embedder = EmbeddingModel(
         config,
         block_spec=block_spec,
-        vocab_size=padded_vocab_size(model.vocab_size,
-                                     divisible_by=model.make_vocab_size_divisible_by,
-                                     tp=parallel.tensor_model_parallel_size),
+        vocab_size=vocab_rows,
         max_sequence_length=model.max_position_embeddings,
         head=head,
         mask_layout=mask_layout(causal=causal, use_te=use_te),
@@ -180,7 +190,7 @@ def count_parameters(model: ModelConfig, *, include_head: bool = True) -> int:
     vocab = padded_vocab_size(model.vocab_size, divisible_by=model.make_vocab_size_divisible_by,
                               tp=1)
     qkv_out = d * (heads + 2 * groups)
-    if model.architecture == "bert":
+    if model.layer_kind == "bert":
         # biases on every linear, two LayerNorms (weight + bias) per layer, embedding LayerNorm
         per_layer = (h * qkv_out + qkv_out) + (heads * d * h + h) + (h * f + f) + (f * h + h) + 4 * h
         embeddings = (vocab + model.max_position_embeddings + model.type_vocab_size) * h + 2 * h

@@ -132,7 +132,7 @@ class Family:
     model_type: str                       # HF config "model_type"
     config_class: str                     # transformers config class written on export
     model_class: str                      # "architectures" entry written on export
-    layers: str = "llama"                 # layer kind: llama | bert (model.architecture)
+    layers: str = "llama"                 # layer kind: llama | bert (model.layer_kind)
     fixed: dict = field(default_factory=dict)   # ModelConfig values implied by the family
     rules: tuple[TensorRule, ...] = LLAMA_RULES
     config_keys: dict = field(default_factory=lambda: LLAMA_CONFIG_KEYS)
@@ -154,7 +154,7 @@ class Family:
 
     def model_values(self) -> dict:
         """ModelConfig fields this family fixes (its name and layer kind included)."""
-        return {"family": self.name, "architecture": self.layers, **self.fixed}
+        return {"family": self.name, "layer_kind": self.layers, **self.fixed}
 
 
 _BERT = dict(layers="bert", rules=BERT_RULES, config_keys=BERT_CONFIG_KEYS, shapes=bert_shapes,
@@ -218,9 +218,6 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
                       type_vocab_size=2, layernorm_epsilon=1e-12, pooling="first", pooler=True)}),
 )}
 
-# HF model_type -> family read on import (Llama 3 checkpoints say "llama"; see family_for_hf).
-_BY_MODEL_TYPE = {"llama": "llama", "mistral": "mistral", "qwen2": "qwen2", "qwen3": "qwen3",
-                  "xlm-roberta": "xlm-roberta", "bert": "bert"}
 
 
 def get(name: str, *, where: str = "model.family") -> Family:
@@ -232,7 +229,10 @@ def get(name: str, *, where: str = "model.family") -> Family:
 def family_for_hf(hf_config: dict) -> Optional[Family]:
     """The family of an HF ``config.json`` (None when unsupported). Llama configs with a RoPE
     base of 500000 or more are Llama 3 (its tokenizer and RoPE scaling differ from Llama 2's)."""
-    name = _BY_MODEL_TYPE.get(hf_config.get("model_type"))
+    # The registry is the map: the family named like the model type. Families sharing a model
+    # type under another name are its variants, told apart below (Llama 3 checkpoints say "llama").
+    model_type = hf_config.get("model_type")
+    name = next((f.name for f in FAMILIES.values() if f.name == f.model_type == model_type), None)
     if name == "llama":
         params = hf_config.get("rope_parameters") or {}
         theta = hf_config.get("rope_theta", params.get("rope_theta", 10000.0))
@@ -247,7 +247,7 @@ def family_of(model) -> Family:
     when positions are RoBERTa-style)."""
     if model.family:
         return get(model.family)
-    if model.architecture == "bert":
+    if model.layer_kind == "bert":
         return FAMILIES["xlm-roberta" if model.position_offset else "bert"]
     if model.qk_layernorm:
         return FAMILIES["qwen3"]

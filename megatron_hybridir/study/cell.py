@@ -21,40 +21,41 @@ import yaml
 
 
 def run(folder: Path) -> dict:
-    from megatron_hybridir.config import load_config
     from megatron_hybridir.convert.hf_export import export_hf
     from megatron_hybridir.demo.pipeline import DEMO_CONFIG
     from megatron_hybridir.evaluation.encoder import Encoder, EncoderConfig
     from megatron_hybridir.runtime.distributed import shutdown
-    from megatron_hybridir.study.budget import BudgetRule, EarlyStopping
-    from megatron_hybridir.study.scaling import run_info
+    from megatron_hybridir.study.budget import EarlyStopping
+    from megatron_hybridir.study.grid import CellSpec
+    from megatron_hybridir.training.run_summary import run_info
     from megatron_hybridir.study.scoring import dev_score, lareqa_query_scores, query_scores, summarize
+    from megatron_hybridir.training.run_config import load_run_config
     from megatron_hybridir.training.trainer import train
 
-    spec = json.loads((folder / "spec.json").read_text())
+    spec = CellSpec.read(folder)
     started = time.perf_counter()
-    stopper = EarlyStopping(BudgetRule(**spec["budget"]))
+    stopper = EarlyStopping(spec.budget)
     run_dir, best = folder / "run", folder / "best_hf"
-    data_root = Path(spec["data_root"])
-    base = load_config(DEMO_CONFIG, spec["overrides"])
+    data_root = Path(spec.data_root)
+    base = load_run_config(DEMO_CONFIG, list(spec.overrides))
     # Constant learning rate after warmup: min_lr = lr turns the cosine into a constant.
-    config = load_config(DEMO_CONFIG, [*spec["overrides"], *stopper.training_overrides(),
-                                       f"optim.min_lr={base.optim.lr}", f"checkpoint.dir={run_dir}"])
+    config = load_run_config(DEMO_CONFIG, [*spec.overrides, *stopper.training_overrides(),
+                                           f"optim.min_lr={base.optim.lr}", f"checkpoint.dir={run_dir}"])
 
     def on_checkpoint(step: int) -> bool:
         candidate = folder / "candidate_hf"
-        export_hf(run_dir / "checkpoints" / f"step_{step:08d}", candidate, tokenizer=spec["tokenizer"],
+        export_hf(run_dir / "checkpoints" / f"step_{step:08d}", candidate, tokenizer=spec.tokenizer,
                   overwrite=True, max_seq_length=config.seq_length)
         encoder = Encoder(EncoderConfig(model=str(candidate)))
         try:
-            score = dev_score(lareqa_query_scores(data_root / "dev" / "lareqa", encoder, spec["languages"]))
+            score = dev_score(lareqa_query_scores(data_root / "dev" / "lareqa", encoder, list(spec.languages)))
         finally:
             encoder.close()
         improved, stop = stopper.update(step, score)
         if improved:
             shutil.rmtree(best, ignore_errors=True)
             candidate.rename(best)
-        print(f"[cell {spec['cell']}] step {step}: dev score {score:.4f}"
+        print(f"[cell {spec.cell}] step {step}: dev score {score:.4f}"
               f"{' (best)' if improved else ''}{'; stopping' if stop else ''}", flush=True)
         (folder / "early_stopping.json").write_text(json.dumps(stopper.state(), indent=2))
         return stop
@@ -66,14 +67,14 @@ def run(folder: Path) -> dict:
     train_s = time.perf_counter() - started
     encoder = Encoder(EncoderConfig(model=str(best)))
     try:
-        scores = query_scores(data_root / "test", encoder, spec["languages"])
+        scores = query_scores(data_root / "test", encoder, list(spec.languages))
     finally:
         encoder.close()
     info = run_info(run_dir)
     per_step = info["train_flops"] / max(info["train_steps"], 1)
     (folder / "scores.json").write_text(json.dumps(scores))
-    record = {"cell": spec["cell"], "status": "done", "size": spec["size"]["name"],
-              "alpha": spec["alpha"], "seed": spec["seed"], "parameters": info["parameters"],
+    record = {"cell": spec.cell, "status": "done", "size": spec.size.name,
+              "alpha": spec.alpha, "seed": spec.seed, "parameters": info["parameters"],
               "hidden_size": info["hidden_size"], "num_layers": info["num_layers"],
               "steps_trained": result.last_step, "best_step": stopper.best_step,
               "best_dev_score": stopper.best_score, "capped": stopper.capped,

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
@@ -116,14 +116,64 @@ def cells(config: StudyConfig) -> list[Cell]:
             for alpha in config.alphas]
 
 
-def cell_spec(config: StudyConfig, cell: Cell, data: dict) -> dict:
-    """Everything ``study.cell`` needs, as JSON (it runs in a fresh process)."""
-    return {"cell": cell.name, "size": asdict(cell.size), "alpha": cell.alpha, "seed": cell.seed,
-            "budget": asdict(config.budget), "data_root": str(data["root"]),
-            "tokenizer": str(data["tokenizer"]), "languages": data["languages"],
-            "overrides": [f"data.path={data['indexed']}", f"model.vocab_size={data['vocab_size']}",
-                          "parallel.tensor_model_parallel_size=1", *cell.size.overrides(),
-                          f"data.alpha={cell.alpha}", f"seed={cell.seed}", *config.overrides]}
+@dataclass(frozen=True)
+class CellSpec:
+    """Everything ``study.cell`` needs (it runs in a fresh process): the grid writes it to
+    ``<cell>/spec.json``, the cell reads it back with :meth:`read`, which checks every field."""
+    cell: str
+    size: SizeSpec
+    alpha: float
+    seed: int
+    budget: BudgetRule
+    data_root: str
+    tokenizer: str
+    languages: tuple[str, ...]
+    overrides: tuple[str, ...]
+
+    def write(self, folder: Path) -> Path:
+        path = Path(folder) / "spec.json"
+        path.write_text(json.dumps(asdict(self), indent=2))
+        return path
+
+    @classmethod
+    def read(cls, folder: Path) -> "CellSpec":
+        """The spec in ``<folder>/spec.json``; a missing, unknown or mistyped field is an error
+        naming the file and the field (a spec from another version never runs half-understood)."""
+        from megatron_hybridir.config import ConfigError
+
+        path = Path(folder) / "spec.json"
+        raw = json.loads(path.read_text())
+        names = {f.name for f in fields(cls)}
+        if not isinstance(raw, dict) or set(raw) != names:
+            got = sorted(raw) if isinstance(raw, dict) else type(raw).__name__
+            raise ConfigError(f"{path}: expected the fields {sorted(names)}, got {got}")
+        try:
+            size, budget = SizeSpec(**raw["size"]), BudgetRule(**raw["budget"])
+        except TypeError as err:
+            raise ConfigError(f"{path}: size / budget: {err}") from None
+        scalars = {"cell": str, "alpha": (int, float), "seed": int, "data_root": str,
+                   "tokenizer": str}
+        for name, kind in scalars.items():
+            if isinstance(raw[name], bool) or not isinstance(raw[name], kind):
+                raise ConfigError(f"{path}: field {name!r}: expected {kind}, got {raw[name]!r}")
+        for name in ("languages", "overrides"):
+            if not isinstance(raw[name], list) or not all(isinstance(v, str) for v in raw[name]):
+                raise ConfigError(f"{path}: field {name!r}: expected a list of strings, got "
+                                  f"{raw[name]!r}")
+        return cls(cell=raw["cell"], size=size, alpha=float(raw["alpha"]), seed=raw["seed"],
+                   budget=budget, data_root=raw["data_root"], tokenizer=raw["tokenizer"],
+                   languages=tuple(raw["languages"]), overrides=tuple(raw["overrides"]))
+
+
+def cell_spec(config: StudyConfig, cell: Cell, data: dict) -> CellSpec:
+    """The spec of one cell of the grid."""
+    return CellSpec(
+        cell=cell.name, size=cell.size, alpha=cell.alpha, seed=cell.seed, budget=config.budget,
+        data_root=str(data["root"]), tokenizer=str(data["tokenizer"]),
+        languages=tuple(data["languages"]),
+        overrides=(f"data.path={data['indexed']}", f"model.vocab_size={data['vocab_size']}",
+                   "parallel.tensor_model_parallel_size=1", *cell.size.overrides(),
+                   f"data.alpha={cell.alpha}", f"seed={cell.seed}", *config.overrides))
 
 
 def _log(message: str) -> None:
@@ -140,7 +190,7 @@ def run_cell(config: StudyConfig, cell: Cell, data: dict) -> dict:
         return {**json.loads(done.read_text()), "skipped": True}
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    (folder / "spec.json").write_text(json.dumps(cell_spec(config, cell, data), indent=2))
+    cell_spec(config, cell, data).write(folder)
     env = child_env(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     started = time.perf_counter()
     log_path = folder / "log.txt"

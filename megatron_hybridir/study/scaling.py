@@ -3,7 +3,7 @@ table and plots of each metric against parameters and training FLOPs.
 
 Why it exists: the last job of the Slurm study (``study.slurm``) and ``tools/scaling_report.py``
 gather the evaluations of every cell. Each file carries ``run_info`` (parameters, training FLOPs,
-alpha, seed; :func:`run_info` reads them off a run directory, and the demo pipeline and
+alpha, seed; ``training.run_summary.run_info`` reads them off a run directory, and the demo pipeline and
 ``study.slurm annotate`` write them). Rows are models — (parameters,
 FLOPs, alpha) — so several benchmarks of one model share a row; columns are ``<benchmark>:<metric>``
 so XQuAD-R and MLQA-R mAP, or BEIR and MIRACL nDCG@10, never mix (a file without a ``benchmark``
@@ -21,29 +21,6 @@ from typing import Optional, Sequence
 import numpy as np
 
 DEFAULT_METRICS = ("mono_mAP", "cross_mAP", "multi_mAP", "rank_distance", "nDCG@10", "top20")
-
-
-def run_info(run_dir: Path) -> dict:
-    """Parameters and training FLOPs of a run (for the scaling report)."""
-    import yaml
-
-    from megatron_hybridir.config import ModelConfig, from_dict
-    from megatron_hybridir.model.builder import count_parameters
-    from megatron_hybridir.training.flops import training_flops
-
-    config_file = run_dir / "config.yaml"
-    if not config_file.exists():
-        return {}
-    run = yaml.safe_load(config_file.read_text())
-    model = from_dict(ModelConfig, run["model"])
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    steps = rows[-1]["step"] if rows else 0
-    sequences = run["data"]["global_batch_size"] * (2 + run["loss"]["num_hard_negatives"])
-    flops = steps * training_flops(model, sequences=sequences, seq_len=run["seq_length"],
-                                   gradcache=run["training"]["gradcache"])
-    return {"parameters": count_parameters(model), "train_steps": steps, "train_flops": flops,
-            "alpha": run["data"]["alpha"], "seed": run["seed"], "hidden_size": model.hidden_size,
-            "num_layers": model.num_layers}
 
 
 def _collect(result_files: Sequence[Path], metrics: Sequence[str]) -> dict:

@@ -39,11 +39,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from megatron_hybridir.config import load_config
 from megatron_hybridir.recipes import resolve_config
 from megatron_hybridir.study import slurm_pipeline
 from megatron_hybridir.study.grid import check_alphas_and_seeds
 from megatron_hybridir.training.dry_run import estimate
+from megatron_hybridir.training.run_config import load_run_config
 from megatron_hybridir.training.flops import PEAK_BF16_TFLOPS
 
 
@@ -145,7 +145,7 @@ def cost(config: PlanConfig, size: str) -> dict:
     """Parameters, FLOPs per step (dry run), steps and GPU-hours of one training cell of ``size``."""
     spec = _spec(config, size)
     recipe = spec.recipe
-    run = load_config(resolve_config(recipe))
+    run = load_run_config(resolve_config(recipe))
     e = estimate(run, world_size=spec.gpus)
     steps = config.train_steps or run.training.train_steps
     total = e["flops_per_step"] * steps
@@ -294,7 +294,8 @@ def write_plan(config: PlanConfig) -> dict:
     for c in costs:
         size = c["size"]
         (out / f"import_{size}.sbatch").write_text(slurm_pipeline.import_script(
-            config.out, size, config.hf[size], load_config(resolve_config(c["recipe"])), cpu=config.cpu))
+            config.out, size, config.hf[size], load_run_config(resolve_config(c["recipe"])),
+            cpu=config.cpu))
         (out / f"prep_{size}.sbatch").write_text(slurm_pipeline.prep_script(
             config.out, size, config.hf[size], config.languages, cpu=config.cpu))
         (out / f"train_{size}.sbatch").write_text(train_script(config, c))
@@ -324,7 +325,7 @@ def write_plan(config: PlanConfig) -> dict:
 def annotate(run_dir: str | Path, results: list[str | Path], study: Optional[str] = None) -> None:
     """Write the run's parameters, FLOPs, alpha and seed (and the plan's study id) into evaluation
     results (``run_info``)."""
-    from megatron_hybridir.study.scaling import run_info
+    from megatron_hybridir.training.run_summary import run_info
 
     info = run_info(Path(run_dir))
     if not info:

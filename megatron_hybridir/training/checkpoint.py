@@ -126,9 +126,19 @@ def _os_error(err: BaseException) -> Optional[OSError]:
 
 
 def remove_partial_saves(run_dir: str | Path) -> list[Path]:
-    """Delete the ``step_N.tmp`` folders of saves that failed or were killed. Only the holder of
-    the run directory's lock may call this (no other job can be writing one)."""
+    """Delete the ``step_N.tmp`` folders of saves that failed or were killed, and put back a
+    ``step_N.old`` whose re-save was killed between moving it aside and moving the new one in (it
+    is a complete checkpoint that ``latest`` may name). Only the holder of the run directory's
+    lock may call this (no other job can be writing one)."""
     root = Path(run_dir) / "checkpoints"
+    for old in sorted(p for p in root.glob("step_*.old") if p.is_dir()):
+        final = old.with_suffix("")
+        if final.exists():
+            logger.warning("removing %s, replaced by %s", old, final)
+            shutil.rmtree(old)
+        else:
+            logger.warning("restoring %s: its re-save did not complete", final)
+            os.replace(old, final)
     stale = sorted(p for p in root.glob("step_*.tmp") if p.is_dir())
     for folder in stale:
         logger.warning("removing %s, left by a save that did not complete", folder)

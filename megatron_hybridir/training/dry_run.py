@@ -72,7 +72,7 @@ def lora_memory(config: RunConfig, *, tp: int, pp: int, weight_bytes: int, optim
     m = config.model
     heads, groups, d = m.num_attention_heads, m.kv_heads, m.head_dim
     sizes = dict(hidden=m.hidden_size, ffn=m.ffn_hidden_size, qkv_out=d * (heads + 2 * groups),
-                 attn_in=heads * d, gated=m.architecture == "llama", rank=m.lora.rank,
+                 attn_in=heads * d, gated=m.layer_kind == "llama", rank=m.lora.rank,
                  targets=m.lora.target_modules)
     adapters_total = adapter_parameter_count(**sizes, layers=m.num_layers)
     adapters_gpu = adapter_parameter_count(**sizes, layers=m.num_layers // pp, tp=tp)

@@ -44,7 +44,7 @@ def _layer_linears(model: ModelConfig) -> dict[str, tuple[int, int]]:
     """(in, out) of each linear of one transformer layer, keyed by LoRA target name."""
     h, f = model.hidden_size, model.ffn_hidden_size
     n_q, n_kv, d = model.num_attention_heads, model.kv_heads, model.head_dim
-    gated = model.architecture != "bert"  # SwiGLU: fc1 holds gate and up
+    gated = model.layer_kind != "bert"  # SwiGLU: fc1 holds gate and up
     return {"qkv": (h, d * (n_q + 2 * n_kv)), "proj": (d * n_q, h),
             "fc1": (h, f * (2 if gated else 1)), "fc2": (f, h)}
 

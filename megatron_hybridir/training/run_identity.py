@@ -87,6 +87,10 @@ def _listing(diffs: dict[str, tuple]) -> str:
 # --- checkpoint.init_from -------------------------------------------------------------------
 
 
+class ModelSectionMismatch(ConfigError):
+    """A config naming ``checkpoint.init_from`` sets model fields that differ from the checkpoint's."""
+
+
 def init_model(init_from: str, model: ModelConfig, explicit: Optional[dict] = None) -> ModelConfig:
     """The model section of a run started from ``init_from``: the checkpoint's, with the fields in
     ``INIT_OVERRIDABLE`` taken from ``model`` where set. ``explicit`` holds the fields the user
@@ -104,7 +108,7 @@ def init_model(init_from: str, model: ModelConfig, explicit: Optional[dict] = No
     refused = {f"model.{k}": (theirs[k], mine[k]) for k in written
                if k in theirs and k not in INIT_OVERRIDABLE and mine[k] != theirs[k]}
     if refused:
-        raise ConfigError(
+        raise ModelSectionMismatch(
             f"checkpoint.init_from={init_from}: the model section comes from the checkpoint; these "
             f"fields differ from it (checkpoint -> config): {_listing(refused)}. Remove them from "
             f"the config; only {', '.join(INIT_OVERRIDABLE[:-1])} may change")
@@ -328,6 +332,7 @@ def write_run_provenance(run_dir: Path, config: RunConfig, manifest: Optional[di
                           "tokenizer": settings.get("tokenizer"),
                           "prompts": manifest.get("prompts", settings.get("prompts")),
                           "max_length": manifest.get("max_length", settings.get("max_length")),
+                          "instructions": manifest.get("instructions"),
                           "manifest_sha256": manifest_hash(config.data.path)}
         if tokenizer_source is None and settings.get("tokenizer"):
             tokenizer_source = Path(settings["tokenizer"])

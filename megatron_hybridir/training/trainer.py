@@ -13,7 +13,6 @@ the loss (``loss``, via ``training/engine`` or ``training/gradcache``).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import signal
@@ -46,8 +45,9 @@ from megatron_hybridir.training.engine import forward_backward, wrap_ddp
 from megatron_hybridir.training.flops import peak_tflops, real_token_flops
 from megatron_hybridir.training.gradcache import gradcache_forward_backward
 from megatron_hybridir.training.metrics_log import BatchKindCounts, MetricsLog, SourceBatchCounts
-from megatron_hybridir.training.run_identity import (check_data, check_run_id, init_model,
-                                                     prepare_run_dir, run_id)
+from megatron_hybridir.training.run_config import check_resolved
+from megatron_hybridir.training.run_identity import (check_data, check_run_id, prepare_run_dir,
+                                                     run_id)
 from megatron_hybridir.training.run_lock import hold_run_dir
 from megatron_hybridir.data.synthetic import related_pairs
 
@@ -253,7 +253,8 @@ class Trainer:
         validate_paths(config)
         check_initial_weights(config)   # a public architecture starts from its weights
         self.info = initialize(config.parallel, seed=config.seed)
-        self.config = config = self.init_from(config)
+        check_resolved(config)   # init_from: the model section is the checkpoint's (run_config)
+        self.config = config
         manifest = check_data(config)       # vocabulary and tokenizer, before any model exists
         self.run_dir = Path(config.checkpoint.dir) if config.checkpoint.dir else None
         # One job per run directory, taken before anything in it is read (run_lock).
@@ -284,13 +285,6 @@ class Trainer:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
-
-    @staticmethod
-    def init_from(config: RunConfig) -> RunConfig:
-        """With ``checkpoint.init_from`` the model section is the checkpoint's (run_identity)."""
-        if not config.checkpoint.init_from:
-            return config
-        return dataclasses.replace(config, model=init_model(config.checkpoint.init_from, config.model))
 
     def prepare_run_dir(self, manifest) -> None:
         """Relaunch identity checked (and config written) before anything else is written."""

@@ -10,7 +10,7 @@ from tests.distributed.harness import run_ranks
 from tests.distributed.parity_workers import read_back, run_config
 from tests.distributed.test_parallel_parity import GLOBAL_BATCH, _compare
 
-ENCODER = dict(architecture="bert", num_query_groups=None, max_position_embeddings=64,
+ENCODER = dict(layer_kind="bert", num_query_groups=None, max_position_embeddings=64,
                position_offset=2, type_vocab_size=2, pooling="first", pooler=True,
                layernorm_epsilon=1e-12)
 CASES = {"enc_tp2_sp": (2, dict(tensor_model_parallel_size=2, sequence_parallel=True)),

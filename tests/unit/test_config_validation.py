@@ -59,7 +59,7 @@ BAD_VALUES = [
     ("seed=-1", "seed: must be >= 0, got -1"),
     ("checkpoint.keep_last=.inf", "checkpoint.keep_last: expected int, got inf"),   # found by hypothesis
     ("training.train_steps=.nan", "training.train_steps: expected int, got nan"),
-    ("model.position_offset=2", "model.position_offset: position offsets need model.architecture=bert"),
+    ("model.position_offset=2", "model.position_offset: position offsets need model.layer_kind=bert"),
     ("data.micro_batch_tokens=0", "data.micro_batch_tokens: "),
     ("data.micro_batch_tokens=4096", "data.micro_batch_tokens: 4096 needs data.packing=true"),
 ]

@@ -1,8 +1,10 @@
 """No import cycle among megatron_hybridir's modules (issue 20): the graph of module-level imports,
-built with ``ast`` (imports inside functions are left out: they run later, and each is there for
-an optional dependency or a heavy one only some paths need; so are ``if TYPE_CHECKING:`` imports,
-which never run), has no cycle. A package's
-``__init__`` counts as imported with any of its submodules, as Python runs it first."""
+built with ``ast`` (``if TYPE_CHECKING:`` imports, which never run, are left out), has no cycle. A
+package's ``__init__`` counts as imported with any of its submodules, as Python runs it first.
+
+Counted with the imports inside functions too (issue 27: they are dependencies all the same,
+only later), the cycles are exactly ``KNOWN_CYCLES``, each with why it is still there; run with
+``-s`` to see the counts."""
 
 from __future__ import annotations
 
@@ -30,13 +32,15 @@ def _type_checking_only(node: ast.AST) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _top_level_imports(tree: ast.Module, module: str, is_package: bool) -> set[str]:
-    """Modules named by import statements outside functions, classes' methods and
-    ``if TYPE_CHECKING:`` blocks."""
+def _top_level_imports(tree: ast.Module, module: str, is_package: bool,
+                       function_level: bool = False) -> set[str]:
+    """Modules named by import statements outside ``if TYPE_CHECKING:`` blocks and, unless
+    ``function_level``, outside functions and classes' methods."""
     names, stack = set(), list(tree.body)
     while stack:
         node = stack.pop()
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+        if not function_level and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                    ast.Lambda)):
             continue
         if _type_checking_only(node):
             stack.extend(node.orelse)
@@ -54,13 +58,13 @@ def _top_level_imports(tree: ast.Module, module: str, is_package: bool) -> set[s
     return names
 
 
-def import_graph() -> dict[str, set[str]]:
+def import_graph(function_level: bool = False) -> dict[str, set[str]]:
     modules = _modules()
     graph = {}
     for name, path in modules.items():
         tree = ast.parse(path.read_text(), filename=str(path))
         targets = set()
-        for imported in _top_level_imports(tree, name, path.name == "__init__.py"):
+        for imported in _top_level_imports(tree, name, path.name == "__init__.py", function_level):
             parts = imported.split(".")
             # every package on the way is initialised too
             targets.update(".".join(parts[:i]) for i in range(2, len(parts) + 1)
@@ -96,6 +100,97 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
                 stack.append((child, iter(sorted(graph[child]))))
                 path.append(child)
     return None
+
+
+def cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
+    """The import cycles of ``graph``: its strongly connected groups of two or more modules
+    (Tarjan, iterative), each as the set of its modules."""
+    index, low, on_stack, stack, found = {}, {}, set(), [], []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                group = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.add(member)
+                    if member == node:
+                        break
+                if len(group) > 1:
+                    found.append(frozenset(group))
+    return found
+
+
+def function_level_imports() -> tuple[int, int]:
+    """(import statements inside functions, those naming a module of the package)."""
+    total = ours = 0
+    for path in _modules().values():
+        stack = [(node, False) for node in ast.parse(path.read_text(), filename=str(path)).body]
+        while stack:
+            node, in_function = stack.pop()
+            if in_function and isinstance(node, (ast.Import, ast.ImportFrom)):
+                total += 1
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""])
+                ours += getattr(node, "level", 0) > 0 or any(n.split(".")[0] == ROOT for n in names)
+            inside = in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            stack.extend((child, inside) for child in ast.iter_child_nodes(node))
+    return total, ours
+
+
+def _short(group) -> str:
+    return ", ".join(sorted(m.removeprefix(ROOT + ".") for m in group))
+
+
+# Cycles left when function-level imports count (issue 27 found four; the config one is gone:
+# config/ no longer imports training/ to resolve checkpoint.init_from). Names without the
+# "megatron_hybridir." prefix. A new cycle fails the test; a listed one that is gone must leave.
+KNOWN_CYCLES = {
+    frozenset({"convert.export_extras", "convert.hf_export", "convert.lora_merge",
+               "convert.verify"}):
+        "export and its helpers call each other lazily; issue 27 point 3 (reader + adapter + "
+        "writer) removes it",
+    frozenset({"demo.mining", "demo.pipeline"}):
+        "the pipeline runs the mining pass, which reuses the pipeline's log and train helpers",
+}
+
+
+def test_cycles_counting_function_level_imports_are_the_known_ones():
+    found = {frozenset(m.removeprefix(ROOT + ".") for m in group)
+             for group in cycles(import_graph(function_level=True))}
+    total, ours = function_level_imports()
+    print(f"\nimport cycles counting function-level imports: {len(found)} "
+          f"({'; '.join(map(_short, found))}); function-level import statements: {total} "
+          f"({ours} of the package's own modules)")
+    assert sorted(map(_short, found - set(KNOWN_CYCLES))) == [], "new import cycle(s)"
+    assert sorted(map(_short, set(KNOWN_CYCLES) - found)) == [], (
+        "gone: remove from KNOWN_CYCLES")
+
+
+def test_cycles_finds_each_group_once():
+    graph = {"a": {"b"}, "b": {"a", "c"}, "c": {"d"}, "d": {"c"}, "e": {"a"}, "f": set()}
+    assert sorted(map(sorted, cycles(graph))) == [["a", "b"], ["c", "d"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
 
 
 def test_find_cycle_finds_one_and_only_one():

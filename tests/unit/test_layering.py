@@ -5,12 +5,16 @@ Why: shared pieces have neutral homes (``checkpointing/``, ``runtime/``, ``model
 ``evaluation/loading``, ``study/``) so that training and conversion do not import each other, the
 library does not import its command-line modules (``cli/``, ``train``, ``evaluate``), and
 ``tools/`` are aliases of those (``test_cli.py``) or benchmarks over the library.
-(That module-level imports form no cycle is ``test_import_graph.py``'s.)
+Config is the bottom layer (issue 27): it imports nothing of the package but the plain-data
+modules listed in ``CONFIG_READS``, and those import no torch and nothing else of ours. (Import
+cycles are ``test_import_graph.py``'s.)
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,7 +48,26 @@ FORBIDDEN = [
     ("tools", "megatron_hybridir.demo", "tools import the library; the demo is one of its users"),
     ("megatron_hybridir/cli", "megatron_hybridir.demo",
      "command-line modules call the library; the demo is one of its users (with subcommands)"),
+    *[("megatron_hybridir/config", module, "config is the bottom layer: plain data, no torch")
+      for module in ("torch", "megatron", "transformers", "safetensors")],
 ]
+
+# The only modules of the package config/ may import (besides config/ itself), and why each is
+# plain data. Each imports nothing of the package outside this list, and no torch (tested below).
+CONFIG_READS = {
+    "megatron_hybridir.model.families":
+        "the family registry (sizes, layer kind, fixed flags): presets and the family check read it",
+    "megatron_hybridir.model.pooling_kinds":
+        "the pooling names and their field checks; the torch registry (model/pooling/) adds to it",
+    "megatron_hybridir.data.sampler":
+        "SamplerConfig and its choices, which the data section is made of (numpy only, rule 3)",
+    "megatron_hybridir.data.source_batches": "the sampler's per-source batches (numpy only)",
+    "megatron_hybridir.data.batch_kind": "the sampler's batch kinds (an enum)",
+    "megatron_hybridir.data.seeding": "the keyed seeding rule the sampler's draws use (numpy only)",
+}
+# A plain-data module's package __init__ runs when it is imported: these must stay import-free.
+PLAIN_PACKAGES = ("megatron_hybridir.model", "megatron_hybridir.data")
+PLAIN_THIRD_PARTY = ("numpy",)
 
 # Files allowed to break one rule above, with the reason; each must still need its exception.
 ALLOWED = {
@@ -106,6 +129,57 @@ def violations(rules=FORBIDDEN, allowed=ALLOWED) -> list[str]:
 
 def test_layering_rules_hold():
     assert violations() == []
+
+
+def _package_modules(path: Path) -> set[str]:
+    return {m for m in imported_modules(path) if _within(m, PACKAGE)}
+
+
+def test_config_imports_only_config_and_plain_data():
+    """Every import of config/, function-level ones included, is config/ or in CONFIG_READS."""
+    found = [f"{path.relative_to(ROOT)} imports {module}"
+             for path in _files("megatron_hybridir/config")
+             for module in sorted(_package_modules(path))
+             if not _within(module, "megatron_hybridir.config") and module not in CONFIG_READS
+             and module not in PLAIN_PACKAGES]
+    assert found == []
+
+
+def _path_of(module: str) -> Path:
+    path = ROOT / Path(*module.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+@pytest.mark.parametrize("module", sorted(CONFIG_READS) + list(PLAIN_PACKAGES))
+def test_what_config_reads_is_plain_data(module):
+    """...imports only the standard library, numpy, and other modules of CONFIG_READS (function-
+    level imports counted); a package __init__ on the way imports nothing."""
+    imports = imported_modules(_path_of(module))
+    ours = {m for m in imports if _within(m, PACKAGE)} - set(CONFIG_READS) - set(PLAIN_PACKAGES)
+    assert ours == set(), f"{module} imports {sorted(ours)}"
+    if module in PLAIN_PACKAGES:
+        assert imports <= {"__future__"}, f"{module}/__init__.py imports {sorted(imports)}"
+    third = {m.split(".")[0] for m in imports if not _within(m, PACKAGE)}
+    assert third - set(sys.stdlib_module_names) - set(PLAIN_THIRD_PARTY) == set(), module
+
+
+@pytest.mark.parametrize("module", sorted(CONFIG_READS))
+def test_each_config_read_is_still_needed(module):
+    assert any(module in imported_modules(p) for p in [*_files("megatron_hybridir/config"),
+                                                       *map(_path_of, CONFIG_READS)]), (
+        f"nothing in config/ reads {module} any more: remove it from CONFIG_READS")
+
+
+def test_loading_and_validating_a_config_imports_no_torch():
+    """What the rules above mean at run time: a config with every pooling kind's check loads
+    without torch (``--help``, presets and validation stay cheap)."""
+    code = ("import sys; from megatron_hybridir.config import load_config; "
+            "load_config(None, ['model.preset=tiny', 'model.pooling=latent_attention', "
+            "'model.latent_num_heads=4']); print(sorted(m for m in sys.modules "
+            "if m.split('.')[0] in ('torch', 'megatron')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
 
 
 @pytest.mark.parametrize("key", sorted(ALLOWED))

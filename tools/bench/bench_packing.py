@@ -113,7 +113,7 @@ def model_config(name: str, vocab: int, seq: int):
     common = dict(num_layers=4, hidden_size=128, ffn_hidden_size=512, num_attention_heads=4,
                   vocab_size=vocab, hidden_dropout=0.0, attention_dropout=0.0, pooling="mean")
     if name == "minilm":
-        return preset("tiny", architecture="bert", num_query_groups=None, position_offset=0,
+        return preset("tiny", layer_kind="bert", num_query_groups=None, position_offset=0,
                       max_position_embeddings=max(seq, 512), type_vocab_size=2, **common)
     return preset("tiny", max_position_embeddings=max(seq, 512), **common)
 

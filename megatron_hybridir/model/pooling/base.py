@@ -11,7 +11,9 @@ those places need, so they read the registry instead of keeping their own lists:
   (``head.<module_name>.*``; only types with parameters have any);
 - ``parameter_count`` / ``forward_flops``: exact counts for ``model.builder.count_parameters`` and
   ``training.flops``;
-- ``check``: constraints on other model fields, reported by config validation with the field.
+- constraints on other model fields, which config validation reports with the field, are not
+  here: validation reads them, torch-free, from ``model/pooling_kinds.py`` (where
+  ``register_pooling`` adds a kind without constraints for a type registered in code).
 
 A type registers itself with :func:`register_pooling`; ``model/pooling/__init__.py`` imports the
 modules that hold the types (docs/design.md §1, README "Layout": adding one is its file plus one
@@ -24,6 +26,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar, Optional
 
 from torch import Tensor, nn
+
+from megatron_hybridir.model.pooling_kinds import add_pooling_kind
 
 if TYPE_CHECKING:
     from megatron_hybridir.config import ModelConfig
@@ -41,11 +45,6 @@ class PoolingType(nn.Module):
 
     def forward(self, hidden: Tensor, mask: Tensor) -> Tensor:
         raise NotImplementedError
-
-    @classmethod
-    def check(cls, model: "ModelConfig") -> list[tuple[str, str]]:
-        """(field, what is wrong) for every model field this type cannot work with."""
-        return []
 
     @classmethod
     def parameter_count(cls, model: "ModelConfig") -> int:
@@ -70,6 +69,7 @@ def register_pooling(cls: type[PoolingType]) -> type[PoolingType]:
         raise ValueError(f"pooling {cls.name!r} is already registered by "
                          f"{POOLINGS[cls.name].__qualname__}")
     POOLINGS[cls.name] = cls
+    add_pooling_kind(cls.name)
     return cls
 
 

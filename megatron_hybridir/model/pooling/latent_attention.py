@@ -49,13 +49,6 @@ class LatentAttentionPooling(PoolingType):
         return masked_mean(hidden, mask)
 
     @classmethod
-    def check(cls, model) -> list[tuple[str, str]]:
-        if model.hidden_size % model.latent_num_heads:
-            return [("model.latent_num_heads", f"hidden_size {model.hidden_size} is not divisible "
-                                               f"by {model.latent_num_heads}")]
-        return []
-
-    @classmethod
     def parameter_count(cls, model) -> int:
         h = model.hidden_size
         # latents, q + kv + out projections (no bias), MLP h -> 4h -> h with biases

@@ -116,14 +116,14 @@ def test_encoder_errors_before_anything_is_written(tmp_path, megatron_runtime):
 def test_encoder_config_validation():
     from megatron_hybridir.config import ConfigError, ModelConfig, ParallelConfig, validate_model
 
-    enc = dict(architecture="bert", max_position_embeddings=514, position_offset=2, type_vocab_size=1)
+    enc = dict(layer_kind="bert", max_position_embeddings=514, position_offset=2, type_vocab_size=1)
     validate_model(ModelConfig(**enc), ParallelConfig(), seq_length=512)
     with pytest.raises(ConfigError, match="seq_length: 513 is longer .* minus model.position_offset=2"):
         validate_model(ModelConfig(**enc), ParallelConfig(), seq_length=513)
     with pytest.raises(ConfigError, match="model.attention: a bert encoder is bidirectional"):
         validate_model(ModelConfig(**enc, attention="causal"), ParallelConfig(), seq_length=8)
-    with pytest.raises(ConfigError, match="model.architecture: expected llama or bert, got 'gpt'"):
-        validate_model(ModelConfig(architecture="gpt"), ParallelConfig(), seq_length=8)
+    with pytest.raises(ConfigError, match="model.layer_kind: expected llama or bert, got 'gpt'"):
+        validate_model(ModelConfig(layer_kind="gpt"), ParallelConfig(), seq_length=8)
     with pytest.raises(ConfigError, match="model.type_vocab_size"):
         validate_model(ModelConfig(type_vocab_size=2), ParallelConfig(), seq_length=8)
 

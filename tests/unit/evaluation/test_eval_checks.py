@@ -75,3 +75,15 @@ def test_lareqa_truncate_dim_is_checked_before_encoding(tmp_path, tiny_st_model,
         evaluate(_config(tmp_path, "xquad-r", data, tiny_st_model, plots="false",
                          **{"encoder.truncate_dim": "[33]"}))
     assert encode_calls == []
+
+
+def test_miracl_checks_every_language_before_encoding_the_first(tmp_path, tiny_st_model,
+                                                                encode_calls):
+    """A problem in the last MIRACL language stops the run before the first language is encoded
+    (review finding: it used to surface after the earlier languages' corpora were encoded)."""
+    from megatron_hybridir.evaluation.tasks import EvalDataError
+    data = formats.write_miracl(tmp_path / "m", "sw")
+    with pytest.raises(EvalDataError, match="yo"):
+        evaluate(_config(tmp_path, "miracl", data, tiny_st_model, plots="false",
+                         languages="[sw,yo]"))
+    assert encode_calls == []

@@ -253,3 +253,5 @@ def test_an_empty_input_is_an_error(tmp_path):
         mine(_config(tmp_path, tmp_path / "empty.jsonl"), encoder=encoder)
     assert encoder.calls == {"queries": 0, "passages": 0}
     assert not (tmp_path / "mined.jsonl").exists()
+    # Nothing is left behind: no work folder holding a spool of nothing (review finding).
+    assert not (tmp_path / "mined.jsonl.work").exists(), sorted(tmp_path.rglob("*"))

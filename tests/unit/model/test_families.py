@@ -4,7 +4,7 @@ recorded, not guessed from flags."""
 import pytest
 
 from megatron_hybridir.config import ConfigError, ModelConfig, ParallelConfig, validate_model
-from megatron_hybridir.convert.hf_export import hf_architecture
+from megatron_hybridir.convert.adapter import export_family as hf_architecture
 from megatron_hybridir.convert.hf_import import model_config_from_hf
 from megatron_hybridir.model import families
 from megatron_hybridir.config.presets import PRESETS, preset
@@ -16,7 +16,7 @@ def test_every_preset_names_a_family_and_validates():
         validate_model(model, ParallelConfig(), seq_length=16)
         if name != "tiny":
             fam = families.get(model.family)
-            assert name in fam.presets and model.architecture == fam.layers
+            assert name in fam.presets and model.layer_kind == fam.layers
 
 
 @pytest.mark.parametrize("hf, family", [

@@ -11,7 +11,7 @@ from megatron_hybridir.model.builder import build_model
 from megatron_hybridir.model.lora import TARGETS, adapter_parameter_count, merge_into
 from megatron_hybridir.config.presets import preset
 
-ENCODER = dict(architecture="bert", num_query_groups=None, max_position_embeddings=64,
+ENCODER = dict(layer_kind="bert", num_query_groups=None, max_position_embeddings=64,
                position_offset=2, type_vocab_size=2, pooling="first", pooler=True)
 FAMILIES = {"llama": dict(projection_dim=16), "bert": ENCODER}
 

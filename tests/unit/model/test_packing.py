@@ -14,7 +14,7 @@ from megatron_hybridir.model import packing
 from megatron_hybridir.training.forward_step import contrastive_loss, embed
 
 POOLINGS = ["mean", "last", "first", "latent_attention"]
-BERT = dict(architecture="bert", num_query_groups=None, max_position_embeddings=64,
+BERT = dict(layer_kind="bert", num_query_groups=None, max_position_embeddings=64,
             position_offset=2, type_vocab_size=2, pooler=True, layernorm_epsilon=1e-12)
 FAMILIES = {"llama_bidirectional": dict(), "llama_causal": dict(attention="causal"),
             "bert": BERT}

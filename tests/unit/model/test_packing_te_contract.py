@@ -50,7 +50,7 @@ class ReferenceTHDAttention(torch.nn.Module):
 @pytest.mark.parametrize("architecture,attention", [("llama", "bidirectional"),
                                                     ("llama", "causal"), ("bert", "bidirectional")])
 def test_thd_path_equals_padded_embeddings(build_tiny, architecture, attention):
-    extra = (dict(architecture="bert", num_query_groups=None, max_position_embeddings=64,
+    extra = (dict(layer_kind="bert", num_query_groups=None, max_position_embeddings=64,
                   position_offset=2, type_vocab_size=2) if architecture == "bert" else {})
     model = build_tiny(attention=attention, pooling="last", **extra)
     batch = random_token_batch(num_queries=3, num_negatives=1, seq_length=12, vocab_size=250,

@@ -7,7 +7,9 @@ dry-run), sentence-transformers export and import, and the ``--pooling`` CLI cho
 
 from __future__ import annotations
 
+import contextlib
 import json
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -18,9 +20,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from megatron_hybridir.config import ConfigError, load_config
 from megatron_hybridir.config.presets import preset
 from megatron_hybridir.convert import provenance
-from megatron_hybridir.convert.hf_export import _sentence_transformers_files, st_pooling_mode
+from megatron_hybridir.convert.st_modules import pooling_mode as st_pooling_mode
+from megatron_hybridir.convert.st_modules import write_modules
 from megatron_hybridir.convert.mappings import ConversionError
 from megatron_hybridir.model.builder import count_parameters
+from megatron_hybridir.model import pooling_kinds
 from megatron_hybridir.model.pooling import (POOLINGS, PoolingType, register_pooling,
                                              sentence_transformers_modes)
 from megatron_hybridir.training.dry_run import estimate
@@ -65,9 +69,13 @@ class ToyMax(PoolingType):
         return hidden.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
 
 
+@contextlib.contextmanager
 def registered(*items):
-    """Register for the duration of a block; the registry is as before afterwards."""
-    return temporarily_registered(POOLINGS, register_pooling, *items)
+    """Register for the duration of a block; the registry (and the kinds config validation
+    reads) are as before afterwards."""
+    with patch.dict(pooling_kinds.POOLING_KINDS), \
+            temporarily_registered(POOLINGS, register_pooling, *items):
+        yield
 
 
 def _st_pipeline(flag: str) -> dict:
@@ -76,6 +84,9 @@ def _st_pipeline(flag: str) -> dict:
 
 def test_built_in_types_and_their_sentence_transformers_modes():
     assert list(POOLINGS) == BUILT_IN
+    # The torch-free kinds config validation reads name every built-in type, in order.
+    assert [k.name for k in pooling_kinds.BUILT_IN] == BUILT_IN
+    assert list(pooling_kinds.POOLING_KINDS) == BUILT_IN
     assert sentence_transformers_modes() == {"mean": "pooling_mode_mean_tokens",
                                              "last": "pooling_mode_lasttoken",
                                              "first": "pooling_mode_cls_token"}
@@ -155,7 +166,7 @@ def test_export_and_import_modes_come_from_the_registry(tmp_path):
             _st_pipeline("pooling_mode_max_tokens")) == {"normalize": False, "pooling": "toy_max"}
         # export: the type's flag is written, and sentence-transformers reads it back as max
         model = preset("tiny", pooling="toy_max", normalize=False)
-        _sentence_transformers_files(tmp_path, model, {}, {}, 32, None)
+        write_modules(tmp_path, model, {}, {}, 32, None)
         written = json.loads((tmp_path / "1_Pooling" / "config.json").read_text())
         assert [k for k, v in written.items() if k.startswith("pooling_mode_") and v] == [
             "pooling_mode_max_tokens"]

@@ -167,3 +167,25 @@ def test_report_when_every_cell_failed_names_them_and_their_logs(stand_in, capsy
     assert "no finished cells to report on; every cell that ran failed (1)" in err
     assert f"S_a0.5_s2: exit status 3; log: {out / 'cells' / 'S_a0.5_s2' / 'log.txt'}" in err
     assert "Traceback" not in err
+
+
+def test_cell_spec_round_trips_and_a_bad_spec_names_file_and_field(tmp_path):
+    """The grid -> cell hand-off is a typed spec (issue 27): what the cell reads back equals what
+    the grid wrote, and a spec from another version or with a mistyped field is refused."""
+    from megatron_hybridir.study.grid import CellSpec, cell_spec
+
+    config = _config(tmp_path)
+    cell = cells(config)[1]
+    data = {"root": tmp_path / "d", "tokenizer": tmp_path / "tok", "indexed": tmp_path / "idx",
+            "vocab_size": 10, "languages": ["xa", "ya"]}
+    spec = cell_spec(config, cell, data)
+    spec.write(tmp_path)
+    assert CellSpec.read(tmp_path) == spec
+    assert spec.overrides[-2:] == ("data.alpha=0.5", "seed=1")
+    raw = json.loads((tmp_path / "spec.json").read_text())
+    (tmp_path / "spec.json").write_text(json.dumps(dict(raw, seed="1")))
+    with pytest.raises(ConfigError, match=r"spec.json: field 'seed': expected <class 'int'>, got '1'"):
+        CellSpec.read(tmp_path)
+    (tmp_path / "spec.json").write_text(json.dumps({k: v for k, v in raw.items() if k != "budget"}))
+    with pytest.raises(ConfigError, match=r"spec.json: expected the fields .*'budget'.*, got "):
+        CellSpec.read(tmp_path)

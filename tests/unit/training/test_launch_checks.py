@@ -37,7 +37,7 @@ def test_rows_longer_than_the_position_table_are_refused_naming_field_value_and_
 
 def test_padding_and_position_offsets_count_and_rows_that_fit_pass(tmp_path):
     data = _data(tmp_path / "data", {"query": 64, "positive": 510, "negative": 256})
-    bert = ["model.architecture=bert", "model.type_vocab_size=1", "model.position_offset=2",
+    bert = ["model.layer_kind=bert", "model.type_vocab_size=1", "model.position_offset=2",
             "model.max_position_embeddings=514", "model.vocab_size=256", f"data.path={data}"]
     check_data(load_config(None, bert))                       # 510 -> padded 512 = 514 - 2
     with pytest.raises(ConfigError, match=r"max_length.positive=510 \(rows padded to 512 with "

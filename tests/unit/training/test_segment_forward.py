@@ -24,7 +24,7 @@ def _batch(segments: bool):
                                segment_lengths=(8, 24, 24) if segments else None)
 
 
-@pytest.mark.parametrize("arch", [{}, {"architecture": "bert", "num_query_groups": None,
+@pytest.mark.parametrize("arch", [{}, {"layer_kind": "bert", "num_query_groups": None,
                                         "type_vocab_size": 2}])
 @pytest.mark.parametrize("step", [forward_backward, gradcache_forward_backward])
 def test_trimmed_segments_give_the_padded_batchs_loss_and_gradients(megatron_runtime, arch, step):
