@@ -46,10 +46,9 @@ def prepare_data(root: Path, *, seed: int = 0, vocab_size: int = 1000,
     # Reused data must be what was asked for: a folder generated with another second source
     # would silently change the experiment.
     have = summary.get("second_source_entities", 0)
-    if have != second_source_entities or summary.get("seed") != seed:
-        raise ValueError(f"{root / 'summary.json'}: generated with seed {summary.get('seed')} and "
-                         f"{have} second-source entities, but seed {seed} and "
-                         f"{second_source_entities} were asked for; use another folder")
+    if have != second_source_entities:
+        raise ValueError(f"{root / 'summary.json'}: generated with {have} second-source entities, "
+                         f"but {second_source_entities} were asked for; use another folder")
     sources = [str(root / "train.jsonl")] + ([str(root / "train.second.jsonl")] if have else [])
     tok = root / "tokenizer"
     if not (tok / "tokenizer.json").exists():

@@ -73,7 +73,7 @@ def test_second_source_rejects_bad_count(tmp_path, bad):
 
 def test_prepare_data_refuses_reused_data_of_another_kind(tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps({"seed": 0, "languages": {}}))
-    with pytest.raises(ValueError, match="0 second-source entities, but seed 0 and 300 were asked"):
+    with pytest.raises(ValueError, match="generated with 0 second-source entities, but 300 were asked"):
         prepare_data(tmp_path, second_source_entities=300)
 
 
