@@ -63,6 +63,17 @@ class Language:
         body = [w[relation], w["of"], self.name(entity)]
         return " ".join([w["what"], *body] if self.question == "front" else [*body, w["what"]])
 
+    # The second source's register (``make_demo_data(second_source_entities=...)``): the same
+    # words in another arrangement, so its items differ in style from the first source's but
+    # need no new vocabulary (a new lexicon entry would change every default word's draw).
+    def ask_terse(self, entity: str, relation: str) -> str:
+        w = self.lexicon
+        return " ".join([self.name(entity), w["is"], w[relation], w["what"]])
+
+    def statement_terse(self, entity: str, relation: str, value: str) -> str:
+        w = self.lexicon
+        return " ".join([self.name(entity), w[relation], w[value], w["stop"]])
+
 
 def build_languages(seed: int = 0) -> dict[str, Language]:
     concepts = FUNCTION_WORDS + RELATIONS + [v for r in RELATIONS for v in VALUES[r]]

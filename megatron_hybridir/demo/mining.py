@@ -44,9 +44,11 @@ def _preprocess(data: dict, source: Path, output: Path) -> dict:
     return dict(data, indexed=output)
 
 
-def mined_data(data: dict, model_dir: Path, folder: Path, *, seed: int = 0) -> dict:
+def mined_data(data: dict, model_dir: Path, folder: Path, *, seed: int = 0,
+               teacher: Optional[str] = None) -> dict:
     """Mine ``train.jsonl`` with the HF folder ``model_dir`` into ``folder``; the data dict of the
-    mined corpus (indexed in ``folder / "indexed"``)."""
+    mined corpus (indexed in ``folder / "indexed"``). ``teacher``: the miner's ``--teacher`` value
+    (the records then carry teacher scores, for ``loss.distillation``)."""
     from megatron_hybridir.mining.miner import MiningConfig, mine
 
     root = Path(data["root"])
@@ -54,7 +56,7 @@ def mined_data(data: dict, model_dir: Path, folder: Path, *, seed: int = 0) -> d
     log(f"mining hard negatives with {model_dir} -> {output}")
     report = mine(MiningConfig(input=str(root / "train.jsonl"), output=str(output),
                                languages=data["languages"], model=str(model_dir), seed=seed,
-                               batch_size=256, progress=False, **MINING))
+                               batch_size=256, progress=False, teacher=teacher, **MINING))
     removed = {l: v["removed"] for l, v in report["languages"].items()}
     log(f"mined; candidates removed per language: {json.dumps(removed)}")
     return _preprocess(data, output, Path(folder) / "indexed")

@@ -30,16 +30,27 @@ def log(message: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def prepare_data(root: Path, *, seed: int = 0, vocab_size: int = 1000) -> dict:
-    """Demo corpus, SentencePiece tokenizer and indexed training data under ``root`` (reused)."""
+def prepare_data(root: Path, *, seed: int = 0, vocab_size: int = 1000,
+                 second_source_entities: int = 0) -> dict:
+    """Demo corpus, SentencePiece tokenizer and indexed training data under ``root`` (reused).
+    ``second_source_entities``: also the generator's second source, preprocessed as a second
+    source file (``demo/data.py``)."""
     from megatron_hybridir.data.preprocess import PreprocessConfig, preprocess
     from megatron_hybridir.demo.data import make_demo_data
     from megatron_hybridir.demo.tokenizer import train_sentencepiece
 
     if not (root / "summary.json").exists():
-        log("generating the synthetic 6-language corpus")
-        make_demo_data(root, seed=seed)
+        log("generating the synthetic 6-language corpus"
+            + (f" with a second source ({second_source_entities} entities)" if second_source_entities else ""))
+        make_demo_data(root, seed=seed, second_source_entities=second_source_entities)
     summary = json.loads((root / "summary.json").read_text())
+    # Reused data must be what was asked for: a folder generated with another second source
+    # would silently change the experiment.
+    have = summary.get("second_source_entities", 0)
+    if have != second_source_entities:
+        raise ValueError(f"{root / 'summary.json'}: generated with {have} second-source entities, "
+                         f"but {second_source_entities} were asked for; use another folder")
+    sources = [str(root / "train.jsonl")] + ([str(root / "train.second.jsonl")] if have else [])
     tok = root / "tokenizer"
     if not (tok / "tokenizer.json").exists():
         log(f"training a SentencePiece tokenizer ({vocab_size} pieces)")
@@ -49,7 +60,7 @@ def prepare_data(root: Path, *, seed: int = 0, vocab_size: int = 1000) -> dict:
         log("tokenizing into Megatron indexed datasets")
         # The tokenizer folder (its tokenizer.json gives the SentencePiece ids, tested), so the
         # manifest's tokenizer hash is the one of the tokenizer export copies.
-        preprocess(PreprocessConfig(sources=[str(root / "train.jsonl")],
+        preprocess(PreprocessConfig(sources=sources,
                                     languages=list(summary["languages"]), tokenizer=str(tok),
                                     output=str(indexed), append_eos=False, workers=2,
                                     max_length={"query": 32, "positive": 96, "negative": 32}),

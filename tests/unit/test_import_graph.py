@@ -166,10 +166,6 @@ def _short(group) -> str:
 # config/ no longer imports training/ to resolve checkpoint.init_from). Names without the
 # "megatron_hybridir." prefix. A new cycle fails the test; a listed one that is gone must leave.
 KNOWN_CYCLES = {
-    frozenset({"convert.export_extras", "convert.hf_export", "convert.lora_merge",
-               "convert.verify"}):
-        "export and its helpers call each other lazily; issue 27 point 3 (reader + adapter + "
-        "writer) removes it",
     frozenset({"demo.mining", "demo.pipeline"}):
         "the pipeline runs the mining pass, which reuses the pipeline's log and train helpers",
 }

@@ -63,7 +63,7 @@ def test_export_family_flag_and_its_old_name(monkeypatch, capsys, flag):
     calls = []
     monkeypatch.setitem(main.__globals__, "export_hf", lambda *a, **kw: calls.append(kw) or "out")
     assert main(["--checkpoint", "ckpt", "--output", "out", flag, "mistral"]) == 0
-    assert calls[0]["architecture"] == "mistral"
+    assert calls[0]["family"] == "mistral"
     deprecated = "warning: --architecture is deprecated and will be removed; use --family mistral"
     assert (deprecated in capsys.readouterr().err) == (flag == "--architecture")
 
