@@ -29,7 +29,6 @@ import hashlib
 import json
 from array import array
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
@@ -37,6 +36,7 @@ from typing import Iterator, Optional
 import numpy as np
 from tqdm import tqdm
 
+from megatron_hybridir import atomic
 from megatron_hybridir.data.content_id import NO_ID
 from megatron_hybridir.data.readers import DataError, ReadReport, validate_languages
 from megatron_hybridir.evaluation.encoder import EncoderConfig, encode_corpus
@@ -242,11 +242,12 @@ class PoolEmbeddings:
 
 def _save_part(path: Path, items: np.ndarray, selection: Selection, positive_scores: np.ndarray,
                searched: int) -> None:
-    tmp = path.with_name("tmp-" + path.name)     # never matches the "<lang>.*.npz" parts
-    np.savez(tmp, items=items, positions=selection.positions, scores=selection.scores,
-             positive_scores=positive_scores, searched=searched, short=selection.short,
-             removed=json.dumps(selection.removed))
-    os.replace(tmp, path)
+    # The temporary ".<name>.tmp-<pid>" never matches the "<lang>.*.npz" parts; a file object,
+    # so that numpy does not append ".npz" to it.
+    with atomic.atomic_file(path) as tmp, open(tmp, "wb") as out:
+        np.savez(out, items=items, positions=selection.positions, scores=selection.scores,
+                 positive_scores=positive_scores, searched=searched, short=selection.short,
+                 removed=json.dumps(selection.removed))
 
 
 def mine_language(encoder, config: MiningConfig, spool_dir: Path, parts: Path, cache: Path,
