@@ -26,10 +26,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from megatron_hybridir.demo.pipeline import ROOT, log, summary_table
+from megatron_hybridir.demo.pipeline import MAX_LENGTH, ROOT, log, summary_table
 
 FINETUNE_CONFIG = ROOT / "examples" / "finetune_minilm.yaml"
-MAX_LENGTH = {"query": 32, "positive": 96, "negative": 96}
 
 
 def minilm_path() -> Path:

@@ -25,7 +25,7 @@ import numpy as np
 from megatron_hybridir.evaluation import loaders, metrics, search
 from megatron_hybridir.evaluation.encoder import Encoder
 
-METRICS = ("beir_ndcg10", "mono_mAP", "cross_mAP", "multi_mAP", "rank_distance", "same_language_top")
+METRICS = ("beir_ndcg10", *metrics.LAREQA_SUMMARY)
 LOWER_IS_BETTER = frozenset({"rank_distance"})
 
 
