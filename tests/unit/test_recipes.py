@@ -68,6 +68,7 @@ def test_dry_run_names_a_bad_batch_layout():
         estimate(config, world_size=8)
 
 
+@pytest.mark.slow
 def test_slurm_scripts_pass_shellcheck():
     shellcheck = find_shellcheck()
     if shellcheck is None:
@@ -90,6 +91,7 @@ exit $status
 """
 
 
+@pytest.mark.slow
 def test_sbatch_script_launches_the_trainer_through_srun(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

@@ -45,6 +45,7 @@ def test_merge_topk_tie_break_and_padding():
     assert i.tolist() == [[2, 5, 9]] and s.tolist() == [[1.0, 1.0, 0.5]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["hnsw", "ivf", "IVF16,PQ8x4"])   # a small PQ keeps training fast
 def test_approximate_indexes(kind):
     rng = np.random.default_rng(2)

@@ -24,6 +24,7 @@ def _repeat(n, **kwargs):
     return [paired_bootstrap(*_tables(rng, **kwargs), draws=1000, seed=i) for i in range(n)]
 
 
+@pytest.mark.slow
 def test_identical_systems_reject_at_about_the_nominal_rate():
     results = _repeat(300)
     rate = np.mean([r.p_value < 0.05 for r in results])
@@ -31,6 +32,7 @@ def test_identical_systems_reject_at_about_the_nominal_rate():
     assert 0.015 <= rate <= 0.095, rate
 
 
+@pytest.mark.slow
 def test_identical_systems_with_large_seed_variance_stay_near_nominal():
     # Seed offsets dominate: resampling only queries would reject far too often.
     results = _repeat(300, seed_sd=0.03, noise_sd=0.1)
@@ -45,6 +47,7 @@ def test_identical_systems_with_large_seed_variance_stay_near_nominal():
     assert np.mean(queries_only) > rate + 0.1              # the seed level matters, and is counted
 
 
+@pytest.mark.slow
 def test_planted_difference_is_detected_with_the_right_sign():
     results = _repeat(50, shift=0.12)
     assert np.mean([r.p_value < 0.05 for r in results]) >= 0.9
@@ -53,6 +56,7 @@ def test_planted_difference_is_detected_with_the_right_sign():
     assert negative.mean_diff < 0 and negative.ci_high < 0 and negative.p_value < 0.01
 
 
+@pytest.mark.slow
 def test_confidence_intervals_cover_the_true_difference():
     results = _repeat(300, shift=0.03)
     coverage = np.mean([r.ci_low <= 0.03 <= r.ci_high for r in results])
