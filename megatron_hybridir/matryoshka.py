@@ -23,12 +23,13 @@ from typing import Optional, Sequence, Union
 import torch.nn.functional as F
 from torch import Tensor
 
+from megatron_hybridir.config.schema import MATRYOSHKA_FULL
 from megatron_hybridir.loss import ContrastiveOutput, info_nce
 
 
 def resolve_dims(dims: Sequence[Union[int, str]], full: int) -> list[int]:
     """``full`` -> the embedding size; integers unchanged."""
-    return [full if d == "full" else int(d) for d in dims]
+    return [full if d == MATRYOSHKA_FULL else int(d) for d in dims]
 
 
 def matryoshka_info_nce(query: Tensor, positive: Tensor, negatives: Optional[Tensor] = None, *,

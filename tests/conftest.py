@@ -1,11 +1,19 @@
-"""Shared fixtures: a one-process Megatron runtime and tiny model configs."""
+"""Shared fixtures: a one-process Megatron runtime and tiny model configs; tier markers.
+
+Every test gets the marker of its tier, the folder under ``tests/`` it lives in (pytest.ini lists
+them), so `pytest -m unit` or `-m "not e2e"` select tiers without a decorator in each file.
+"""
 
 from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 
 import pytest
+
+TIERS = ("unit", "distributed", "e2e", "real", "slurm", "gpu", "install")
+_TESTS = Path(__file__).resolve().parent
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 warnings.filterwarnings("ignore", message=".*Transformer Engine and Apex.*")
@@ -39,3 +47,16 @@ def build_tiny(megatron_runtime):
         return model
 
     return _build
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its tier (its folder under tests/); a test outside the tiers is an error."""
+    for item in items:
+        try:
+            tier = Path(str(item.fspath)).resolve().relative_to(_TESTS).parts[0]
+        except ValueError:
+            continue                           # collected from outside tests/ (a doctest, say)
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in a tier folder, one of "
+                                    f"tests/{{{','.join(TIERS)}}}/; got tests/{tier}/")
+        item.add_marker(getattr(pytest.mark, tier))

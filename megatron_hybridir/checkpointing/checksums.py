@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
 import torch.distributed as dist
+
+from megatron_hybridir import atomic
 
 MANIFEST = "checksums.json"
 
@@ -62,9 +63,8 @@ def write_checksums(folder: str | Path) -> dict:
              for n in _my_share(names)}
     entries = _gather(local)
     if _rank() == 0:
-        tmp = folder / f"{MANIFEST}.tmp"
-        tmp.write_text(json.dumps({"files": entries}, indent=1, sort_keys=True))
-        os.replace(tmp, folder / MANIFEST)
+        atomic.write_text(folder / MANIFEST, json.dumps({"files": entries}, indent=1,
+                                                        sort_keys=True))
     return entries
 
 

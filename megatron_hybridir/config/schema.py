@@ -35,6 +35,7 @@ Fp8Recipe = Literal["delayed", "tensorwise", "blockwise", "mxfp8"]
 InitSource = Literal["pretrained", "random"]
 
 LORA_TARGETS: tuple[str, ...] = get_args(LoraTarget)
+MATRYOSHKA_FULL = "full"     # a loss.matryoshka_dims entry: the whole embedding
 
 
 @dataclass
@@ -210,6 +211,13 @@ class LossConfig:
     renormalised (``matryoshka.py``). None trains the full embedding only."""
     matryoshka_weights: Optional[list[float]] = None
     """One weight per entry of matryoshka_dims (default: all 1)."""
+
+    def resolved_matryoshka_dims(self, full: int) -> Optional[list]:
+        """``matryoshka_dims`` with ``full`` replaced by the embedding size ``full`` (other entries
+        as written; validation checks them). The one place that spells ``full``."""
+        if self.matryoshka_dims is None:
+            return None
+        return [full if d == MATRYOSHKA_FULL else d for d in self.matryoshka_dims]
     distillation: DistillationConfig = field(default_factory=DistillationConfig)
     """Distillation from teacher scores of the positive and hard negatives (off by default)."""
 

@@ -24,6 +24,7 @@ from megatron_hybridir.config.schema import (
     ConfigError,
     LoraConfig,
     LossConfig,
+    MATRYOSHKA_FULL,
     ModelConfig,
     ParallelConfig,
     RunConfig,
@@ -329,12 +330,11 @@ def validate_matryoshka(loss: LossConfig, model: ModelConfig) -> None:
         return
     full = model.embedding_dim
     _require(len(dims) > 0, "loss.matryoshka_dims", "name at least one dimension")
-    resolved = []
-    for i, d in enumerate(dims):
-        ok = d == "full" or (isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= full)
-        _require(ok, f"loss.matryoshka_dims[{i}]",
-                 f"expected an integer in [1, {full}] (the embedding size) or 'full', got {d!r}")
-        resolved.append(full if d == "full" else d)
+    resolved = loss.resolved_matryoshka_dims(full)
+    for i, (d, r) in enumerate(zip(dims, resolved)):
+        ok = d == MATRYOSHKA_FULL or (isinstance(r, int) and not isinstance(r, bool) and 1 <= r <= full)
+        _require(ok, f"loss.matryoshka_dims[{i}]", f"expected an integer in [1, {full}] (the "
+                 f"embedding size) or {MATRYOSHKA_FULL!r}, got {d!r}")
     _require(all(a < b for a, b in zip(resolved, resolved[1:])), "loss.matryoshka_dims",
              f"must be strictly increasing, got {dims}")
     weights = loss.matryoshka_weights

@@ -15,9 +15,6 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from typing import Iterable
-
-import numpy as np
 
 _SPACE = re.compile(r"\s+")
 NO_ID = 0
@@ -33,7 +30,3 @@ def content_id(text: str) -> int:
     digest = hashlib.blake2b(normalize_text(text).encode("utf-8"), digest_size=8).digest()
     value = int.from_bytes(digest, "little", signed=True)
     return value if value != NO_ID else 1
-
-
-def content_ids(texts: Iterable[str]) -> np.ndarray:
-    return np.fromiter((content_id(t) for t in texts), dtype=np.int64)

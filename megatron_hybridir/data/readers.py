@@ -11,6 +11,7 @@ What it does not do: tokenize (``preprocess.py``) or sample (``sampler.py``).
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import re
@@ -18,6 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
+
+from tqdm import tqdm
 
 _LANG_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
@@ -205,11 +208,16 @@ def _teacher_scores(value, item: ParallelItem, *, where: str, lang: Optional[str
     return out
 
 
-def _jsonl_records(path: Path) -> Iterator[tuple[str, object]]:
+def jsonl_records(path: str | Path, *, progress: bool = False) -> Iterator[tuple[str, object]]:
+    """(location, object or DataError) per non-blank line of a .jsonl or .jsonl.gz file: the one
+    JSONL reader of training records and of the data sources (``data/sources/rows.py``)."""
     # Bytes, decoded per line: a bad byte is then one bad record with its line number, not a bare
     # UnicodeDecodeError from the file iterator that no skip mode can step over.
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        lines = tqdm(handle, desc=path.name, unit=" lines", leave=False, disable=not progress)
+        for number, raw in enumerate(lines, start=1):
             where = f"{path}:{number}"
             try:
                 line = raw.decode("utf-8")
@@ -247,7 +255,7 @@ def raw_records(source: str, split: str = "train") -> Iterator[tuple[str, object
     if path.suffix in (".jsonl", ".json"):
         if not path.exists():
             raise DataError(f"{source}: file not found")
-        return _jsonl_records(path)
+        return jsonl_records(path)
     return _datasets_records(source, split)
 
 

@@ -14,11 +14,11 @@ files of a 30B-scale corpus are too large to hash at every load; checkpoints do 
 
 from __future__ import annotations
 
-import os
-import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from megatron_hybridir.atomic import atomic_folder
 
 
 @contextmanager
@@ -37,20 +37,8 @@ def staged_folder(final: str | Path, *, marker: str,
     if final.exists() and not ours:
         raise FileExistsError(f"{final}: exists and is not an output of this tool (no {marker}); "
                               f"refusing to replace it — choose another output folder")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    stage = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir()
-    try:
+    with atomic_folder(final) as stage:
         yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    old = final.with_name(f".{final.name}.old-{os.getpid()}")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(stage, final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def file_sizes(folder: str | Path, *, exclude: tuple[str, ...] = ()) -> dict[str, int]:

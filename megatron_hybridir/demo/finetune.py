@@ -26,12 +26,11 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from megatron_hybridir.demo.pipeline import log, summary_table
+from megatron_hybridir.demo.pipeline import MAX_LENGTH, log, summary_table
 from megatron_hybridir.recipes import recipe_path
 from megatron_hybridir.runtime.child_env import child_env
 
 FINETUNE_CONFIG = recipe_path("finetune_minilm")
-MAX_LENGTH = {"query": 32, "positive": 96, "negative": 96}
 
 
 def minilm_path() -> Path:

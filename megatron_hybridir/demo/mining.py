@@ -23,7 +23,7 @@ from typing import Optional
 
 import numpy as np
 
-from megatron_hybridir.demo.pipeline import log
+from megatron_hybridir.demo.pipeline import MAX_LENGTH, MAX_SEQ_LENGTH, log
 
 # No score margin here: after a short first pass the tiny model's cosine scores are compressed (its
 # kept negatives score about as high as the positives), so a 0.95 relative margin removed 90% of the
@@ -39,7 +39,7 @@ def _preprocess(data: dict, source: Path, output: Path) -> dict:
         preprocess(PreprocessConfig(sources=[str(source)], languages=data["languages"],
                                     tokenizer=str(data["tokenizer"]),   # as the pipeline's data
                                     output=str(output), append_eos=False, workers=2,
-                                    max_length={"query": 32, "positive": 96, "negative": 96}),
+                                    max_length=dict(MAX_LENGTH)),
                    progress=False)
     return dict(data, indexed=output)
 
@@ -71,7 +71,8 @@ def first_pass_and_mine(run_dir: Path, data: dict, overrides: list[str], *, step
 
     train(run_dir, data, [*overrides, *FIRST_PASS, f"training.train_steps={steps}"])
     export = run_dir / "hf"
-    export_hf(run_dir, export, tokenizer=data["tokenizer"], overwrite=True, max_seq_length=96)
+    export_hf(run_dir, export, tokenizer=data["tokenizer"], overwrite=True,
+              max_seq_length=MAX_SEQ_LENGTH)
     mined = mined_data(data, export, run_dir / "mined", seed=seed)
     mined["init_from"] = str(run_dir)
     return mined

@@ -22,11 +22,9 @@ from megatron_hybridir.evaluation.benchmarks import BENCHMARKS, Benchmark, score
 
 if TYPE_CHECKING:
     from megatron_hybridir.evaluation.encoder import Encoder
-    from megatron_hybridir.evaluation.runner import EvalConfig
+    from megatron_hybridir.evaluation.config import EvalConfig
 
-_NAMED_INDEXES = ("flat", "ivf", "hnsw", "pq")
 _PQ_CENTROIDS = 256          # FAISS PQ codebooks have 2^8 centroids: at least 256 training vectors
-_TRAIN_SHARDS = 4            # search.approximate_search trains on the first 4 shards
 
 
 def _positive(name: str, value, allow_none: bool = False) -> None:
@@ -72,8 +70,12 @@ def check_config(config: "EvalConfig") -> None:
         raise ConfigError("data: the benchmark folder is required")
     if config.data and not config.hub and not Path(config.data).exists():
         raise ConfigError(f"data: {config.data} does not exist")
-    for name in ("k", "shard_size", "nprobe"):
+    for name in ("k", "shard_size"):
         _positive(name, getattr(config, name))
+    try:
+        search.spec_of(config)             # index, nprobe, ef_search, nlist, hnsw_m
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     _positive("encoder.batch_size", enc.batch_size)
     _positive("encoder.max_length", enc.max_length, allow_none=True)
     if enc.truncate_dim is not None:
@@ -86,8 +88,6 @@ def check_config(config: "EvalConfig") -> None:
     if config.languages is not None and len(set(config.languages)) != len(config.languages):
         raise ConfigError(f"languages: a language is named twice in {config.languages}")
     _parse_measures(config.measures)
-    if not config.index:
-        raise ConfigError(f"index: expected one of {list(_NAMED_INDEXES)} or a FAISS factory string")
 
 
 def max_positions(encoder: "Encoder"):
@@ -117,17 +117,18 @@ def check_model(config: "EvalConfig", encoder: "Encoder") -> None:
                           f"{config.encoder.model} can take; expected an integer in [1, {limit}]")
     if config.encoder.truncate_dim:
         matryoshka.check_dims(config.encoder.truncate_dim, encoder.dim)
-    if BENCHMARKS[config.benchmark].kind == "retrieval" and config.index != "flat":
+    index = search.spec_of(config)
+    if BENCHMARKS[config.benchmark].kind == "retrieval" and not index.exact:
         import faiss
 
-        spec = search.factory_string(config.index, encoder.dim, 1_000_000)
+        spec = index.factory(encoder.dim, 1_000_000)
         try:
             faiss.index_factory(encoder.dim, spec, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as err:
             reason = str(err).strip().splitlines()[-1][:200]
             raise ConfigError(f"index: {config.index!r} (FAISS {spec!r}) cannot be built for "
                               f"{encoder.dim}-dimensional embeddings ({reason}); expected one of "
-                              f"{list(_NAMED_INDEXES)} or a valid FAISS factory string") from None
+                              f"{list(search.NAMED_KINDS)} or a valid FAISS factory string") from None
 
 
 def _training_need(spec: str) -> int:
@@ -144,15 +145,16 @@ def _training_need(spec: str) -> int:
 def check_retrieval_task(config: "EvalConfig", bench: Benchmark, task, dim: int) -> None:
     """What needs the corpus size: the index's training set and the measures' depth."""
     size = len(task.corpus_ids)
-    if config.index != "flat":
-        spec = search.factory_string(config.index, dim, size)
-        rows = min(size, _TRAIN_SHARDS * config.shard_size, search.TRAIN_SIZE)
+    index = search.spec_of(config)
+    if not index.exact:
+        spec = index.factory(dim, size)
+        rows = min(size, search.TRAIN_SHARDS * config.shard_size, search.TRAIN_SIZE)
         need = _training_need(spec)
         if rows < need:
             raise ConfigError(
                 f"index: {config.index!r} (FAISS {spec!r}) needs at least {need} training vectors, "
                 f"but the {task.name} corpus gives {rows} ({size} passages, first "
-                f"{_TRAIN_SHARDS} shards of shard_size={config.shard_size}); use index=flat or "
+                f"{search.TRAIN_SHARDS} shards of shard_size={config.shard_size}); use index=exact or "
                 f"hnsw, or a larger shard_size")
     if bench.score is not score_qrels or config.k >= size:
         return                                  # the run holds the whole ranking

@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,8 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
+
+from megatron_hybridir import atomic
 
 log = logging.getLogger(__name__)
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -203,9 +204,7 @@ def folder_fingerprint(root: Path, *, hash_cache: Optional[Path] = None) -> str:
         digest.update(str(path.relative_to(root)).encode() + b"\0" + content.encode() + b"\0")
     if hash_cache is not None and changed:
         hash_cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = hash_cache.with_name(f"{hash_cache.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(known))
-        os.replace(tmp, hash_cache)
+        atomic.write_text(hash_cache, json.dumps(known))
     return digest.hexdigest()
 
 
@@ -278,25 +277,21 @@ def corpus_hash(passages: Callable[[int], str], size: int) -> str:
 
 def write_shards(folder: Path, chunks, dim: int, size: int, float16: bool) -> CorpusShards:
     """Write (embeddings, positions) chunks as shards into ``folder`` via a temporary folder."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     shards, indices = [], []
-    for k, (emb, positions) in enumerate(chunks):
-        name, iname = f"emb_{k:05d}.npy", f"pos_{k:05d}.npy"
-        if float16 and emb.size and np.abs(emb).max() > _FLOAT16_MAX:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise EmbeddingError(f"float16_shards: embeddings reach {np.abs(emb).max():.4g}, beyond "
-                                 f"float16's range (+-{_FLOAT16_MAX:.0f}), so the stored shard would "
-                                 f"hold inf; set float16_shards=false or encoder.normalize=true")
-        np.save(tmp / name, emb.astype(np.float16 if float16 else np.float32))
-        np.save(tmp / iname, np.asarray(positions, dtype=np.int64))
-        shards.append(name)
-        indices.append(iname)
-    (tmp / "meta.json").write_text(json.dumps({"shards": shards, "indices": indices, "dim": dim,
-                                               "size": size, "float16": float16}))
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    with atomic.atomic_folder(folder) as tmp:       # a cache entry is only ever complete
+        for k, (emb, positions) in enumerate(chunks):
+            name, iname = f"emb_{k:05d}.npy", f"pos_{k:05d}.npy"
+            if float16 and emb.size and np.abs(emb).max() > _FLOAT16_MAX:
+                raise EmbeddingError(
+                    f"float16_shards: embeddings reach {np.abs(emb).max():.4g}, beyond float16's "
+                    f"range (+-{_FLOAT16_MAX:.0f}), so the stored shard would hold inf; set "
+                    f"float16_shards=false or encoder.normalize=true")
+            np.save(tmp / name, emb.astype(np.float16 if float16 else np.float32))
+            np.save(tmp / iname, np.asarray(positions, dtype=np.int64))
+            shards.append(name)
+            indices.append(iname)
+        (tmp / "meta.json").write_text(json.dumps({"shards": shards, "indices": indices,
+                                                   "dim": dim, "size": size, "float16": float16}))
     return CorpusShards.open(folder)
 
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import ast
 import csv
-import gzip
 import json
 import math
-import zlib
 from pathlib import Path
 from typing import Iterator
 
+from megatron_hybridir.data import text_files
 from megatron_hybridir.evaluation.fields import Unique, check_unicode
 # LAReQA's nested JSON has its own module; its loaders are offered here with the others.
 from megatron_hybridir.evaluation.lareqa_loader import (load_lareqa, load_xquad_r_hub,  # noqa: F401
@@ -28,11 +27,7 @@ csv.field_size_limit(1 << 30)
 
 
 def _find(folder: Path, *names: str) -> Path:
-    for name in names:
-        for candidate in (folder / name, folder / f"{name}.gz"):
-            if candidate.exists():
-                return candidate
-    raise EvalDataError(f"{folder}: missing {' or '.join(names)} (looked for plain and .gz)")
+    return text_files.find(folder, *names, error=EvalDataError)
 
 
 def _unique_column(ids, source: str, kind: str) -> None:
@@ -44,18 +39,7 @@ def _unique_column(ids, source: str, kind: str) -> None:
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """Numbered text lines; a byte that is not UTF-8 stops with the file and line."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    lineno = 0
-    try:
-        with opener(path, "rb") as handle:
-            for lineno, raw in enumerate(handle, 1):
-                try:
-                    yield lineno, raw.decode("utf-8")
-                except UnicodeDecodeError as err:
-                    raise EvalDataError(f"{path}:{lineno}: not valid UTF-8 (byte "
-                                        f"{raw[err.start]:#04x} at column {err.start + 1})") from None
-    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
-        raise EvalDataError(f"{path}:{lineno + 1}: not a valid gzip stream ({err})") from None
+    return text_files.numbered_lines(path, error=EvalDataError)
 
 
 def _field(record: dict, key: str, where: str, types: tuple, expected: str):

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from megatron_hybridir.config import apply_overrides, from_dict
-from megatron_hybridir.evaluation.runner import EvalConfig
+from megatron_hybridir.evaluation.config import EvalConfig
 
 
 def load_eval_config(path: str | Path | None, overrides: list[str]) -> EvalConfig:

@@ -42,13 +42,9 @@ def _truncated_shards(shards, dim: int) -> Iterator[tuple[np.ndarray, np.ndarray
 
 
 def search_truncated(config, queries: np.ndarray, shards, dim: int):
-    """The runner's search (flat or approximate) over the truncated, renormalised vectors."""
-    q = truncate(queries, dim)
-    k = min(config.k, shards.size)
-    if config.index == "flat":
-        return search.exact_search(q, _truncated_shards(shards, dim), k)
-    return search.approximate_search(q, _truncated_shards(shards, dim), k, config.index, dim,
-                                     shards.size, nprobe=config.nprobe)
+    """The runner's search (exact or approximate) over the truncated, renormalised vectors."""
+    return search.search(truncate(queries, dim), lambda: _truncated_shards(shards, dim),
+                         min(config.k, shards.size), search.spec_of(config), dim, shards.size)
 
 
 def score_per_dimension(config, task, encoded: dict, score: Callable) -> dict[str, dict]:

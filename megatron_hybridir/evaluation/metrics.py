@@ -18,6 +18,9 @@ import numpy as np
 import regex
 
 DEFAULT_MEASURES = ("nDCG@10", "R@100", "RR@10", "AP@100")
+# The LAReQA summary a run, the demo table and the study compare (``runner._lareqa_summary`` computes
+# them): X->X, X->Y and multilingual-pool mAP, then the two language-bias measures.
+LAREQA_SUMMARY = ("mono_mAP", "cross_mAP", "multi_mAP", "rank_distance", "same_language_top")
 # ir_measures families whose per-query value is a share or a precision, hence in [0, 1].
 BOUNDED_MEASURES = frozenset({"AP", "nDCG", "R", "RR", "P", "Success", "Judged", "Rprec", "Bpref",
                               "infAP", "SetP", "SetR", "SetF", "SetAP", "ERR", "NERR8", "NERR9",
@@ -50,16 +53,8 @@ def run_from_search(query_ids: Sequence[str], doc_ids: Sequence[str], scores: np
 def ir_metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]],
                measures: Iterable[str] = DEFAULT_MEASURES) -> dict[str, float]:
     """Mean over judged queries (a query with no retrieved document scores 0, as in trec_eval -c)."""
-    import ir_measures
-
-    parsed = [ir_measures.parse_measure(m) for m in measures]
-    per_query = {str(m): {q: 0.0 for q in qrels} for m in parsed}
-    for row in ir_measures.iter_calc(parsed, qrels, run):
-        per_query[str(row.measure)][row.query_id] = float(row.value)
-    for m in parsed:
-        if m.NAME in BOUNDED_MEASURES:
-            check_range(str(m), list(per_query[str(m)].values()), 0.0, 1.0)
-    return {name: float(np.mean(list(values.values()))) for name, values in per_query.items()}
+    return {name: float(np.mean(list(values.values())))
+            for name, values in ir_per_query(qrels, run, measures).items()}
 
 
 def trec_tie_order(doc_ids: Sequence[str]) -> np.ndarray:
@@ -182,6 +177,9 @@ def ir_per_query(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, floa
     per_query = {str(m): {q: 0.0 for q in qrels} for m in parsed}
     for row in ir_measures.iter_calc(parsed, qrels, run):
         per_query[str(row.measure)][row.query_id] = float(row.value)
+    for m in parsed:
+        if m.NAME in BOUNDED_MEASURES:
+            check_range(str(m), list(per_query[str(m)].values()), 0.0, 1.0)
     return per_query
 
 

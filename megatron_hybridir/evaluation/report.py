@@ -12,7 +12,6 @@ import json
 import platform
 from importlib import metadata
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -133,10 +132,3 @@ def write_results(results: dict, folder: Path, plots: bool = True) -> dict[str, 
         for png in plot(results, folder):
             paths[png.stem] = png
     return paths
-
-
-def load_results(path: Path) -> Optional[dict]:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None

@@ -12,47 +12,22 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from megatron_hybridir.config.instructions import DEFAULT_TEMPLATE
 from megatron_hybridir.evaluation import instruction as instructions
 from megatron_hybridir.evaluation import matryoshka, metrics, report, search
 from megatron_hybridir.evaluation.per_query import PerQueryTable
 from megatron_hybridir.evaluation.benchmarks import BENCHMARKS, Benchmark
+from megatron_hybridir.evaluation.config import EvalConfig
 from megatron_hybridir.evaluation.checks import check_config, check_model, check_retrieval_task
 from megatron_hybridir.evaluation.encoder import EmbeddingError, Encoder, EncoderConfig, encode_corpus
 from megatron_hybridir.evaluation.tasks import LAReQATask, RetrievalTask, lareqa_settings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EvalConfig:
-    benchmark: str = ""                    # a key of evaluation.benchmarks.BENCHMARKS
-    data: str = ""                         # local folder; with hub=true a BEIR name (beir) or unused (miracl)
-    output: str = "runs/eval"              # results.json, results.md, PNG plots
-    hub: bool = False                      # read BEIR / MIRACL / NQ / XQuAD-R through `datasets` (network)
-    languages: Optional[list[str]] = None  # MIRACL / LAReQA languages (default: all found)
-    split: str = "test"                    # BEIR qrels split; MIRACL uses "dev" when left at "test"
-    k: int = 100                           # retrieval depth for BEIR / NQ / MIRACL
-    measures: list[str] = field(default_factory=lambda: list(metrics.DEFAULT_MEASURES))
-    index: str = "flat"                    # flat (exact) | ivf | hnsw | pq | any FAISS factory string
-    nprobe: int = 64
-    shard_size: int = 100_000              # passages per on-disk embedding shard
-    float16_shards: bool = False
-    cache_dir: str = ""                    # default: <output>/cache
-    candidate_context: bool = False        # LAReQA: encode "sentence context" instead of the sentence
-    plots: bool = True
-    progress: bool = True
-    instruction: Optional[str] = None      # task instruction on queries: null = none (the model's
-                                           # query prompt), "default" = the benchmark's documented one
-                                           # (evaluation/instruction.py), else the instruction text
-    instruction_template: str = DEFAULT_TEMPLATE   # must end with {text}; replaces the query prompt
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
 
 def _retrieve(config: EvalConfig, encoder: Encoder, task: RetrievalTask, timings: dict,
@@ -70,12 +45,8 @@ def _retrieve(config: EvalConfig, encoder: Encoder, task: RetrievalTask, timings
     if keep is not None:
         keep.update(queries=queries, shards=shards)
     tick = time.perf_counter()
-    k = min(config.k, shards.size)
-    if config.index == "flat":
-        scores, positions = search.exact_search(queries, shards.shards(), k)
-    else:
-        scores, positions = search.approximate_search(queries, shards.shards(), k, config.index,
-                                                      shards.dim, shards.size, nprobe=config.nprobe)
+    scores, positions = search.search(queries, shards.shards, min(config.k, shards.size),
+                                      search.spec_of(config), shards.dim, shards.size)
     timings["search"] = timings.get("search", 0) + time.perf_counter() - tick
     return scores, positions
 

@@ -8,6 +8,11 @@ result is identical to searching the whole matrix at once. Ties are broken by th
 position everywhere, which makes the result deterministic. :func:`approximate_search` builds IVF /
 HNSW / PQ indexes (FAISS factory strings) for 21M-passage corpora.
 
+Evaluation (the runner and its Matryoshka truncations) and hard-negative mining all search through
+:class:`SearchIndex` (or :func:`search`), configured by one :class:`IndexSpec`, so the exact-or-FAISS
+choice and its names live here only. ``exact`` is the canonical name of exact search; ``flat`` (the
+name evaluation used) is accepted as an alias.
+
 What it does not do: compute metrics (``metrics.py``).
 """
 
@@ -15,13 +20,57 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Iterable, Optional
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 _GPU_NOTICE = []
 TRAIN_SIZE = 262_144      # vectors an approximate index is trained on, at most
+TRAIN_SHARDS = 4          # an approximate index is trained on (a sample of) the first shards
+EXACT = "exact"
+KIND_ALIASES = {"flat": EXACT}   # evaluation's older name for exact search
+NAMED_KINDS = (EXACT, "ivf", "hnsw", "pq")
+
+Shards = Iterable[tuple[np.ndarray, np.ndarray]]      # (embeddings [n, d], corpus positions [n])
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """How to search: exact (sharded flat) or a FAISS index and its knobs.
+
+    ``kind``: ``exact`` (alias ``flat``), ``ivf``, ``hnsw``, ``pq`` or any FAISS factory string.
+    ``nlist``: IVF lists (default 4 * sqrt(corpus size), at most 65536); ``nprobe``: lists visited
+    per query; ``hnsw_m``: HNSW links per node; ``ef_search``: HNSW search breadth. The aliases are
+    resolved on construction, so ``spec.kind`` is always canonical.
+    """
+
+    kind: str = EXACT
+    nprobe: int = 64
+    ef_search: int = 256
+    nlist: Optional[int] = None
+    hnsw_m: int = 32
+
+    def __post_init__(self):
+        if not isinstance(self.kind, str) or not self.kind.strip():
+            raise ValueError(f"index: expected one of {list(NAMED_KINDS)} (or flat, an alias of "
+                             f"exact) or a FAISS factory string, got {self.kind!r}")
+        object.__setattr__(self, "kind", KIND_ALIASES.get(self.kind, self.kind))
+        for name in ("nprobe", "ef_search", "nlist", "hnsw_m"):
+            value = getattr(self, name)
+            if name == "nlist" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+
+    @property
+    def exact(self) -> bool:
+        return self.kind == EXACT
+
+    def factory(self, dim: int, size: int) -> str:
+        """The FAISS factory string for ``dim``-dimensional vectors and a corpus of ``size``."""
+        return factory_string(self.kind, dim, size, nlist=self.nlist, hnsw_m=self.hnsw_m)
 
 
 def _faiss():
@@ -81,39 +130,85 @@ def exact_search(queries: np.ndarray, shards: Iterable[tuple[np.ndarray, np.ndar
     return best_scores, best_ids
 
 
-def factory_string(kind: str, dim: int, size: int) -> str:
+def factory_string(kind: str, dim: int, size: int, nlist: Optional[int] = None,
+                   hnsw_m: int = 32) -> str:
     """FAISS factory strings for the named index kinds; anything else is passed through."""
-    nlist = max(1, min(65_536, int(4 * math.sqrt(size))))
+    nlist = nlist or max(1, min(65_536, int(4 * math.sqrt(size))))
     if kind == "ivf":
         return f"IVF{nlist},Flat"
     if kind == "hnsw":
-        return "HNSW32,Flat"
+        return f"HNSW{hnsw_m},Flat"
     if kind == "pq":
         m = next(m for m in (64, 48, 32, 16, 8, 4, 2, 1) if dim % m == 0 and m <= dim)
         return f"IVF{nlist},PQ{m}"
     return kind
 
 
-def approximate_search(queries: np.ndarray, shards: Iterable[tuple[np.ndarray, np.ndarray]], k: int,
-                       kind: str, dim: int, size: int, nprobe: int = 64, ef_search: int = 256,
-                       train_size: int = TRAIN_SIZE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def spec_of(config) -> IndexSpec:
+    """The :class:`IndexSpec` of a config with ``index`` / ``nprobe`` / ``ef_search`` / ``nlist`` /
+    ``hnsw_m`` fields (``EvalConfig``, ``MiningConfig``)."""
+    return IndexSpec(kind=config.index, nprobe=config.nprobe, ef_search=config.ef_search,
+                     nlist=config.nlist, hnsw_m=config.hnsw_m)
+
+
+class SearchIndex:
+    """One corpus made searchable once, searched many times (mining searches per query block).
+
+    ``shards`` is called for a fresh pass over the (embeddings, positions) shards: exact search reads
+    them again per :meth:`search` (memory: one shard); a FAISS index is trained on a seeded sample of
+    at most ``TRAIN_SIZE`` vectors from the first ``TRAIN_SHARDS`` shards and holds every vector.
+    """
+
+    def __init__(self, spec: IndexSpec, shards: Callable[[], Shards], dim: int, size: int,
+                 seed: int = 0, train_size: int = TRAIN_SIZE):
+        self.spec, self._shards, self.dim = spec, shards, dim
+        self._index = None if spec.exact else self._build(size, seed, train_size)
+
+    def _build(self, size: int, seed: int, train_size: int):
+        faiss = _faiss()
+        factory = self.spec.factory(self.dim, size)
+        inner = faiss.index_factory(self.dim, factory, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIDMap(inner)
+        if not index.is_trained:
+            first = [np.asarray(e, dtype=np.float32) for e, _ in _first(self._shards(), TRAIN_SHARDS)]
+            sample = np.concatenate(first)
+            if len(sample) > train_size:
+                rng = np.random.default_rng(seed)
+                sample = sample[rng.choice(len(sample), train_size, replace=False)]
+            index.train(sample)
+        for emb, positions in self._shards():
+            index.add_with_ids(np.ascontiguousarray(emb, dtype=np.float32), np.asarray(positions))
+        if "IVF" in factory:
+            faiss.extract_index_ivf(inner).nprobe = self.spec.nprobe
+        if "HNSW" in factory:
+            faiss.downcast_index(inner).hnsw.efSearch = self.spec.ef_search
+        return index
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores [q, k], corpus positions [q, k]; -1 where fewer exist) by inner product."""
+        if self._index is None:
+            return exact_search(queries, self._shards(), k)
+        return self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+
+def _first(shards: Shards, n: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    for i, shard in enumerate(shards):
+        if i >= n:
+            return
+        yield shard
+
+
+def search(queries: np.ndarray, shards: Callable[[], Shards], k: int, spec: IndexSpec, dim: int,
+           size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Build the index ``spec`` names over ``shards`` and return its top-k for ``queries``."""
+    return SearchIndex(spec, shards, dim, size).search(queries, k)
+
+
+def approximate_search(queries: np.ndarray, shards: Shards, k: int, kind: str, dim: int, size: int,
+                       nprobe: int = 64, ef_search: int = 256, train_size: int = TRAIN_SIZE,
+                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Build an IVF / HNSW / PQ index (trained on the first shards), add every shard, search."""
-    faiss = _faiss()
-    spec = factory_string(kind, dim, size)
-    inner = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
-    index = faiss.IndexIDMap(inner)
     shard_list = list(shards)
-    if not index.is_trained:
-        sample = np.concatenate([np.asarray(e, dtype=np.float32) for e, _ in shard_list[:4]])
-        rng = np.random.default_rng(seed)
-        if len(sample) > train_size:
-            sample = sample[rng.choice(len(sample), train_size, replace=False)]
-        index.train(sample)
-    for emb, positions in shard_list:
-        index.add_with_ids(np.ascontiguousarray(emb, dtype=np.float32), np.asarray(positions))
-    if "IVF" in spec:
-        faiss.extract_index_ivf(inner).nprobe = nprobe
-    if "HNSW" in spec:
-        faiss.downcast_index(inner).hnsw.efSearch = ef_search
-    scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-    return scores, ids
+    spec = IndexSpec(kind=kind, nprobe=nprobe, ef_search=ef_search)
+    return SearchIndex(spec, lambda: iter(shard_list), dim, size, seed=seed,
+                       train_size=train_size).search(queries, k)

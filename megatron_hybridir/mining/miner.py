@@ -30,7 +30,6 @@ import json
 import shutil
 from array import array
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
@@ -38,10 +37,11 @@ from typing import Iterator, Optional
 import numpy as np
 from tqdm import tqdm
 
+from megatron_hybridir import atomic
 from megatron_hybridir.data.content_id import NO_ID
 from megatron_hybridir.data.readers import DataError, ReadReport, validate_languages
 from megatron_hybridir.evaluation.encoder import EncoderConfig, encode_corpus
-from megatron_hybridir.evaluation.search import exact_search, factory_string
+from megatron_hybridir.evaluation.search import SearchIndex, spec_of
 from megatron_hybridir.mining.pool import TextStore, TextStoreWriter
 from megatron_hybridir.mining.records import RecordWriter, parsed_records, raw_records, \
     with_negatives
@@ -76,10 +76,17 @@ class MiningConfig:
     corpus: list[str] = field(default_factory=list)
     """Extra passage files (JSONL {"lang", "text"}) added to the pools."""
     index: str = "exact"
-    """exact (sharded flat search: memory one shard), ivf, hnsw or a FAISS factory string (these
-    hold the language's whole index in memory; a PQ factory string compresses it)."""
+    """exact (alias flat; sharded flat search: memory one shard), ivf, hnsw, pq or a FAISS factory
+    string (these hold the language's whole index in memory; a PQ factory string compresses it).
+    See ``evaluation.search.IndexSpec``."""
     nprobe: int = 64
+    """IVF lists visited per query."""
     ef_search: int = 256
+    """HNSW search breadth."""
+    nlist: Optional[int] = None
+    """IVF lists (default 4 * sqrt(pool size))."""
+    hnsw_m: int = 32
+    """HNSW links per node."""
     shard_size: int = 100_000
     query_block: int = 16_384
     float16: bool = False
@@ -125,6 +132,10 @@ def validate_mining(config: MiningConfig) -> None:
             f"expected random or top, got {config.sampling!r}")
     require(config.search_depth is None or config.search_depth >= config.range_max,
             "search_depth", f"must be >= range_max ({config.range_max})")
+    try:
+        spec_of(config)
+    except ValueError as err:
+        raise DataError(f"mining.{err}") from None
     require(config.shard_size >= 1 and config.query_block >= 1, "shard_size",
             "shard_size and query_block must be >= 1")
     require(0.0 <= config.max_empty_fraction <= 1.0, "max_empty_fraction",
@@ -230,35 +241,14 @@ class PoolEmbeddings:
         return out
 
 
-class _AnnIndex:
-    """An IVF / HNSW index over one language's pool, built once and searched per block."""
-
-    def __init__(self, pool: PoolEmbeddings, config: MiningConfig):
-        import faiss
-
-        spec = factory_string(config.index, pool.dim, pool.size)
-        inner = faiss.index_factory(pool.dim, spec, faiss.METRIC_INNER_PRODUCT)
-        self.index = faiss.IndexIDMap(inner)
-        if not self.index.is_trained:
-            self.index.train(np.asarray(next(iter(pool.shards()))[0], dtype=np.float32))
-        for emb, positions in pool.shards():
-            self.index.add_with_ids(np.ascontiguousarray(emb, dtype=np.float32), positions)
-        if "IVF" in spec:
-            faiss.extract_index_ivf(inner).nprobe = config.nprobe
-        if "HNSW" in spec:
-            faiss.downcast_index(inner).hnsw.efSearch = config.ef_search
-
-    def search(self, queries: np.ndarray, depth: int):
-        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), depth)
-
-
 def _save_part(path: Path, items: np.ndarray, selection: Selection, positive_scores: np.ndarray,
                searched: int) -> None:
-    tmp = path.with_name("tmp-" + path.name)     # never matches the "<lang>.*.npz" parts
-    np.savez(tmp, items=items, positions=selection.positions, scores=selection.scores,
-             positive_scores=positive_scores, searched=searched, short=selection.short,
-             removed=json.dumps(selection.removed))
-    os.replace(tmp, path)
+    # The temporary ".<name>.tmp-<pid>" never matches the "<lang>.*.npz" parts; a file object,
+    # so that numpy does not append ".npz" to it.
+    with atomic.atomic_file(path) as tmp, open(tmp, "wb") as out:
+        np.savez(out, items=items, positions=selection.positions, scores=selection.scores,
+                 positive_scores=positive_scores, searched=searched, short=selection.short,
+                 removed=json.dumps(selection.removed))
 
 
 def mine_language(encoder, config: MiningConfig, spool_dir: Path, parts: Path, cache: Path,
@@ -272,7 +262,7 @@ def mine_language(encoder, config: MiningConfig, spool_dir: Path, parts: Path, c
         return
     pool = TextStore(spool_dir, f"pool.{lang}")
     embeddings = PoolEmbeddings(encoder, pool, cache, config, lang)
-    ann = _AnnIndex(embeddings, config) if config.index != "exact" else None
+    index = SearchIndex(spec_of(config), embeddings.shards, embeddings.dim, embeddings.size)
     own = np.load(spool_dir / "own_position.npy", mmap_mode="r")
     positive_ids = np.load(spool_dir / "positive_ids.npy", mmap_mode="r")
     depth = min(config.search_depth or config.range_max + 1, len(pool))
@@ -285,10 +275,7 @@ def mine_language(encoder, config: MiningConfig, spool_dir: Path, parts: Path, c
         vectors = encoder.encode_queries([queries[i] for i in range(start, stop)])
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         own_pos = np.asarray(own[items, lang_index])
-        if ann is None:
-            scores, positions = exact_search(vectors, embeddings.shards(), depth)
-        else:
-            scores, positions = ann.search(vectors, depth)
+        scores, positions = index.search(vectors, depth)
         positive_scores = embeddings.scores_of(vectors, own_pos)
         selection = select_negatives(positions, scores, pool.ids, own_pos,
                                      np.asarray(positive_ids[items]), lang_index,

@@ -42,7 +42,8 @@ from megatron.core.tensor_parallel.layers import (
     ColumnParallelLinear, RowParallelLinear, set_tensor_model_parallel_attributes)
 from megatron.core.transformer.spec_utils import ModuleSpec
 from megatron.core.transformer.transformer_block import TransformerBlockSubmodules
-from megatron.core.utils import make_sharded_tensor_for_checkpoint, make_tp_sharded_tensor_for_checkpoint
+from megatron.core.utils import (get_pg_rank, get_pg_size, make_sharded_tensor_for_checkpoint,
+                               make_tp_sharded_tensor_for_checkpoint)
 from torch import Tensor
 
 # target name -> (submodule of the layer, linear inside it, how the base is split)
@@ -76,9 +77,16 @@ def is_adapter_name(name: str) -> bool:
     return name.rsplit(".", 1)[-1] in ADAPTER_SUFFIXES
 
 
-def _tp_size_rank() -> tuple[int, int]:
-    return (parallel_state.get_tensor_model_parallel_world_size(),
-            parallel_state.get_tensor_model_parallel_rank())
+def layer_tp_group(layer: torch.nn.Module):
+    """The tensor-parallel group the wrapped linear was built with: Megatron's layers keep it as
+    ``tp_group``, its Transformer Engine wrappers as ``_tp_group``. Taken from the layer (not from
+    ``parallel_state``) so that the adapter is split exactly as its base weight is."""
+    for name in ("tp_group", "_tp_group"):
+        group = getattr(layer, name, None)
+        if group is not None:
+            return group
+    raise TypeError(f"LoRA: {type(layer).__mro__[1].__name__} has no tp_group / _tp_group "
+                    f"attribute; the adapter cannot tell its tensor-parallel layout")
 
 
 class _LoRAMixin:
@@ -95,7 +103,8 @@ class _LoRAMixin:
         super().__init__(input_size, output_size, *args, **kwargs)
         config = kwargs["config"]
         s = self.lora_settings
-        tp, rank = _tp_size_rank()
+        self._lora_tp_group = layer_tp_group(self)
+        tp, rank = get_pg_size(self._lora_tp_group), get_pg_rank(self._lora_tp_group)
         column = s.mode == "column"
         a_shape = (s.rank, input_size if column else input_size // tp)
         b_shape = (output_size // tp if column else output_size, s.rank)
@@ -145,22 +154,23 @@ class _LoRAMixin:
                 # The branch's gradient w.r.t. the full input is complete on every rank (the
                 # all-reduce below), so backward only splits it.
                 x = tensor_parallel.gather_from_sequence_parallel_region(
-                    x, tensor_parallel_output_grad=False)
+                    x, tensor_parallel_output_grad=False, group=self._lora_tp_group)
             a = F.linear(self.lora_dropout(x), self.lora_a)                    # [s, b, r]
-            a = tensor_parallel.copy_to_tensor_model_parallel_region(a)
+            a = tensor_parallel.copy_to_tensor_model_parallel_region(a, group=self._lora_tp_group)
             return F.linear(a, self.lora_b) * self.lora_settings.scale         # [s, b, out/TP]
         with tensor_parallel.get_cuda_rng_tracker().fork():
             x = self.lora_dropout(x)   # x is split over TP: each rank draws its own mask
         a = F.linear(x, self.lora_a)                                           # [s, b, r] partial
         if self._lora_sp:
-            a = tensor_parallel.reduce_scatter_to_sequence_parallel_region(a)  # [s/TP, b, r]
+            a = tensor_parallel.reduce_scatter_to_sequence_parallel_region(
+                a, group=self._lora_tp_group)                                  # [s/TP, b, r]
         else:
-            a = tensor_parallel.reduce_from_tensor_model_parallel_region(a)
+            a = tensor_parallel.reduce_from_tensor_model_parallel_region(a, group=self._lora_tp_group)
         return F.linear(a, self.lora_b) * self.lora_settings.scale             # [s(/TP), b, out]
 
     def sharded_state_dict(self, prefix: str = "", sharded_offsets=(), metadata=None):
         state = super().sharded_state_dict(prefix, sharded_offsets, metadata)
-        groups = dict(tp_group=parallel_state.get_tensor_model_parallel_group(),
+        groups = dict(tp_group=self._lora_tp_group,
                       dp_cp_group=(metadata or {}).get("dp_cp_group")
                       or parallel_state.get_data_parallel_group(with_context_parallel=True))
         column = self.lora_settings.mode == "column"

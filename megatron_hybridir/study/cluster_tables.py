@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from megatron_hybridir.evaluation.metrics import LAREQA_SUMMARY
 from megatron_hybridir.evaluation.per_query import TABLE, read_table, setting_means
 
 LAREQA = ("xquad-r", "mlqa-r", "lareqa")
@@ -74,9 +75,7 @@ def _check_means(path: Path, results: dict, table: dict) -> None:
 def _study_metrics(name: str, benchmark: str, table: dict) -> dict[str, dict[str, float]]:
     if benchmark in LAREQA:
         langs = sorted({s.split(":", 1)[1] for s in table if s.startswith("pool:")})
-        out: dict[str, dict[str, float]] = {f"{name}:{m}": {} for m in
-                                            ("mono_mAP", "cross_mAP", "multi_mAP", "rank_distance",
-                                             "same_language_top")}
+        out: dict[str, dict[str, float]] = {f"{name}:{m}": {} for m in LAREQA_SUMMARY}
         for a in langs:
             for q, v in table.get(f"{a}->{a}", {}).get("AP", {}).items():
                 out[f"{name}:mono_mAP"][f"{a}:{q}"] = v

@@ -22,9 +22,10 @@ from typing import Sequence
 
 import numpy as np
 
+from megatron_hybridir.evaluation.metrics import LAREQA_SUMMARY
 from megatron_hybridir.demo.pipeline import export_and_evaluate, log, prepare_data, train
 
-METRICS = ("mono_mAP", "cross_mAP", "multi_mAP", "rank_distance", "same_language_top")
+METRICS = LAREQA_SUMMARY
 ALPHA_NAMES = {1.0: "monolingual (alpha=1)", 0.0: "cross-lingual (alpha=0)", 0.5: "hybrid (alpha=0.5)"}
 
 

@@ -248,8 +248,3 @@ def run_grid(config: StudyConfig, *, only: Optional[list[str]] = None) -> dict:
 
 def _brief(summary: dict) -> str:
     return ", ".join(f"{k} {v:.3f}" for k, v in summary.items() if k != "rank_distance")
-
-
-def load_cells(out: str | Path) -> list[dict]:
-    """The records of every finished cell under ``out``."""
-    return [json.loads(p.read_text()) for p in sorted(Path(out).glob("cells/*/cell.json"))]

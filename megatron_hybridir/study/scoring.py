@@ -25,10 +25,8 @@ import numpy as np
 from megatron_hybridir.evaluation import loaders, metrics, search
 from megatron_hybridir.evaluation.encoder import Encoder
 
-METRICS = ("beir_ndcg10", "mono_mAP", "cross_mAP", "multi_mAP", "rank_distance", "same_language_top")
+METRICS = ("beir_ndcg10", *metrics.LAREQA_SUMMARY)
 LOWER_IS_BETTER = frozenset({"rank_distance"})
-# same_language_top is a bias measure with no better direction in general; higher = more biased.
-BIAS = frozenset({"rank_distance", "same_language_top"})
 
 
 def lareqa_query_scores(folder: str | Path, encoder: Encoder,

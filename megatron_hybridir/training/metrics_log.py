@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Optional
 
+from megatron_hybridir import atomic
 from megatron_hybridir.data.batch_kind import BatchKind
 
 logger = logging.getLogger(__name__)
@@ -100,9 +100,7 @@ def _drop_records_after(path: Path, step: int) -> None:
     if dropped:
         with (path.parent / SUPERSEDED).open("a") as side:
             side.write("".join(d + "\n" for d in dropped))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(k + "\n" for k in kept))
-    os.replace(tmp, path)
+    atomic.write_text(path, "".join(k + "\n" for k in kept))
 
 
 class MetricsLog:

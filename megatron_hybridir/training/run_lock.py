@@ -34,6 +34,8 @@ from typing import Optional
 
 import torch.distributed as dist
 
+from megatron_hybridir import atomic
+
 LOCK_FILE = "run.lock"
 HOLDER_FILE = "run.lock.json"
 
@@ -88,9 +90,7 @@ class RunLock:
                 f"filesystem does not support flock (on Lustre mount with -o flock); put "
                 f"checkpoint.dir on one that does") from None
         self.fd = fd
-        tmp = self.run_dir / f"{HOLDER_FILE}.tmp"
-        tmp.write_text(json.dumps(_holder_record(), indent=1))
-        os.replace(tmp, self.run_dir / HOLDER_FILE)
+        atomic.write_text(self.run_dir / HOLDER_FILE, json.dumps(_holder_record(), indent=1))
 
     def holder(self) -> Optional[dict]:
         """The last holder's record (None: not written yet, or unreadable)."""

@@ -60,8 +60,15 @@ def test_two_cell_study_trains_scores_and_reports(tmp_path):
     assert (tmp_path / "cells" / "XS_a0.5_s1" / "best_hf" / "config.json").exists()
     assert not (tmp_path / "cells" / "XS_a0.5_s1" / "run" / "checkpoints").exists()
 
-    again = run_grid(config)                       # finished cells are skipped
-    assert again["failed"] == [] and again["wall_s"] < result["wall_s"] / 3
+    # Finished cells are skipped: no cell trains again, and nothing in a cell folder is rewritten.
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes())
+              for p in sorted((tmp_path / "cells").rglob("*")) if p.is_file()}
+    again = run_grid(config)
+    assert again["failed"] == [] and again["cells"] == 2
+    assert result["wall_s_trained_now"] > 0 and again["wall_s_trained_now"] == 0
+    after = {p: (p.stat().st_mtime_ns, p.read_bytes())
+             for p in sorted((tmp_path / "cells").rglob("*")) if p.is_file()}
+    assert after == before
 
     payload = write_report(tmp_path, draws=500)
     labels = {c["label"] for c in payload["comparisons"]}

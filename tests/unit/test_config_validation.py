@@ -119,6 +119,7 @@ def _train_cli(*args, env_extra=None):
                           env=env, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_with_one_process_for_a_two_process_recipe_stops_with_the_launch_command():
     done = _train_cli("--config", "examples/tiny_cpu.yaml")
     assert done.returncode == 2
@@ -128,6 +129,7 @@ def test_cli_with_one_process_for_a_two_process_recipe_stops_with_the_launch_com
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_cli_bad_value_and_missing_data_stop_before_the_model(tmp_path):
     done = _train_cli("model.preset=tiny", "training.train_steps=-5")
     assert done.returncode == 2 and "error: training.train_steps: must be >= 1, got -5" in done.stderr

@@ -17,9 +17,30 @@ ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "examples").glob("*.yaml"))
 
 
+def _leaves(tree: dict, prefix: str = ""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 @pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
 def test_every_recipe_loads_and_validates(path):
-    load_config(path)
+    """Every setting a recipe writes is the value the loaded config holds (no key ignored or
+    overwritten by a preset)."""
+    import yaml
+
+    config = load_config(path)
+    leaves = list(_leaves(yaml.safe_load(path.read_text())))
+    assert leaves, path
+    for key, written in leaves:
+        value = config
+        for part in key.split("."):
+            value = getattr(value, part)
+        if isinstance(value, tuple):
+            value = list(value)
+        assert value == written, f"{path.name}: {key} is {value!r}, the recipe writes {written!r}"
 
 
 @pytest.mark.parametrize("recipe,world,params_b", [("retriever_7b.yaml", 8, (7.0, 7.3)),
@@ -47,6 +68,7 @@ def test_dry_run_names_a_bad_batch_layout():
         estimate(config, world_size=8)
 
 
+@pytest.mark.slow
 def test_slurm_scripts_pass_shellcheck():
     shellcheck = find_shellcheck()
     if shellcheck is None:
@@ -69,6 +91,7 @@ exit $status
 """
 
 
+@pytest.mark.slow
 def test_sbatch_script_launches_the_trainer_through_srun(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

@@ -29,13 +29,13 @@ Each reader is cross-checked against the evaluation loader in the tests.
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Iterator, Optional
 
+from megatron_hybridir.data import text_files
 from megatron_hybridir.data.readers import DataError
 from megatron_hybridir.data.sources.report import BuildReport
 from megatron_hybridir.data.sources.tables import decode, show
@@ -50,18 +50,12 @@ def normalise(text: str) -> str:
 
 
 def _find(folder: Path, name: str) -> Path:
-    for candidate in (folder / name, folder / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
-    raise DataError(f"{folder}: missing {name} (looked for plain and .gz)")
+    return text_files.find(folder, name, error=DataError)
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str, str]]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        for lineno, raw in enumerate(handle, 1):
-            where = f"{path}:{lineno}"
-            yield lineno, where, decode(raw, where)
+    for lineno, line in text_files.numbered_lines(path, error=DataError):
+        yield lineno, f"{path}:{lineno}", line
 
 
 def beir_queries(folder: str | Path, split: str = "test") -> Iterator[str]:

@@ -9,15 +9,13 @@ What it does not do: turn rows into training records (``miracl.py``, ``dpr.py``)
 
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
 from typing import Iterator, Optional
 
 from tqdm import tqdm
 
-from megatron_hybridir.data.readers import DataError
-from megatron_hybridir.data.sources.tables import decode, passage_text, show
+from megatron_hybridir.data.readers import DataError, jsonl_records
+from megatron_hybridir.data.sources.tables import passage_text, show
 
 
 def jsonl_rows(path: str | Path) -> Iterator[tuple[str, object]]:
@@ -25,20 +23,7 @@ def jsonl_rows(path: str | Path) -> Iterator[tuple[str, object]]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        for lineno, raw in enumerate(tqdm(handle, desc=path.name, unit=" lines", leave=False), 1):
-            where = f"{path}:{lineno}"
-            try:
-                line = decode(raw, where)
-                if not line.strip():
-                    continue
-                yield where, json.loads(line)
-            except json.JSONDecodeError as err:
-                yield where, DataError(f"{where}: malformed JSON ({err.msg} at column "
-                                       f"{err.colno})", reason="malformed JSON")
-            except DataError as err:
-                yield where, err
+    yield from jsonl_records(path, progress=True)
 
 
 def dataset_rows(dataset, name: str) -> Iterator[tuple[str, object]]:

@@ -14,12 +14,12 @@ What it does not do: build records (the source modules) or tokenize (``data/prep
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Iterable, Optional
 
 from tqdm import tqdm
 
+from megatron_hybridir import atomic
 from megatron_hybridir.data.readers import DataError, ReadReport, parse_record
 from megatron_hybridir.data.sources.leakage import LeakFilter
 from megatron_hybridir.data.sources.report import BuildReport
@@ -53,8 +53,7 @@ def write_records(records: Iterable[tuple[str, dict]], output: str | Path, repor
     if leak is not None:
         leak.start(report)
     output.parent.mkdir(parents=True, exist_ok=True)
-    stage = output.with_name(f".{output.name}.tmp-{os.getpid()}")
-    try:
+    with atomic.atomic_file(output) as stage:
         with stage.open("w", encoding="utf-8") as out:
             for where, record in tqdm(records, desc=f"writing {output.name}", unit=" items",
                                       disable=quiet or None):
@@ -72,9 +71,6 @@ def write_records(records: Iterable[tuple[str, dict]], output: str | Path, repor
                 out.write(line)
                 report.kept += 1
                 report.languages.update(item.languages)
-        os.replace(stage, output)
-    finally:
-        stage.unlink(missing_ok=True)
     report.write(report_path(output))
     if not quiet:
         print(report.summary())

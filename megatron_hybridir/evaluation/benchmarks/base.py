@@ -34,7 +34,7 @@ from megatron_hybridir.evaluation import metrics
 from megatron_hybridir.evaluation.tasks import LAReQATask, RetrievalTask
 
 if TYPE_CHECKING:
-    from megatron_hybridir.evaluation.runner import EvalConfig
+    from megatron_hybridir.evaluation.config import EvalConfig
 
 KINDS = ("retrieval", "lareqa")
 Task = Union[RetrievalTask, LAReQATask]

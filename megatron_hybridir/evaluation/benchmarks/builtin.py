@@ -13,7 +13,7 @@ from megatron_hybridir.evaluation.benchmarks.base import Benchmark, register_ben
 from megatron_hybridir.evaluation.tasks import EvalDataError
 
 if TYPE_CHECKING:
-    from megatron_hybridir.evaluation.runner import EvalConfig
+    from megatron_hybridir.evaluation.config import EvalConfig
 
 XQUAD_R_LANGUAGES = ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]
 _NO_LAREQA_HUB = ("has no hub copy with sentence breaks; download the LAReQA files "

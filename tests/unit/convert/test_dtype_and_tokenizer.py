@@ -28,6 +28,7 @@ def _to_bf16(hf):
     save_file(tensors, hf / "model.safetensors", metadata={"format": "pt"})
 
 
+@pytest.mark.slow
 def test_default_import_keeps_fp32_and_export_keeps_it(tmp_path, megatron_runtime):
     hf = write_hf_model(tmp_path / "hf", "labse")
     assert _stored_dtypes(hf) == {"F32"}

@@ -55,11 +55,14 @@ def load_merged(folder: Path) -> dict:
             if isinstance(v, torch.Tensor) and not k.endswith("_extra_state")}
 
 
-@pytest.fixture
-def two(tmp_path, megatron_runtime):
-    a = write_tiny(tmp_path / "a", seed=1, tokenizer_hash="same")
-    b = write_tiny(tmp_path / "b", seed=2, tokenizer_hash="same")
-    return tmp_path / "a", a, tmp_path / "b", b
+@pytest.fixture(scope="module")
+def two(tmp_path_factory, megatron_runtime):
+    """Two checkpoints written once for the module (merging only reads them; each test writes its
+    output under its own tmp_path)."""
+    root = tmp_path_factory.mktemp("two")
+    a = write_tiny(root / "a", seed=1, tokenizer_hash="same")
+    b = write_tiny(root / "b", seed=2, tokenizer_hash="same")
+    return root / "a", a, root / "b", b
 
 
 def test_linear_merge_is_the_weighted_average_exactly(tmp_path, two):

@@ -120,6 +120,7 @@ def _toy_mteb_task(queries: dict, docs: dict, qrels: dict):
     return ToyRetrieval()
 
 
+@pytest.mark.slow
 def test_mteb_evaluates_the_export_with_its_prompts(tmp_path, megatron_runtime):
     """mteb runs the exported folder as a model, applying the query and the passage ("document")
     prompts: its scores equal ir_measures on the Megatron model's own embeddings of prompt + text."""

@@ -80,7 +80,11 @@ def test_config_check_reads_the_entry(name, hub, data, message):
 
 @pytest.mark.parametrize("name", ["nq", "miracl", "xquad-r"])
 def test_hub_benchmarks_need_no_data_folder(name):
-    check_config(EvalConfig(benchmark=name, hub=True, encoder=EncoderConfig(model="m")))
+    assert check_config(EvalConfig(benchmark=name, hub=True, encoder=EncoderConfig(model="m"))) is None
+    # ... and it is hub=true that spares the folder: the same entry read locally requires one.
+    with pytest.raises(ConfigError) as err:
+        check_config(EvalConfig(benchmark=name, hub=False, encoder=EncoderConfig(model="m")))
+    assert str(err.value) == "data: the benchmark folder is required"
 
 
 def test_a_registered_benchmark_runs_like_a_built_in_one(tmp_path, tiny_st_model):

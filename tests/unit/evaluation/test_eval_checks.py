@@ -29,7 +29,7 @@ def encode_calls(monkeypatch):
     (30, {"measures": "[AP@0]"}, "measures[0]: 'AP@0' has cutoff 0, expected an integer >= 1"),
     (10, {"index": "ivf"},
      "index: 'ivf' (FAISS 'IVF12,Flat') needs at least 12 training vectors, but the b corpus "
-     "gives 10 (10 passages, first 4 shards of shard_size=100000); use index=flat or hnsw, or a "
+     "gives 10 (10 passages, first 4 shards of shard_size=100000); use index=exact or hnsw, or a "
      "larger shard_size"),
     (30, {"index": "pq"}, "index: 'pq' (FAISS 'IVF21,PQ32') needs at least 256 training vectors, "
                           "but the b corpus gives 30"),

@@ -110,6 +110,7 @@ def test_cli_errors_name_the_field(tmp_path, tiny_st_model, capsys):
     assert "missing corpus.jsonl" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_runs_without_megatron(tmp_path, tiny_st_model):
     """The evaluation CLI must not import Megatron-Core (an exported model is evaluated anywhere)."""
     data = formats.write_lareqa(tmp_path / "x")

@@ -24,6 +24,7 @@ def _spy(monkeypatch) -> list:
     return calls
 
 
+@pytest.mark.slow
 def test_settings_without_shared_questions_are_na_and_left_out_of_the_means(tmp_path, tiny_st_model):
     # en has all 6 questions; de only paragraph 1's, xx only paragraph 0's: de and xx share none.
     first, second = ["0-0", "0-1", "0-2"], ["1-0", "1-1", "1-2"]

@@ -92,6 +92,7 @@ def _apply(draw, defect, lines, corpus, queries, qrels):
     raise AssertionError(defect)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(beir_cases())
 def test_beir_loader_names_the_defect_or_returns_exactly_the_input(case):
@@ -162,6 +163,7 @@ def miracl_nq_cases(draw):
     return kind, files, where
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(miracl_nq_cases())
 def test_miracl_and_nq_loaders_name_the_defect_or_load_exactly(case):

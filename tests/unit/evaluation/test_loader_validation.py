@@ -73,7 +73,8 @@ def test_beir_non_utf8_line(tmp_path):
     with open(folder / "queries.jsonl", "ab") as f:
         f.write('{"_id": "q9", "text": "caf\u00e9"}\n'.encode("latin-1"))
     assert _error(loaders.load_beir, folder) == (
-        f"{folder / 'queries.jsonl'}:9: not valid UTF-8 (byte 0xe9 at column 27)")
+        f"{folder / 'queries.jsonl'}:9: not valid UTF-8 (byte 0xe9 at column 27); re-encode the file "
+        f"as UTF-8")
 
 
 def test_nq_duplicate_passage_id(tmp_path):

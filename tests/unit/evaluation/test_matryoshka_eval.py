@@ -36,6 +36,7 @@ def _self_truncating(model_dir, dim, out):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bench_name", ["beir", "xquad-r"])
 def test_per_dimension_metrics_equal_a_self_truncating_model(tmp_path, minilm, bench_name,
                                                              monkeypatch):

@@ -45,6 +45,7 @@ def test_merge_topk_tie_break_and_padding():
     assert i.tolist() == [[2, 5, 9]] and s.tolist() == [[1.0, 1.0, 0.5]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["hnsw", "ivf", "IVF16,PQ8x4"])   # a small PQ keeps training fast
 def test_approximate_indexes(kind):
     rng = np.random.default_rng(2)
@@ -60,3 +61,44 @@ def test_factory_strings():
     assert search.factory_string("pq", 768, 21_000_000) == "IVF18330,PQ64"
     assert search.factory_string("ivf", 32, 4000) == "IVF252,Flat"
     assert search.factory_string("OPQ16,IVF64,PQ16", 32, 10) == "OPQ16,IVF64,PQ16"
+
+
+@pytest.mark.parametrize("kind", ["flat", "exact", "hnsw"])
+def test_runner_matryoshka_and_miner_search_alike(tmp_path, monkeypatch, kind):
+    """The three call sites build their index from one IndexSpec and return the same top-k."""
+    from types import SimpleNamespace
+
+    from megatron_hybridir.evaluation import matryoshka, runner
+    from megatron_hybridir.evaluation.config import EvalConfig
+    from megatron_hybridir.mining.miner import MiningConfig, validate_mining
+
+    rng = np.random.default_rng(3)
+    corpus, queries = _unit(rng, 300, 16), _unit(rng, 12, 16)
+    order = rng.permutation(300)
+    shards = write_shards(tmp_path / "s", iter([(corpus[order[s:s + 64]], order[s:s + 64])
+                                               for s in range(0, 300, 64)]), 16, 300, float16=False)
+    config = EvalConfig(index=kind, k=20, progress=False, output=str(tmp_path))
+    monkeypatch.setattr(runner, "encode_corpus", lambda *a, **kw: shards)
+    encoder = SimpleNamespace(encode_queries=lambda texts, progress: queries)
+    task = SimpleNamespace(query_texts=["q"] * 12, passage=None, corpus_ids=list(range(300)))
+    via_runner = runner._retrieve(config, encoder, task, {})
+    via_matryoshka = matryoshka.search_truncated(config, queries, shards, 16)
+    mining = MiningConfig(input="x", output="y.jsonl", languages=["en"], model="m", index=kind)
+    validate_mining(mining)                     # both names are valid in mining too
+    via_miner = search.SearchIndex(search.spec_of(mining), shards.shards, 16, 300).search(queries, 20)
+    for scores, ids in (via_matryoshka, via_miner):
+        np.testing.assert_array_equal(ids, via_runner[1])
+        np.testing.assert_allclose(scores, via_runner[0], rtol=0, atol=1e-6)
+    if kind != "hnsw":
+        brute = np.argsort(-(queries @ corpus.T), axis=1, kind="stable")[:, :20]
+        np.testing.assert_array_equal(via_runner[1], brute)
+
+
+def test_index_spec_names_and_bad_values():
+    assert search.IndexSpec("flat") == search.IndexSpec("exact") and search.IndexSpec("flat").exact
+    assert search.IndexSpec("hnsw", hnsw_m=16).factory(32, 100) == "HNSW16,Flat"
+    assert search.IndexSpec("ivf", nlist=8).factory(32, 100) == "IVF8,Flat"
+    with pytest.raises(ValueError, match=r"nprobe: expected an integer >= 1, got 0"):
+        search.IndexSpec("ivf", nprobe=0)
+    with pytest.raises(ValueError, match=r"index: expected one of \['exact', 'ivf', 'hnsw', 'pq'\]"):
+        search.IndexSpec("")

@@ -59,6 +59,7 @@ def test_no_mined_negative_is_a_positive_copy_or_translation(tmp_path, planted):
     assert (tmp_path / "mined.jsonl.scores.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_parquet_in_parquet_out(tmp_path, planted):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -113,6 +114,7 @@ def test_window_ranks_count_survivors_and_sampling_is_seeded():
     assert all(set(row) <= set(s[2:6]) for row, s in zip(a, survivors)) and short == 0
 
 
+@pytest.mark.slow
 def test_rerun_resumes_from_parts_and_matches(tmp_path, planted):
     config = _config(tmp_path, planted)
     first = TrigramEncoder()
@@ -152,6 +154,7 @@ def _word_tokenizer(tmp_path, texts) -> str:
     return str(tmp_path / "tok")
 
 
+@pytest.mark.slow
 def test_mined_file_round_trips_through_preprocessing(tmp_path, planted):
     from megatron_hybridir.data.dataset import Collator, TokenizedDataset
     from megatron_hybridir.data.preprocess import PreprocessConfig, preprocess
@@ -185,6 +188,7 @@ def test_mined_file_round_trips_through_preprocessing(tmp_path, planted):
     assert batch.positive_ids.shape == (4,) and batch.negative_ids.shape == (8,)
 
 
+@pytest.mark.slow
 def test_hnsw_index_option_matches_exact_on_a_small_pool(tmp_path, planted):
     exact = _config(tmp_path, planted, sampling="top")
     mine(exact, encoder=TrigramEncoder())

@@ -40,6 +40,7 @@ def _scores(record, lang):
     return scores if "lang" in record else scores[lang]
 
 
+@pytest.mark.slow
 def test_bi_encoder_teacher_scores_are_the_cosines_in_reader_order(tmp_path, planted):
     mine(_config(tmp_path, planted, teacher="bi-encoder"), encoder=TrigramEncoder())
     out = tmp_path / "mined.jsonl"

@@ -104,3 +104,44 @@ def test_lora_config_errors_name_the_field(override, message):
 def test_lora_needs_a_base():
     with pytest.raises(ConfigError, match="checkpoint.init_from: model.lora trains adapters"):
         load_config(None, ["model.preset=tiny", "model.lora.rank=8"])
+
+
+@pytest.mark.parametrize("target", ["qkv", "proj"])
+def test_adapter_takes_the_tp_group_of_the_layer_it_wraps(megatron_runtime, monkeypatch, target):
+    """The adapter is split and reduced over the wrapped linear's own group, never parallel_state's."""
+    from types import SimpleNamespace
+
+    import torch.nn.functional as F
+    from megatron.core import parallel_state
+
+    from megatron_hybridir.model.lora import LoRASettings, lora_linear_class
+
+    group = torch.distributed.new_group([0])
+
+    class Linear(torch.nn.Module):
+        def __init__(self, input_size, output_size, *, config):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.randn(output_size, input_size))
+            self.tp_group = group
+
+        def forward(self, x):
+            return F.linear(x, self.weight), None
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("LoRA asked parallel_state for the tensor-parallel group")
+
+    for name in ("get_tensor_model_parallel_group", "get_tensor_model_parallel_world_size",
+                 "get_tensor_model_parallel_rank"):
+        monkeypatch.setattr(parallel_state, name, forbidden)
+    config = SimpleNamespace(use_cpu_initialization=True, params_dtype=torch.float32,
+                             sequence_parallel=False, gated_linear_unit=False)
+    settings = LoRASettings(rank=4, alpha=8.0, dropout=0.0, target=target)
+    layer = lora_linear_class(Linear, settings)(16, 24, config=config)
+    assert layer._lora_tp_group is group
+    with torch.no_grad():
+        layer.lora_b.copy_(torch.randn_like(layer.lora_b))
+    x = torch.randn(5, 2, 16)
+    out, _ = layer(x)
+    expected = F.linear(x, layer.weight) + settings.scale * F.linear(F.linear(x, layer.lora_a),
+                                                                     layer.lora_b)
+    torch.testing.assert_close(out, expected)

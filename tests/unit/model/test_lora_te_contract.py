@@ -28,6 +28,8 @@ class TELikeLayerNormLinear(torch.nn.Module):
         self.weight = torch.nn.Parameter(torch.randn(output_size, input_size) * 0.1)
         self.bias = torch.nn.Parameter(torch.randn(output_size) * 0.1)
         self.te_return_bias = te_return_bias
+        from megatron.core import parallel_state
+        self._tp_group = parallel_state.get_tensor_model_parallel_group()   # as Megatron's TE wrappers
         self.return_layernorm_output = False   # as Megatron constructs it
         self.return_layernorm_output_gathered = False
 

@@ -77,6 +77,7 @@ def _find(report, label, metric):
     return next(c for c in report["comparisons"] if c["label"] == label and c["metric"] == metric)
 
 
+@pytest.mark.slow
 def test_planted_effects_are_found_with_holm_over_the_whole_report(study):
     out, plan = study
     report = write_cluster_report(out, draws=2000)
@@ -141,6 +142,7 @@ def test_mismatched_query_sets_and_stale_tables_are_refused(study):
         write_cluster_report(out, draws=200)
 
 
+@pytest.mark.slow
 def test_the_report_job_command_writes_the_report(study):
     import runpy
     from pathlib import Path

@@ -52,6 +52,7 @@ def test_cells_are_seed_major():
     assert names[4:] == ["S_a0_s2", "S_a0.5_s2", "L_a0_s2", "L_a0.5_s2"]
 
 
+@pytest.mark.slow
 def test_failed_and_hung_cells_are_reported_and_the_grid_goes_on(stand_in):
     out = stand_in / "study"
     result = run_grid(_config(out, workers=2))

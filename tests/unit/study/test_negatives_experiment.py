@@ -64,6 +64,7 @@ def test_arms_budget_seeds_and_summary(tmp_path, monkeypatch):
         experiment.run_negatives_experiment(tmp_path, steps=100, first_steps=100)
 
 
+@pytest.mark.slow
 def test_negative_quality_on_planted_and_random_negatives(tmp_path, monkeypatch):
     make_demo_data(tmp_path, seed=0)
     planted = mining.negative_quality(tmp_path / "train.jsonl")

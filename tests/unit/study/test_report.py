@@ -40,6 +40,7 @@ def _get(comparisons, label, metric):
     return next(c for c in comparisons if c.label == label and c.metric == metric)
 
 
+@pytest.mark.slow
 def test_planted_effects_are_found_and_absent_ones_are_not(tmp_path):
     write_cells(tmp_path)
     comparisons = analyse(load_study(tmp_path), draws=2000)
@@ -57,6 +58,7 @@ def test_planted_effects_are_found_and_absent_ones_are_not(tmp_path):
     assert all(c.p_holm >= c.result.p_value for c in comparisons)
 
 
+@pytest.mark.slow
 def test_report_words_tables_and_plots_follow_the_numbers(tmp_path):
     write_cells(tmp_path, failed=[("M", 1.0, 3)])
     payload = write_report(tmp_path, draws=3000)

@@ -17,6 +17,7 @@ def _result(path, params, flops, mono, cross, ndcg=None):
     return path
 
 
+@pytest.mark.slow
 def test_scaling_report_merges_benchmarks_per_model(tmp_path):
     files = [_result(tmp_path / f"s{n}" / "lareqa.json", p, p * 1e6, 0.5 + n / 10, 0.2 + n / 10)
              for n, p in enumerate([3e6, 1e6, 2e6])]
@@ -36,6 +37,7 @@ def test_scaling_report_names_a_result_without_run_info(tmp_path):
         scaling_report([bad], tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_n_a_values_are_left_out_not_averaged(tmp_path):
     # A one-language LAReQA run reports cross / pool / bias as null (n/a): it must neither crash
     # the report nor enter a mean; a second seed of the same size with numbers is averaged alone.

@@ -29,6 +29,7 @@ def test_lareqa_query_means_equal_the_runner(tmp_path, tiny_st_model):
     assert dev_score(scores) == pytest.approx(0.5 * (reference["mono_mAP"] + reference["cross_mAP"]))
 
 
+@pytest.mark.slow
 def test_beir_query_ndcg_equals_the_runner_per_language(tmp_path, tiny_st_model):
     root = tmp_path / "beir"
     for n, lang in enumerate(LANGS):

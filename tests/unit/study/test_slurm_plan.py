@@ -63,6 +63,7 @@ def test_gpu_hours_come_from_the_dry_run_flops_at_the_stated_mfu(plan):
     assert all(c["memory_gib"] < 80 for c in result["cells"])       # every size fits an H100
 
 
+@pytest.mark.slow
 def test_generated_scripts_pass_shellcheck(plan):
     out, _ = plan
     shellcheck = find_shellcheck()
@@ -88,6 +89,7 @@ def _graph(log_text):
     return jobs
 
 
+@pytest.mark.slow
 def test_submit_chains_the_whole_pipeline(plan, tmp_path):
     out, _ = plan
     log = tmp_path / "sbatch.log"
@@ -182,6 +184,7 @@ def test_evaluation_script_exports_then_evaluates_every_benchmark(plan, tmp_path
     assert calls[-1].endswith(f"--study {result['study_id']}")
 
 
+@pytest.mark.slow
 def test_a_training_array_task_runs_its_alpha_and_seed_through_srun(tmp_path):
     out = tmp_path / "study"
     write_plan(PlanConfig(out=str(out), sizes=["7b"], recipes={"7b": "examples/tiny_cpu.yaml"},

@@ -24,6 +24,7 @@ def _repeat(n, **kwargs):
     return [paired_bootstrap(*_tables(rng, **kwargs), draws=1000, seed=i) for i in range(n)]
 
 
+@pytest.mark.slow
 def test_identical_systems_reject_at_about_the_nominal_rate():
     results = _repeat(300)
     rate = np.mean([r.p_value < 0.05 for r in results])
@@ -31,6 +32,7 @@ def test_identical_systems_reject_at_about_the_nominal_rate():
     assert 0.015 <= rate <= 0.095, rate
 
 
+@pytest.mark.slow
 def test_identical_systems_with_large_seed_variance_stay_near_nominal():
     # Seed offsets dominate: resampling only queries would reject far too often.
     results = _repeat(300, seed_sd=0.03, noise_sd=0.1)
@@ -45,6 +47,7 @@ def test_identical_systems_with_large_seed_variance_stay_near_nominal():
     assert np.mean(queries_only) > rate + 0.1              # the seed level matters, and is counted
 
 
+@pytest.mark.slow
 def test_planted_difference_is_detected_with_the_right_sign():
     results = _repeat(50, shift=0.12)
     assert np.mean([r.p_value < 0.05 for r in results]) >= 0.9
@@ -53,6 +56,7 @@ def test_planted_difference_is_detected_with_the_right_sign():
     assert negative.mean_diff < 0 and negative.ci_high < 0 and negative.p_value < 0.01
 
 
+@pytest.mark.slow
 def test_confidence_intervals_cover_the_true_difference():
     results = _repeat(300, shift=0.03)
     coverage = np.mean([r.ci_low <= 0.03 <= r.ci_high for r in results])
@@ -75,9 +79,29 @@ def test_result_fields_and_errors():
         paired_bootstrap_diff(np.array([[np.nan, 1.0]]))
 
 
-def test_bootstrap_is_deterministic_for_a_seed():
-    a, b = _tables(np.random.default_rng(0))
-    assert paired_bootstrap(a, b, draws=500, seed=3) == paired_bootstrap(a, b, draws=500, seed=3)
+def test_bootstrap_matches_hand_computed_distributions():
+    """Tables whose bootstrap distribution is known exactly, against references computed by hand
+    (scipy's t and normal quantiles for the seed widening), not against the function itself."""
+    from scipy import stats
+
+    # Every draw of a constant table is its mean: a point interval, no draw as far from 0 as 0.5.
+    r = paired_bootstrap_diff(np.full((3, 5), 0.5), draws=999, seed=3)
+    assert (r.mean_diff, r.ci_low, r.ci_high) == (0.5, 0.5, 0.5)
+    assert r.p_value == pytest.approx(1 / 1000)
+    # One seed, queries {0, 1}: a draw's mean is 0, 0.5 or 1 (1/4, 1/2, 1/4); the 95% interval is
+    # [0, 1] and the draws at 0 or 1 (half of them) are as far from 0.5 as 0.5 is from 0.
+    r = paired_bootstrap_diff(np.array([[0.0, 1.0]]), draws=4000, seed=5)
+    assert (r.ci_low, r.ci_high) == (0.0, 1.0)
+    assert 0.45 <= r.p_value <= 0.55, r.p_value       # binomial sd 0.008
+    # Two seeds, constant per seed (1 and 3): no query noise, so the seed deviations +-1 are scaled
+    # to sqrt(sigma_s^2 / pop_var * S / (S - 1)) = sqrt(2 / 1 * 2) = 2 and widened by t_1 / z;
+    # a draw is 2 + (-a, 0, +a) with a = 2 * t_1 / z, so the interval is [2 - a, 2 + a].
+    a = 2 * stats.t.ppf(0.975, 1) / stats.norm.ppf(0.975)
+    r = paired_bootstrap_diff(np.array([[1.0, 1.0], [3.0, 3.0]]), draws=4000, seed=7)
+    assert r.mean_diff == 2.0
+    assert r.ci_low == pytest.approx(2 - a) and r.ci_high == pytest.approx(2 + a)
+    assert 0.45 <= r.p_value <= 0.55, r.p_value       # a > 2: the draws at 2 +- a are extreme
+    assert paired_bootstrap_diff(np.array([[1.0, 1.0], [3.0, 3.0]]), draws=4000, seed=7) == r
 
 
 def test_holm_matches_the_step_down_definition():

@@ -27,6 +27,7 @@ def _holder(run_dir: Path) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.slow
 def test_a_second_holder_is_refused_naming_the_first(tmp_path):
     holder = _holder(tmp_path)
     try:
@@ -42,6 +43,7 @@ def test_a_second_holder_is_refused_naming_the_first(tmp_path):
         holder.wait()
 
 
+@pytest.mark.slow
 def test_the_lock_of_a_sigkilled_holder_is_taken_over(tmp_path):
     holder = _holder(tmp_path)
     os.kill(holder.pid, signal.SIGKILL)

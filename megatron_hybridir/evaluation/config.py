@@ -1,0 +1,45 @@
+"""The settings of one evaluation run, as plain data.
+
+Why it exists: the runner, the checks, the benchmark loaders, the CLI's loader and the study all
+read :class:`EvalConfig`; keeping it apart from ``runner.py`` lets them import the settings without
+the runner (and without what the runner imports). What it does not do: check the values
+(``checks.py``) or run anything (``runner.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from megatron_hybridir.config.instructions import DEFAULT_TEMPLATE
+from megatron_hybridir.evaluation import metrics
+from megatron_hybridir.evaluation.encoder import EncoderConfig
+
+
+@dataclass
+class EvalConfig:
+    benchmark: str = ""                    # a key of evaluation.benchmarks.BENCHMARKS
+    data: str = ""                         # local folder; with hub=true a BEIR name (beir) or unused (miracl)
+    output: str = "runs/eval"              # results.json, results.md, PNG plots
+    hub: bool = False                      # read BEIR / MIRACL / NQ / XQuAD-R through `datasets` (network)
+    languages: Optional[list[str]] = None  # MIRACL / LAReQA languages (default: all found)
+    split: str = "test"                    # BEIR qrels split; MIRACL uses "dev" when left at "test"
+    k: int = 100                           # retrieval depth for BEIR / NQ / MIRACL
+    measures: list[str] = field(default_factory=lambda: list(metrics.DEFAULT_MEASURES))
+    # exact (alias: flat) | ivf | hnsw | pq | any FAISS factory string (evaluation.search.IndexSpec)
+    index: str = "exact"
+    nprobe: int = 64                       # IVF lists visited per query
+    ef_search: int = 256                   # HNSW search breadth
+    nlist: Optional[int] = None            # IVF lists (default 4 * sqrt(corpus size))
+    hnsw_m: int = 32                       # HNSW links per node
+    shard_size: int = 100_000              # passages per on-disk embedding shard
+    float16_shards: bool = False
+    cache_dir: str = ""                    # default: <output>/cache
+    candidate_context: bool = False        # LAReQA: encode "sentence context" instead of the sentence
+    plots: bool = True
+    progress: bool = True
+    instruction: Optional[str] = None      # task instruction on queries: null = none (the model's
+                                           # query prompt), "default" = the benchmark's documented one
+                                           # (evaluation/instruction.py), else the instruction text
+    instruction_template: str = DEFAULT_TEMPLATE   # must end with {text}; replaces the query prompt
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
