@@ -17,7 +17,7 @@ from megatron_hybridir.config import ConfigError
 from megatron_hybridir.config.instructions import TASK_INSTRUCTIONS, instruction_prompt
 
 if TYPE_CHECKING:
-    from megatron_hybridir.evaluation.runner import EvalConfig
+    from megatron_hybridir.evaluation.config import EvalConfig
 
 DEFAULT = "default"
 
