@@ -9,8 +9,9 @@ measured). One global batch of ``--pairs`` pairs in micro-batches of 4 pairs + 1
 each, GradCache (the loss over the whole batch, so both layouts compute the same loss: checked).
 
 Layouts: PP=1 (one process): today's per-segment trim (``forward_step.embed``) vs packed; PP=2
-(two gloo ranks): today's rows padded to ``--seq`` vs packed to the step's longest stream, and
-``budget`` (``data.micro_batch_tokens`` = that length: whole pairs greedily, fewer streams). For
+(two gloo ranks): today's rows padded to ``--seq`` vs packed (the rank's pairs regrouped into as
+many near-equal streams as micro-batches, padded to the longest), and ``budget``
+(``data.micro_batch_tokens`` = that length: as few near-equal streams as hold it). For
 each: real tokens / processed tokens, median step time (steps alternate between the two, so
 machine noise hits both), their ratio, and the process's peak RSS (both variants share the
 process, so it is one figure per layout).
@@ -90,20 +91,21 @@ def micro_batches(rows: list[list[int]], *, pairs: int, seq: int, fixed: bool, p
         out.append(Batch(input_ids=ids, attention_mask=mask, num_queries=micro_pairs,
                          num_negatives=NEGATIVES, segment_lengths=segments))
     if pack:
+        # GradCache, as the trainer: at PP=2 the pairs are regrouped into near-equal streams.
         pp = ParallelConfig(pipeline_model_parallel_size=2 if fixed else 1)
-        out = pack_for_layout(out, pad_to_multiple=8, parallel=pp)
+        out = pack_for_layout(out, pad_to_multiple=8, parallel=pp, balance=True)
     return out
 
 
 def budget_micro_batches(rows: list[list[int]], *, pairs: int, seq: int, budget: int):
-    """``data.micro_batch_tokens``: the whole batch cut greedily into whole pairs of at most
-    ``budget`` real tokens, each packed to exactly ``budget`` (the pipeline's fixed shape)."""
+    """``data.micro_batch_tokens``: the whole batch in as few near-equal streams of whole pairs as
+    hold at most ``budget`` real tokens each, all packed to the longest (the trainer's path)."""
     from megatron_hybridir.config import ParallelConfig
     from megatron_hybridir.data.packing import pack_for_layout, split_by_tokens
 
     [whole] = micro_batches(rows, pairs=pairs, seq=seq, fixed=True, pack=False, micro_pairs=pairs)
     pieces = split_by_tokens(whole, max_tokens=budget)
-    return pack_for_layout(pieces, pad_to_multiple=8, token_budget=budget,
+    return pack_for_layout(pieces, pad_to_multiple=8, token_budget=budget, balance=True,
                            parallel=ParallelConfig(pipeline_model_parallel_size=2))
 
 
