@@ -18,12 +18,12 @@ process, so it is one figure per layout).
 
     python tools/bench/bench_packing.py [--pairs 16] [--seq 256] [--steps 3]
 
-Measured 2026-12-06 on the shared 2-core machine (load average ~25, local layer spec, so packed
-attention computes the whole T x T block-masked matrix; ``--pairs 16 --seq 256 --steps 2``):
-real / processed tokens today 0.64 (Llama) and 0.54 (MiniLM) at PP=1, 0.13 and 0.17 at PP=2;
-packed 0.99 / 1.00 at PP=1 and 0.77 / 0.86 at PP=2 (four streams padded to the longest: with 16
-pairs a step has too few pairs to balance; no token budget reached 0.9 either). Step time today /
-packed: PP=1 2.87x (Llama) and 1.20x (MiniLM); PP=2 8.69x and 1.60x. Losses equal (<= 2.4e-7).
+Measured 2026-12-06 on the shared 2-core machine (load average 3-6, local layer spec, packed
+attention one row at a time; ``nice -n 10 ... --pairs 16 --seq 256 --steps 2``): real / processed
+tokens today 0.64 (Llama) and 0.54 (MiniLM) at PP=1, 0.13 and 0.17 at PP=2; packed 0.99 / 1.00 at
+PP=1 and 0.99 / 0.96 at PP=2 (balanced streams). Step time today / packed: PP=1 2.13x (Llama) and
+1.75x (MiniLM); PP=2 4.51x and 3.55x (``budget``, the same streams here: 6.78x and 5.10x, so the
+spread is noise). Losses equal within 1.9e-6.
 """
 
 from __future__ import annotations
