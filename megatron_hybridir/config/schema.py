@@ -266,13 +266,15 @@ class DataConfig:
     packing: bool = False
     """Concatenate the rows of each micro-batch into one token stream with per-row boundaries
     (``data/packing.py``): no padding inside the stream, same embeddings; under pipeline
-    parallelism the step's micro-batches share the longest one's length."""
+    parallelism the step's micro-batches share the longest one's length, and with
+    ``training.gradcache`` a rank's pairs are first regrouped into near-equal streams."""
     micro_batch_tokens: Optional[int] = None
     """Cut each rank's share of the global batch into micro-batches of whole pairs holding at most
     this many real tokens (greedy, in the sampler's order) instead of ``micro_batch_size`` pairs;
     needs ``data.packing`` and ``training.gradcache`` (the loss spans the whole global batch, so
-    the split changes nothing but the work). Under pipeline parallelism every micro-batch is
-    padded to exactly this length."""
+    the split changes nothing but the work). Under pipeline parallelism the pairs go into as few
+    near-equal streams as hold them within the budget, all padded to the step's longest (at
+    most this length, rounded up to the padding multiple)."""
 
     def sampler_config(self, *, seed: int) -> SamplerConfig:
         """The hybrid sampler's settings for this data section (validated on construction)."""

@@ -141,6 +141,44 @@ class Batch:
             negative_ids=None if self.negative_ids is None else self.negative_ids[neg],
             teacher_scores=None if self.teacher_scores is None else self.teacher_scores[idx])
 
+    @staticmethod
+    def concat(batches: Sequence["Batch"]) -> "Batch":
+        """The pairs of several padded batches as one, in order (rows re-laid out as queries,
+        positives, negatives); narrower batches are padded with masked zeros to the widest."""
+        if not batches or any(b.is_packed for b in batches):
+            raise ValueError("Batch.concat: concatenate one or more padded (unpacked) batches")
+        first = batches[0]
+        if any(b.num_negatives != first.num_negatives or b.kind != first.kind for b in batches):
+            raise ValueError("Batch.concat: the batches differ in num_negatives or kind")
+        width = max(b.input_ids.size(1) for b in batches)
+
+        def rows(field: str, part: int):
+            out = []
+            for b in batches:
+                t = getattr(b, field)
+                t = torch.nn.functional.pad(t, (0, width - t.size(1)))
+                n = b.num_queries
+                out.append(t[(0, n, 2 * n)[part]:(n, 2 * n, t.size(0))[part]])
+            return out
+
+        def optional(field: str):
+            values = [getattr(b, field) for b in batches]
+            if all(v is None for v in values):
+                return None
+            if any(v is None for v in values):
+                raise ValueError(f"Batch.concat: {field} is set on some batches only")
+            return torch.cat(values)
+
+        segments = ([b.segment_lengths for b in batches]
+                    if all(b.segment_lengths for b in batches) else None)
+        return dataclasses.replace(
+            first, num_queries=sum(b.num_queries for b in batches),
+            input_ids=torch.cat([t for part in range(3) for t in rows("input_ids", part)]),
+            attention_mask=torch.cat([t for part in range(3) for t in rows("attention_mask", part)]),
+            positive_ids=optional("positive_ids"), negative_ids=optional("negative_ids"),
+            teacher_scores=optional("teacher_scores"),
+            segment_lengths=tuple(map(max, zip(*segments))) if segments else None)
+
     def split(self, pairs_per_chunk: int) -> list["Batch"]:
         """Consecutive chunks of ``pairs_per_chunk`` pairs (GradCache's micro-batches of a batch)."""
         if pairs_per_chunk < 1 or self.num_queries % pairs_per_chunk:

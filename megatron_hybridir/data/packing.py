@@ -9,7 +9,9 @@ are unchanged and only the work shrinks.
 T is the real-token count rounded up to ``multiple`` (the collator's ``pad_to_multiple``, times the
 tensor-parallel size under sequence parallelism, which splits the stream evenly over TP ranks), or
 a fixed ``length`` when every micro-batch must have one shape (pipeline stages exchange activations
-of a fixed shape).
+of a fixed shape). Under pipeline parallelism with GradCache (whose loss does not depend on how
+pairs are grouped) a rank's pairs are first spread over the step's streams so that the streams are
+near equal (``balanced_groups``), and every stream is padded only to the longest one.
 
 What it does not do: tokenize, sample or choose rows; the row order (queries, positives,
 negatives) is the unpacked batch's.
@@ -18,6 +20,7 @@ negatives) is the unpacked batch's.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import math
 from typing import Optional, Sequence
 
@@ -72,20 +75,73 @@ def packing_multiple(*, pad_to_multiple: int, tensor_parallel: int, sequence_par
 
 
 def pack_for_layout(micro: Sequence[Batch], *, pad_to_multiple: int, parallel: ParallelConfig,
-                    token_budget: Optional[int] = None, pad_id: int = 0) -> list[Batch]:
+                    token_budget: Optional[int] = None, balance: bool = False,
+                    pad_id: int = 0) -> list[Batch]:
     """Pack one step's micro-batches for this parallel layout (what the trainer runs).
 
-    Under pipeline parallelism all have one length: the token budget (rounded up to the multiple)
-    when there is one, so the shape is the same at every step, else this step's longest."""
+    Under pipeline parallelism all have one length, this step's longest stream. ``balance``
+    (GradCache only: the loss spans the whole batch, so the grouping of pairs changes nothing but
+    the work) first regroups this rank's pairs into near-equal streams (``balanced_groups``): as
+    many as there are micro-batches, or with ``token_budget`` as few as hold the pairs within it."""
     multiple = packing_multiple(pad_to_multiple=pad_to_multiple,
                                 tensor_parallel=parallel.tensor_model_parallel_size,
                                 sequence_parallel=parallel.sequence_parallel)
-    if parallel.pipeline_model_parallel_size > 1 and token_budget is not None:
-        length = -(-token_budget // multiple) * multiple
-        return [pack_batch(mb, multiple=multiple, length=length, pad_id=pad_id) for mb in micro]
-    # NOTE: every pipeline stage packs the same micro-batches, so all agree on the length.
-    return pack_micro_batches(micro, multiple=multiple, pad_id=pad_id,
-                              same_length=parallel.pipeline_model_parallel_size > 1)
+    pipelined = parallel.pipeline_model_parallel_size > 1
+    if pipelined and balance:
+        local = Batch.concat(micro)
+        groups = balanced_groups(pair_tokens(local), budget=token_budget,
+                                 count=None if token_budget is not None else len(micro))
+        micro = [local.select(group) for group in groups]
+    # NOTE: every pipeline stage packs the same micro-batches, so all agree on the length (the
+    # schedule is given it per step; data-parallel ranks run their own schedules, so theirs may
+    # differ).
+    return pack_micro_batches(micro, multiple=multiple, pad_id=pad_id, same_length=pipelined)
+
+
+def pair_tokens(batch: Batch) -> list[int]:
+    """Real tokens of each pair (its query, positive and negatives), in pair order."""
+    b, k = batch.num_queries, batch.num_negatives
+    lengths = batch.row_lengths()
+    return (lengths[:b] + lengths[b:2 * b]
+            + (lengths[2 * b:].view(b, k).sum(1) if k else 0)).tolist()
+
+
+def balanced_groups(tokens: Sequence[int], *, count: Optional[int] = None,
+                    budget: Optional[int] = None) -> list[list[int]]:
+    """Pairs (by their token counts) in ``count`` groups of near-equal total, or, with ``budget``
+    instead, in the fewest groups of at most ``budget`` tokens that this finds.
+
+    Longest pair first into the group with the fewest tokens so far (LPT), so the groups' totals
+    differ by at most the longest pair. Each group lists its pairs in their original order. A pure
+    function of the token counts (which the sampler draws from seed, step and DP rank), so a
+    resumed run groups alike.
+    """
+    if (count is None) == (budget is None):
+        raise ValueError("balanced_groups: give count or budget, not both")
+    if not tokens:
+        raise ValueError("balanced_groups: no pairs")
+    if budget is None:
+        return _lpt(tokens, min(count, len(tokens)))
+    if max(tokens) > budget:
+        pair = max(range(len(tokens)), key=tokens.__getitem__)
+        raise ValueError(f"data.micro_batch_tokens={budget}: pair {pair} has {tokens[pair]} tokens")
+    # LPT may overfill a group at the lower bound; one more group at a time until all fit (one
+    # pair per group always fits).
+    for n in range(-(-sum(tokens) // budget), len(tokens) + 1):
+        groups = _lpt(tokens, n)
+        if max(sum(tokens[i] for i in g) for g in groups) <= budget:
+            return groups
+    raise AssertionError("unreachable: one pair per group fits the budget")
+
+
+def _lpt(tokens: Sequence[int], count: int) -> list[list[int]]:
+    heap = [(0, g) for g in range(count)]  # (tokens so far, group): ties go to the lower group
+    groups: list[list[int]] = [[] for _ in range(count)]
+    for pair in sorted(range(len(tokens)), key=lambda i: (-tokens[i], i)):
+        load, g = heapq.heappop(heap)
+        groups[g].append(pair)
+        heapq.heappush(heap, (load + tokens[pair], g))
+    return [sorted(g) for g in groups]
 
 
 def split_by_tokens(batch: Batch, *, max_tokens: int) -> list[Batch]:
@@ -97,13 +153,10 @@ def split_by_tokens(batch: Batch, *, max_tokens: int) -> list[Batch]:
     """
     if batch.is_packed:
         raise ValueError("split_by_tokens: split the padded batch, then pack the pieces")
-    b, k = batch.num_queries, batch.num_negatives
-    lengths = batch.row_lengths()
-    pair_tokens = (lengths[:b] + lengths[b:2 * b]
-                   + (lengths[2 * b:].view(b, k).sum(1) if k else 0)).tolist()
+    k = batch.num_negatives
     groups: list[list[int]] = []
     used = max_tokens + 1
-    for pair, tokens in enumerate(pair_tokens):
+    for pair, tokens in enumerate(pair_tokens(batch)):
         if tokens > max_tokens:
             raise ValueError(f"data.micro_batch_tokens={max_tokens}: pair {pair} of the batch has "
                              f"{tokens} tokens (query, positive and {k} negatives); raise the "

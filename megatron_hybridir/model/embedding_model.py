@@ -52,16 +52,16 @@ class EmbeddingModel(MegatronModule):
                  vocab_size: int, max_sequence_length: int, head: Optional[EmbeddingHead],
                  mask_layout: str, positions: str = "rope", rotary_base: float = 10000.0,
                  rope_scaling_factor: Optional[float] = None, num_tokentypes: int = 0,
-                 position_offset: int = 0, packed_attention: str = "mask",
+                 position_offset: int = 0, packed_attention: str = "segments",
                  pre_process: bool = True, post_process: bool = True,
                  vp_stage: Optional[int] = None):
         super().__init__(config=config)
         if positions not in ("rope", "learned"):
             raise ValueError(f"positions must be rope or learned, got {positions!r}")
-        if packed_attention not in ("thd", "mask"):
-            raise ValueError(f"packed_attention must be thd or mask, got {packed_attention!r}")
-        # How packed rows are kept apart (model/packing.py): TE's THD kernels, or an explicit
-        # block-diagonal mask for the local spec.
+        if packed_attention not in ("thd", "segments"):
+            raise ValueError(f"packed_attention must be thd or segments, got {packed_attention!r}")
+        # How packed rows are kept apart (model/packing.py): TE's THD kernels, or the local spec's
+        # SegmentAttention (one row at a time).
         self.packed_attention = packed_attention
         self.pre_process = pre_process
         self.post_process = post_process
@@ -158,8 +158,8 @@ class EmbeddingModel(MegatronModule):
         else:
             rotary = (self.rotary_pos_emb(int(positions.max()) + 1)[positions]  # [T, 1, 1, d]
                       if self.positions == "rope" else None)
-            mask = packing.block_diagonal_mask(bounds, causal=self.mask_layout == "full")
-            hidden = self.decoder(hidden_states=hidden, attention_mask=mask, rotary_pos_emb=rotary)
+            hidden = self.decoder(hidden_states=hidden, attention_mask=None, rotary_pos_emb=rotary,
+                                  packed_seq_params=packing.segment_params(bounds))
         if not self.post_process:
             return hidden
         hidden = self._gather_sequence(hidden)[:, 0]  # [T, 1, h] -> [T, h]

@@ -36,6 +36,7 @@ from megatron.core.transformer.transformer_block import (
 from megatron.core.transformer.transformer_config import TransformerConfig
 
 from megatron_hybridir.model.encoder_layers import post_ln_layer_spec
+from megatron_hybridir.model.packing import SegmentAttention
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,9 @@ def embedding_block_spec(config: TransformerConfig, *, causal: bool, qk_layernor
         gpt = (get_gpt_layer_with_transformer_engine_spec() if use_te
                else get_gpt_layer_local_spec(normalization="LayerNorm"))
         layer = post_ln_layer_spec(gpt, use_te=use_te)
+        if not use_te:
+            layer.submodules.self_attention.submodules.core_attention = ModuleSpec(
+                module=SegmentAttention, params={"causal": False})
         layer.submodules.self_attention.params = {
             **layer.submodules.self_attention.params, "attn_mask_type": AttnMaskType.padding}
         return TransformerBlockSubmodules(layer_specs=[layer] * num_layers, layer_norm=None)
@@ -117,6 +121,9 @@ def embedding_block_spec(config: TransformerConfig, *, causal: bool, qk_layernor
         if qk_layernorm:
             layer.submodules.self_attention.submodules.q_layernorm = RMSNorm
             layer.submodules.self_attention.submodules.k_layernorm = RMSNorm
+        # Megatron's local attention, plus packed streams one row at a time (model/packing.py).
+        layer.submodules.self_attention.submodules.core_attention = ModuleSpec(
+            module=SegmentAttention, params={"causal": causal})
     layer = copy.deepcopy(layer)
     attention: ModuleSpec = layer.submodules.self_attention
     attention.params = {**attention.params, "attn_mask_type": mask_type}

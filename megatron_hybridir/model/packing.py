@@ -10,12 +10,13 @@ Two attention paths with the same result:
 
 - ``thd`` (Transformer Engine): Megatron-Core's ``PackedSeqParams(qkv_format="thd")`` carries
   ``cu_seqlens`` to TE's attention and to the THD RoPE (which restarts positions per row itself);
-- ``mask`` (the local spec, CPU tests): an explicit block-diagonal mask [1, 1, T, T] (causal inside
-  each row when asked) and RoPE frequencies gathered per token from each token's own position.
+- ``segments`` (the local spec, CPU): ``PackedSeqParams(qkv_format="sbhd")`` carries the row
+  bounds past Megatron's attention (which only reshapes for ``thd``) to ``SegmentAttention``,
+  which computes each row's own s_i x s_i scores (causal inside the row when asked); RoPE
+  frequencies are gathered per token from each token's own position.
 
-Cost: TE's THD kernels compute each row's s_i x s_i scores only (what ``training/flops.py``
-counts). The mask path computes the whole T x T score matrix and masks it, so on the local spec
-packing saves the linears' padding but not attention work; it exists for correctness on CPU.
+Cost: both paths compute each row's s_i x s_i scores only (what ``training/flops.py`` counts), not
+the whole T x T matrix of the stream, so packing saves attention work as well as the linears'.
 
 Tokens after the last row (tail padding, so that the length fits a pipeline shape or the
 sequence-parallel split) form one extra segment: they attend only among themselves and are never
@@ -27,7 +28,9 @@ What it does not do: decide lengths or build batches (``data/packing.py``), or k
 from __future__ import annotations
 
 import torch
+from megatron.core import tensor_parallel
 from megatron.core.packed_seq_params import PackedSeqParams
+from megatron.core.transformer.dot_product_attention import DotProductAttention
 from torch import Tensor
 
 
@@ -51,22 +54,75 @@ def positions_in_rows(cu_seqlens: Tensor, total: int) -> Tensor:
     return positions
 
 
-def block_diagonal_mask(bounds: Tensor, *, causal: bool) -> Tensor:
-    """Boolean "do not attend" mask [1, 1, T, T]: keys of another segment (or future keys)."""
-    lengths = (bounds[1:] - bounds[:-1]).long()
-    segment = torch.repeat_interleave(torch.arange(lengths.numel(), device=bounds.device), lengths)
-    blocked = segment[:, None] != segment[None, :]  # [T, T]
-    if causal:
-        t = segment.numel()
-        blocked = blocked | torch.ones(t, t, dtype=torch.bool, device=bounds.device).triu(1)
-    return blocked[None, None]
-
-
 def thd_params(bounds: Tensor) -> PackedSeqParams:
     """Megatron-Core's packed-sequence parameters for TE's THD attention and the THD RoPE."""
     max_len = int((bounds[1:] - bounds[:-1]).max())
     return PackedSeqParams(qkv_format="thd", cu_seqlens_q=bounds, cu_seqlens_kv=bounds,
                            max_seqlen_q=max_len, max_seqlen_kv=max_len)
+
+
+def segment_params(bounds: Tensor) -> PackedSeqParams:
+    """The row bounds for ``SegmentAttention`` (local spec). ``sbhd``: Megatron's attention
+    leaves the [T, 1, heads, d] layout and the RoPE as they are and hands the bounds through."""
+    max_len = int((bounds[1:] - bounds[:-1]).max())
+    return PackedSeqParams(qkv_format="sbhd", cu_seqlens_q=bounds, cu_seqlens_kv=bounds,
+                           max_seqlen_q=max_len, max_seqlen_kv=max_len)
+
+
+class SegmentAttention(DotProductAttention):
+    """Megatron's local core attention; on a packed stream, one row (segment) at a time.
+
+    Why: a block-diagonal T x T mask computes and softmaxes T^2 scores of which only sum(s_i^2)
+    are kept; on CPU that made packed attention cost as much as the padded batch's. Unpacked
+    inputs (``packed_seq_params`` None) go to Megatron's code unchanged.
+    """
+
+    def __init__(self, *args, causal: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.causal = causal
+        # Megatron divides the scale by the layer number and multiplies it back in the softmax.
+        self.score_scale = self.softmax_scale * (
+            self.layer_number if self.config.apply_query_key_layer_scaling else 1)
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, attention_mask, attn_mask_type=None,
+                attention_bias=None, packed_seq_params: PackedSeqParams = None) -> Tensor:
+        if packed_seq_params is None:
+            return super().forward(query, key, value, attention_mask,
+                                   attn_mask_type=attn_mask_type, attention_bias=attention_bias)
+        if packed_seq_params.qkv_format != "sbhd" or attention_bias is not None:
+            raise ValueError(f"SegmentAttention: packed streams come as sbhd with row bounds and "
+                             f"no bias, got qkv_format={packed_seq_params.qkv_format!r}")
+        if self.softmax_offset is not None or self.config.window_size is not None:
+            raise ValueError("SegmentAttention: softmax offsets and sliding windows are not "
+                             "supported on packed streams")
+        repeat = self.num_attention_heads_per_partition // self.num_query_groups_per_partition
+        q = query[:, 0].transpose(0, 1)  # [T, 1, np, hn] -> [np, T, hn]
+        k = key[:, 0].repeat_interleave(repeat, dim=1).transpose(0, 1)  # [np, T, hn]
+        v = value[:, 0].repeat_interleave(repeat, dim=1).transpose(0, 1)  # [np, T, hn]
+        bounds = packed_seq_params.cu_seqlens_q.tolist()
+        if bounds[-1] != q.size(1):
+            raise ValueError(f"SegmentAttention: row bounds end at {bounds[-1]}, the stream has "
+                             f"{q.size(1)} tokens")
+        context = torch.cat([self._segment(q[:, a:b], k[:, a:b], v[:, a:b])
+                             for a, b in zip(bounds, bounds[1:])], dim=1)  # [np, T, hn]
+        return context.permute(1, 0, 2).reshape(q.size(1), 1, -1)  # [T, 1, np * hn]
+
+    def _segment(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """Attention inside one row: [np, s, hn] each -> [np, s, hn]."""
+        scores = torch.matmul(q, k.transpose(1, 2)) * self.score_scale  # [np, s, s]
+        if self.causal:
+            s = scores.size(-1)
+            future = torch.ones(s, s, dtype=torch.bool, device=scores.device).triu(1)
+            scores = scores.masked_fill(future, float("-inf"))
+        if self.config.attention_softmax_in_fp32:
+            scores = scores.float()
+        probs = torch.softmax(scores, dim=-1).to(v.dtype)
+        if self.config.sequence_parallel:
+            probs = self.attention_dropout(probs)
+        else:
+            with tensor_parallel.get_cuda_rng_tracker().fork():
+                probs = self.attention_dropout(probs)
+        return torch.matmul(probs, v)
 
 
 def unpack_rows(hidden: Tensor, cu_seqlens: Tensor) -> tuple[Tensor, Tensor]:

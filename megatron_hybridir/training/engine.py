@@ -65,7 +65,8 @@ def run_schedule(model: Sequence[torch.nn.Module], micro_batches: Sequence[Batch
     if parallel_state.get_pipeline_model_parallel_world_size() > 1:
         # NOTE: stages exchange activations of a fixed shape (shape negotiation per message
         # deadlocks the interleaved schedule on gloo and costs latency on NCCL), so every
-        # micro-batch must be padded to the same [rows, seq_length].
+        # micro-batch of a step must have the same shape ([rows, seq_length], or a packed
+        # stream [1, T] with T this step's longest); the schedule is given it per call.
         shapes = {tuple(mb.input_ids.shape) for mb in micro_batches}
         if len(shapes) != 1:
             raise ValueError(f"pipeline parallelism needs micro-batches of one shape, got "

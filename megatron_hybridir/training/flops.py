@@ -105,8 +105,8 @@ def training_flops(model: ModelConfig, *, sequences: int, seq_len: int, gradcach
 
 def real_token_flops(model: ModelConfig, *, row_lengths: Sequence[int], gradcache: bool) -> float:
     """FLOPs of one optimizer step counted on real tokens only: each row at its own length, so
-    attention costs sum(s_i^2) whatever the padding or packing (a packed stream's block-diagonal
-    attention computes exactly that on TE's THD kernels)."""
+    attention costs sum(s_i^2) whatever the padding or packing (a packed stream's attention
+    computes exactly that, on TE's THD kernels and in the local spec's SegmentAttention)."""
     counts = Counter(int(n) for n in row_lengths)
     return float(sum(k * training_flops(model, sequences=1, seq_len=s, gradcache=gradcache)
                      for s, k in counts.items()))

@@ -58,10 +58,14 @@ INIT_OVERRIDABLE = ("hidden_dropout", "attention_dropout", "pooling", "latent_nu
 # checkpoint.dir: a run directory copied or moved elsewhere is the same run. checkpoint.init: it
 # only decides step 0 (a relaunch resumes its checkpoint), and runs started before the field
 # existed recorded none.
+# data.packing / data.micro_batch_tokens: like data.micro_batch_size, they change how a step's
+# pairs are cut and laid out, not which pairs or the loss (packed embeddings equal the padded ones;
+# the token budget needs GradCache, whose loss spans the whole batch).
 RELAUNCH_HONOURED = ("training.", "parallel.", "checkpoint.dir", "checkpoint.save_interval",
                      "checkpoint.keep_last", "checkpoint.allow_data_change", "checkpoint.init",
                      "optim.lr", "optim.min_lr", "optim.weight_decay", "optim.clip_grad",
                      "optim.warmup_steps", "data.micro_batch_size", "data.pad_to_multiple",
+                     "data.packing", "data.micro_batch_tokens",
                      "model.recompute", "model.use_transformer_engine")
 
 

@@ -100,8 +100,10 @@ class BatchSource:
             micro = split_by_tokens(local, max_tokens=data.micro_batch_tokens)
         if not data.packing:
             return micro
+        # GradCache's loss spans the whole batch, so pairs may be regrouped into equal streams.
         return pack_for_layout(micro, pad_to_multiple=data.pad_to_multiple,
-                               parallel=self.config.parallel, token_budget=data.micro_batch_tokens)
+                               parallel=self.config.parallel, token_budget=data.micro_batch_tokens,
+                               balance=self.config.training.gradcache)
 
     def _padded_micro_batches(self, step: int, *, pairs: int) -> list[Batch]:
         data = self.config.data

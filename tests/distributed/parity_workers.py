@@ -96,7 +96,8 @@ def run_config(launch, case: dict, work: str) -> None:
             " ".join(str(mb.num_queries) for mb in micro))
     if case.get("packing"):
         # A multiple of 3 leaves odd stream lengths, which sequence parallelism must round to 6.
-        micro = pack_for_layout(micro, pad_to_multiple=3, parallel=parallel, token_budget=budget)
+        micro = pack_for_layout(micro, pad_to_multiple=3, parallel=parallel, token_budget=budget,
+                                balance=bool(case.get("gradcache")))
     if case.get("gradcache"):
         outputs = gradcache_forward_backward(ddp, micro, loss=loss,
                                              check_replay=case.get("check_replay", False))

@@ -43,6 +43,10 @@ PACKED_CASES = {
     "pk_pp2": (2, dict(pipeline_model_parallel_size=2), 2, False),
     "pk_dp2": (2, dict(), 1, False),
     "pk_gc_pp2_m4": (2, dict(pipeline_model_parallel_size=2), 4, True),
+    # Virtual stages (the interleaved schedule) over packed streams. (GradCache with virtual
+    # stages is refused by config validation: its gradients differ, packed or not.)
+    "pk_pp2_vpp2": (2, dict(pipeline_model_parallel_size=2,
+                            virtual_pipeline_model_parallel_size=2), 2, False),
 }
 
 # Token-budget micro-batches (data.micro_batch_tokens, with GradCache): whole pairs up to the budget

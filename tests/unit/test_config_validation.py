@@ -145,3 +145,13 @@ def test_an_empty_path_is_refused_not_read_as_unset(field):
     with pytest.raises(ConfigError, match=rf"^{field}: empty path ''; name a folder, or leave it "
                                           rf"unset \(null\) for none$"):
         load_config(None, [f"{field}="])
+
+
+def test_gradcache_with_virtual_pipeline_stages_is_refused():
+    # Its gradients differ from the whole batch's (a parity run, packed or not): refuse, not train.
+    layout = ["model.preset=tiny", "model.num_layers=4", "parallel.pipeline_model_parallel_size=2",
+              "parallel.virtual_pipeline_model_parallel_size=2"]
+    with pytest.raises(ConfigError, match=r"^training.gradcache: true with parallel.virtual_pipeline"
+                                          r"_model_parallel_size=2 is not supported"):
+        load_config(None, [*layout, "training.gradcache=true"])
+    assert load_config(None, layout).parallel.virtual_pipeline_model_parallel_size == 2

@@ -9,20 +9,21 @@ measured). One global batch of ``--pairs`` pairs in micro-batches of 4 pairs + 1
 each, GradCache (the loss over the whole batch, so both layouts compute the same loss: checked).
 
 Layouts: PP=1 (one process): today's per-segment trim (``forward_step.embed``) vs packed; PP=2
-(two gloo ranks): today's rows padded to ``--seq`` vs packed to the step's longest stream, and
-``budget`` (``data.micro_batch_tokens`` = that length: whole pairs greedily, fewer streams). For
+(two gloo ranks): today's rows padded to ``--seq`` vs packed (the rank's pairs regrouped into as
+many near-equal streams as micro-batches, padded to the longest), and ``budget``
+(``data.micro_batch_tokens`` = that length: as few near-equal streams as hold it). For
 each: real tokens / processed tokens, median step time (steps alternate between the two, so
 machine noise hits both), their ratio, and the process's peak RSS (both variants share the
 process, so it is one figure per layout).
 
     python tools/bench/bench_packing.py [--pairs 16] [--seq 256] [--steps 3]
 
-Measured 2026-12-06 on the shared 2-core machine (load average ~25, local layer spec, so packed
-attention computes the whole T x T block-masked matrix; ``--pairs 16 --seq 256 --steps 2``):
-real / processed tokens today 0.64 (Llama) and 0.54 (MiniLM) at PP=1, 0.13 and 0.17 at PP=2;
-packed 0.99 / 1.00 at PP=1 and 0.77 / 0.86 at PP=2 (four streams padded to the longest: with 16
-pairs a step has too few pairs to balance; no token budget reached 0.9 either). Step time today /
-packed: PP=1 2.87x (Llama) and 1.20x (MiniLM); PP=2 8.69x and 1.60x. Losses equal (<= 2.4e-7).
+Measured 2026-12-06 on the shared 2-core machine (load average 3-6, local layer spec, packed
+attention one row at a time; ``nice -n 10 ... --pairs 16 --seq 256 --steps 2``): real / processed
+tokens today 0.64 (Llama) and 0.54 (MiniLM) at PP=1, 0.13 and 0.17 at PP=2; packed 0.99 / 1.00 at
+PP=1 and 0.99 / 0.96 at PP=2 (balanced streams). Step time today / packed: PP=1 2.13x (Llama) and
+1.75x (MiniLM); PP=2 4.51x and 3.55x (``budget``, the same streams here: 6.78x and 5.10x, so the
+spread is noise). Losses equal within 1.9e-6.
 """
 
 from __future__ import annotations
@@ -90,20 +91,21 @@ def micro_batches(rows: list[list[int]], *, pairs: int, seq: int, fixed: bool, p
         out.append(Batch(input_ids=ids, attention_mask=mask, num_queries=micro_pairs,
                          num_negatives=NEGATIVES, segment_lengths=segments))
     if pack:
+        # GradCache, as the trainer: at PP=2 the pairs are regrouped into near-equal streams.
         pp = ParallelConfig(pipeline_model_parallel_size=2 if fixed else 1)
-        out = pack_for_layout(out, pad_to_multiple=8, parallel=pp)
+        out = pack_for_layout(out, pad_to_multiple=8, parallel=pp, balance=True)
     return out
 
 
 def budget_micro_batches(rows: list[list[int]], *, pairs: int, seq: int, budget: int):
-    """``data.micro_batch_tokens``: the whole batch cut greedily into whole pairs of at most
-    ``budget`` real tokens, each packed to exactly ``budget`` (the pipeline's fixed shape)."""
+    """``data.micro_batch_tokens``: the whole batch in as few near-equal streams of whole pairs as
+    hold at most ``budget`` real tokens each, all packed to the longest (the trainer's path)."""
     from megatron_hybridir.config import ParallelConfig
     from megatron_hybridir.data.packing import pack_for_layout, split_by_tokens
 
     [whole] = micro_batches(rows, pairs=pairs, seq=seq, fixed=True, pack=False, micro_pairs=pairs)
     pieces = split_by_tokens(whole, max_tokens=budget)
-    return pack_for_layout(pieces, pad_to_multiple=8, token_budget=budget,
+    return pack_for_layout(pieces, pad_to_multiple=8, token_budget=budget, balance=True,
                            parallel=ParallelConfig(pipeline_model_parallel_size=2))
 
 

@@ -48,27 +48,27 @@ def test_packed_embeddings_equal_padded(build_tiny, family, pooling, length):
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_rows_do_not_see_each_other_and_positions_restart(build_tiny, family):
-    """Negative controls: without the block-diagonal mask, or (learned absolute positions) with
-    positions running on across rows, the packed embeddings differ — so the equality above tests
-    both. RoPE scores depend only on position differences inside a row, so a per-row offset
-    changes nothing there (Megatron's THD RoPE relies on the same)."""
+    """Negative controls: with the whole stream as one segment (attention across rows), or
+    (learned absolute positions) with positions running on across rows, the packed embeddings
+    differ — so the equality above tests both. RoPE scores depend only on position differences
+    inside a row, so a per-row offset changes nothing there (Megatron's THD RoPE relies on the
+    same)."""
     model = _build(build_tiny, family, "mean")
     batch = _batch()
     packed = pack_batch(batch)
     with torch.no_grad():
         expected = model(batch.input_ids, batch.attention_mask)
-    real_mask, real_positions = packing.block_diagonal_mask, packing.positions_in_rows
+    real_bounds, real_positions = packing.segment_bounds, packing.positions_in_rows
     try:
-        packing.block_diagonal_mask = lambda bounds, causal: real_mask(
-            torch.tensor([0, int(bounds[-1])], dtype=torch.int32), causal=causal)
+        packing.segment_bounds = lambda cu, total: torch.tensor([0, total], dtype=torch.int32)
         with torch.no_grad():
             leaked = embed(model, packed)
-        packing.block_diagonal_mask = real_mask
+        packing.segment_bounds = real_bounds
         packing.positions_in_rows = lambda cu, total: torch.arange(total) % 50
         with torch.no_grad():
             shifted = embed(model, packed)
     finally:
-        packing.block_diagonal_mask, packing.positions_in_rows = real_mask, real_positions
+        packing.segment_bounds, packing.positions_in_rows = real_bounds, real_positions
     assert (leaked - expected).abs().max() > 1e-4
     if family == "bert":
         assert (shifted - expected).abs().max() > 1e-4

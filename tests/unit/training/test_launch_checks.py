@@ -12,7 +12,7 @@ import torch
 
 from megatron_hybridir.config import ConfigError, LoraConfig, ModelConfig, RunConfig, load_config
 from megatron_hybridir.config import save_config
-from megatron_hybridir.training.run_identity import check_data, init_model
+from megatron_hybridir.training.run_identity import check_data, check_relaunch, init_model
 
 
 def _data(folder: Path, max_length: dict) -> Path:
@@ -86,3 +86,16 @@ def test_rng_state_of_older_checkpoints_still_restores(tmp_path):
         assert set(tracker.get_states()) == set(saved)
     finally:
         tracker.set_states(saved)
+
+
+def test_a_relaunch_may_turn_packing_and_the_token_budget_on_but_not_change_the_loss(tmp_path):
+    # Packing and the token budget change how pairs are laid out, not the pairs or the loss.
+    save_config(RunConfig(), tmp_path / "config.yaml")
+    packed = load_config(None, ["data.packing=true", "data.micro_batch_tokens=2048",
+                                "training.gradcache=true"])
+    changes = check_relaunch(tmp_path, packed, None)
+    assert changes == {"data.packing": (False, True), "data.micro_batch_tokens": (None, 2048),
+                       "training.gradcache": (False, True)}
+    with pytest.raises(ConfigError, match=r"cannot change on a relaunch: loss.temperature"):
+        check_relaunch(tmp_path, load_config(None, ["data.packing=true", "loss.temperature=0.1"]),
+                       None)
