@@ -212,14 +212,15 @@ class LossConfig:
     matryoshka_weights: Optional[list[float]] = None
     """One weight per entry of matryoshka_dims (default: all 1)."""
 
+    distillation: DistillationConfig = field(default_factory=DistillationConfig)
+    """Distillation from teacher scores of the positive and hard negatives (off by default)."""
+
     def resolved_matryoshka_dims(self, full: int) -> Optional[list]:
         """``matryoshka_dims`` with ``full`` replaced by the embedding size ``full`` (other entries
         as written; validation checks them). The one place that spells ``full``."""
         if self.matryoshka_dims is None:
             return None
         return [full if d == MATRYOSHKA_FULL else d for d in self.matryoshka_dims]
-    distillation: DistillationConfig = field(default_factory=DistillationConfig)
-    """Distillation from teacher scores of the positive and hard negatives (off by default)."""
 
 
 @dataclass

@@ -28,7 +28,7 @@ from typing import Optional
 
 import yaml
 
-from megatron_hybridir.config import ModelConfig, embedding_dim
+from megatron_hybridir.config import LossConfig, ModelConfig, embedding_dim
 from megatron_hybridir.config.instructions import DEFAULT_TEMPLATE, mteb_task_prompts
 from megatron_hybridir.convert import lora_merge
 from megatron_hybridir.convert.mappings import ConversionError
@@ -72,9 +72,9 @@ def write_extras(out: Path, *, model: ModelConfig, ckpt: Path, checkpoint: Path,
     loss = run_loss_section(checkpoint)
     dims = loss.get("matryoshka_dims")
     if dims:
-        full = embedding_dim(model)
+        resolved = LossConfig(matryoshka_dims=dims).resolved_matryoshka_dims(embedding_dim(model))
         (out / "matryoshka.json").write_text(json.dumps(
-            {"dims": [full if d == "full" else int(d) for d in dims],
+            {"dims": [int(d) for d in resolved],
              "weights": loss.get("matryoshka_weights") or [1.0] * len(dims)}, indent=2))
     if peft_adapter:
         if model.lora is None:

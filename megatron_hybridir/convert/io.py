@@ -1,7 +1,8 @@
 """Writing conversion outputs atomically, and reading the JSON files of an HF folder.
 
-A conversion writes into ``<output>.tmp-<pid>`` and renames it into place only when complete, so a
-failure never leaves a half-written model where a user (or a later job) would load it. Which
+A conversion writes into a temporary sibling folder and renames it into place only when complete
+(``megatron_hybridir/atomic.py``), so a failure never leaves a half-written model where a user (or a
+later job) would load it. Which
 checkpoint a path names is ``checkpointing/folders.resolve_checkpoint`` (training reads it too).
 """
 
@@ -9,11 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Iterator, Optional
 
+from megatron_hybridir import atomic
 from megatron_hybridir.convert.mappings import ConversionError
 
 
@@ -33,24 +33,17 @@ def check_replaceable(output: Path, kind: str) -> None:
 
 @contextlib.contextmanager
 def atomic_folder(output: Path, overwrite: bool = False, kind: Optional[str] = None) -> Iterator[Path]:
-    """A temporary folder renamed to ``output`` when the block completes (raises: removed).
-    Verification belongs inside the block, so a failed check leaves nothing at ``output``."""
+    """A temporary folder renamed to ``output`` when the block completes (raises: removed), after
+    the conversion's own rule: an existing ``output`` is replaced only with ``overwrite`` and only
+    when it holds a ``kind`` folder. Verification belongs inside the block, so a failed check
+    leaves nothing at ``output``."""
     output = Path(output)
     if output.exists() and not overwrite:
         raise ConversionError(f"{output} exists; choose another output or pass --overwrite")
     if output.exists() and kind is not None:
         check_replaceable(output, kind)
-    tmp = output.with_name(f"{output.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic.atomic_folder(output) as tmp:
         yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if output.exists():
-        shutil.rmtree(output)
-    os.replace(tmp, output)
 
 
 def read_json(path: Path, what: str) -> dict:
