@@ -70,9 +70,13 @@ FIELDS = ("query", "positive", "negative")
 @dataclass
 class PreprocessConfig:
     sources: list[str]
+    """JSONL / Parquet paths or ``datasets`` names."""
     languages: list[str]
+    """Languages to keep (ISO codes as in the records)."""
     tokenizer: str
+    """HF tokenizer folder / tokenizer.json, or a SentencePiece .model."""
     output: str
+    """Folder of the indexed datasets and manifest.json."""
     prompts: dict = field(default_factory=lambda: {"query": "Query: ", "positive": "Passage: ",
                                                    "negative": "Passage: "})
     """Prompt per field (E5 style by default), prepended to the text before tokenization exactly as
@@ -96,8 +100,11 @@ class PreprocessConfig:
     """How an instruction becomes the query prompt: ``{task}`` is the instruction, and it must end
     with ``{text}`` (the query), since sentence-transformers can only prepend a prompt."""
     workers: int = 2
+    """Tokenizer processes."""
     chunk_size: int = 512
+    """Records per worker task."""
     on_error: str = "raise"
+    """raise: stop at the first malformed record (file, line, field); skip: drop it and count it."""
 
 
 _WORKER: dict = {}
