@@ -18,7 +18,7 @@ import logging
 import sys
 
 from megatron_hybridir.checkpointing.errors import CheckpointError
-from megatron_hybridir.convert.hf_import import import_hf
+from megatron_hybridir.convert.hf_import import ImportHead, import_hf
 from megatron_hybridir.convert.mappings import ConversionError
 from megatron_hybridir.model.pooling import POOLINGS
 
@@ -45,9 +45,9 @@ def main(argv=None) -> int:
     try:
         out = import_hf(args.hf, args.output, tensor_parallel=args.tensor_parallel,
                         pipeline_parallel=args.pipeline_parallel, dtype=args.dtype,
-                        overwrite=args.overwrite, pooling=args.pooling, attention=args.attention,
-                        projection_dim=args.projection_dim, pooler=args.pooler, progress=True,
-                        verify=args.verify)
+                        overwrite=args.overwrite, progress=True, verify=args.verify,
+                        head=ImportHead(pooling=args.pooling, attention=args.attention,
+                                        projection_dim=args.projection_dim, pooler=args.pooler))
     except (ConversionError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

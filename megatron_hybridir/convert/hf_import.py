@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -36,6 +37,33 @@ from megatron_hybridir.convert.streamed_save import save_streamed
 from megatron_hybridir.model.families import Family
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImportHead:
+    """The embedding head an import builds on the HF trunk: ``ModelConfig`` fields of the same
+    names. None: not chosen, so the model's sentence-transformers pipeline decides (pooling mode,
+    normalisation) when it has one, else ``ModelConfig``'s default."""
+
+    attention: Optional[str] = None
+    """``bidirectional`` or ``causal`` (``ModelConfig.attention``)."""
+    pooling: Optional[str] = None
+    """mean, last, first or latent_attention (``ModelConfig.pooling``)."""
+    latent_num_latents: Optional[int] = None
+    """Latent-attention pooling: size of the latent dictionary."""
+    latent_num_heads: Optional[int] = None
+    """Latent-attention pooling: attention heads."""
+    pooler: Optional[bool] = None
+    """BERT's pooler (dense + tanh) after pooling (LaBSE)."""
+    projection_dim: Optional[int] = None
+    """A linear projection of the pooled vector to this dimension."""
+    normalize: Optional[bool] = None
+    """L2-normalise embeddings."""
+
+    def chosen(self) -> dict:
+        """The fields set (not None), as ``ModelConfig`` keyword arguments."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not None}
 
 
 def model_config_from_hf(hf: dict, source: str, **head) -> ModelConfig:
@@ -233,8 +261,9 @@ def materializer(adapter: StateDictAdapter, tensors: HFTensors, model: ModelConf
 
 def import_hf(hf_dir: str | Path, output: str | Path, *, tensor_parallel: int = 1,
               pipeline_parallel: int = 1, dtype: Optional[str] = None, overwrite: bool = False,
-              progress: bool = False, verify: bool = False, **head) -> Path:
-    """Convert; ``head`` takes ModelConfig head fields (pooling, attention, projection_dim, ...).
+              progress: bool = False, verify: bool = False,
+              head: ImportHead = ImportHead()) -> Path:
+    """Convert; ``head``: the embedding head's settings (pooling, attention, projection_dim, ...).
 
     ``dtype`` None keeps the dtype the weights are stored in (``source_dtype``); a given one is a
     deliberate cast, logged. Both are recorded in ``provenance.json`` (``dtype``, ``source_dtype``).
@@ -245,15 +274,17 @@ def import_hf(hf_dir: str | Path, output: str | Path, *, tensor_parallel: int = 
     from megatron_hybridir.model.builder import build_model, padded_vocab_size
     from megatron_hybridir.runtime.distributed import ensure_runtime
 
+    if not isinstance(head, ImportHead):
+        raise TypeError(f"import_hf: head must be an ImportHead, got {type(head).__name__} {head!r}")
     ensure_runtime()
     hf_dir, output = Path(hf_dir), Path(output)
     hf_config = read_json(hf_dir / "config.json", "the model's config")
     family = mappings.hf_family(hf_config, str(hf_dir / "config.json"))
     st_pipeline = provenance.read_sentence_transformers(hf_dir)
-    head = {**provenance.head_from_sentence_transformers(
-                st_pipeline, pooling_given=head.get("pooling") is not None),
-            **{k: v for k, v in head.items() if v is not None}}
-    model_cfg = model_config_from_hf(hf_config, str(hf_dir / "config.json"), **head)
+    head_fields = {**provenance.head_from_sentence_transformers(
+                       st_pipeline, pooling_given=head.pooling is not None),
+                   **head.chosen()}
+    model_cfg = model_config_from_hf(hf_config, str(hf_dir / "config.json"), **head_fields)
     check_parallel(model_cfg, tensor_parallel, pipeline_parallel, str(hf_dir))
     # The embedding rows of the target TP's vocabulary padding, so the checkpoint loads at that TP.
     rows = padded_vocab_size(model_cfg.vocab_size, divisible_by=model_cfg.make_vocab_size_divisible_by,

@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from megatron_hybridir.demo.pipeline import MAX_LENGTH, log, summary_table
+from megatron_hybridir.demo.pipeline import log, summary_table
+from megatron_hybridir.demo.token_budgets import MAX_LENGTH
 from megatron_hybridir.recipes import recipe_path
 from megatron_hybridir.runtime.child_env import child_env
 

@@ -12,75 +12,62 @@ builds the comparison arm (each negative a random other item's passage in the sa
 relation (hard: they match half the question) and the share containing the asked fact itself
 (false negatives: another item's passage may state it among its distractor facts).
 
-What it does not do: train (``pipeline.train``) or evaluate.
+What it does not do: train or evaluate (the first pass that trains the miner and then calls
+``mined_data`` is ``pipeline.first_pass_and_mine``: this module imports no pipeline step).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from megatron_hybridir.demo.pipeline import MAX_LENGTH, MAX_SEQ_LENGTH, log
+from megatron_hybridir.demo.data_handle import DemoData
+from megatron_hybridir.demo.log import log
+from megatron_hybridir.demo.token_budgets import MAX_LENGTH
 
 # No score margin here: after a short first pass the tiny model's cosine scores are compressed (its
 # kept negatives score about as high as the positives), so a 0.95 relative margin removed 90% of the
 # candidates and left most items without a negative. The rank window skips the two nearest.
 MINING = dict(num_negatives=1, range_min=2, range_max=30, sampling="random")
-FIRST_PASS = ["loss.num_hard_negatives=0"]      # a first pass as if the data had no negatives
 
 
-def _preprocess(data: dict, source: Path, output: Path) -> dict:
+def _preprocess(data: DemoData, source: Path, output: Path) -> DemoData:
     from megatron_hybridir.data.preprocess import PreprocessConfig, preprocess
 
     if not (output / "manifest.json").exists():
-        preprocess(PreprocessConfig(sources=[str(source)], languages=data["languages"],
-                                    tokenizer=str(data["tokenizer"]),   # as the pipeline's data
+        preprocess(PreprocessConfig(sources=[str(source)], languages=list(data.languages),
+                                    tokenizer=str(data.tokenizer),   # as the pipeline's data
                                     output=str(output), append_eos=False, workers=2,
                                     max_length=dict(MAX_LENGTH)),
                    progress=False)
-    return dict(data, indexed=output)
+    return dataclasses.replace(data, indexed=output)
 
 
-def mined_data(data: dict, model_dir: Path, folder: Path, *, seed: int = 0,
-               teacher: Optional[str] = None) -> dict:
-    """Mine ``train.jsonl`` with the HF folder ``model_dir`` into ``folder``; the data dict of the
+def mined_data(data: DemoData, model_dir: Path, folder: Path, *, seed: int = 0,
+               teacher: Optional[str] = None) -> DemoData:
+    """Mine ``train.jsonl`` with the HF folder ``model_dir`` into ``folder``; the data of the
     mined corpus (indexed in ``folder / "indexed"``). ``teacher``: the miner's ``--teacher`` value
     (the records then carry teacher scores, for ``loss.distillation``)."""
     from megatron_hybridir.mining.miner import MiningConfig, mine
 
-    root = Path(data["root"])
+    root = Path(data.root)
     output = Path(folder) / "train.mined.jsonl"
     log(f"mining hard negatives with {model_dir} -> {output}")
     report = mine(MiningConfig(input=str(root / "train.jsonl"), output=str(output),
-                               languages=data["languages"], model=str(model_dir), seed=seed,
+                               languages=list(data.languages), model=str(model_dir), seed=seed,
                                batch_size=256, progress=False, teacher=teacher, **MINING))
     removed = {l: v["removed"] for l, v in report["languages"].items()}
     log(f"mined; candidates removed per language: {json.dumps(removed)}")
     return _preprocess(data, output, Path(folder) / "indexed")
 
 
-def first_pass_and_mine(run_dir: Path, data: dict, overrides: list[str], *, steps: int = 100,
-                        seed: int = 0) -> dict:
-    """Train ``steps`` with in-batch negatives only, export, mine with it; the mined data dict,
-    with ``init_from`` set to the first pass (the main run continues from its weights)."""
-    from megatron_hybridir.convert.hf_export import export_hf
-    from megatron_hybridir.demo.pipeline import train
-
-    train(run_dir, data, [*overrides, *FIRST_PASS, f"training.train_steps={steps}"])
-    export = run_dir / "hf"
-    export_hf(run_dir, export, tokenizer=data["tokenizer"], overwrite=True,
-              max_seq_length=MAX_SEQ_LENGTH)
-    mined = mined_data(data, export, run_dir / "mined", seed=seed)
-    mined["init_from"] = str(run_dir)
-    return mined
-
-
-def random_negative_data(data: dict, *, seed: int = 0) -> dict:
+def random_negative_data(data: DemoData, *, seed: int = 0) -> DemoData:
     """Each item's negative in language l: the positive of a random other item in l."""
-    root = Path(data["root"])
+    root = Path(data.root)
     output = root / f"train.random{seed}.jsonl"
     if not output.exists():
         records = [json.loads(line) for line in (root / "train.jsonl").read_text().splitlines()]

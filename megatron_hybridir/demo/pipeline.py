@@ -4,7 +4,10 @@ processes) -> export to HF -> evaluate (mono / cross / multilingual mAP, languag
 Why it exists: a new user sees the whole method work on a laptop before renting a cluster, and
 the experiments and the study (``study/experiment.py``, ``study/grid.py``) reuse its steps. Each
 step is a library call; training runs the real entry point under torchrun in a subprocess, exactly
-as on a cluster. Steps whose outputs exist are reused (data, tokenizer, indexed data).
+as on a cluster. Steps whose outputs exist are reused (data, tokenizer, indexed data). The steps
+hand on a ``DemoData`` record (``demo/data_handle.py``); the data steps of mining live in
+``demo/mining.py``, which imports no pipeline step, and the pipeline's ``first_pass_and_mine`` trains
+the miner and calls them.
 """
 
 from __future__ import annotations
@@ -20,24 +23,20 @@ from typing import Optional
 
 import yaml
 
+from megatron_hybridir.demo import mining
+from megatron_hybridir.demo.data_handle import DemoData
+from megatron_hybridir.demo.log import log
+from megatron_hybridir.demo.token_budgets import MAX_LENGTH, MAX_SEQ_LENGTH
 from megatron_hybridir.recipes import recipe_path
 from megatron_hybridir.runtime.child_env import child_env
 
 DEMO_CONFIG = recipe_path("demo_cpu")
-# Token budgets of every demo corpus (the pipeline's data, the mined data, the MiniLM fine-tuning)
-# and of the exported model: a negative is a document like the positive and gets its length. The
-# quickstart's figures were trained on mined data tokenized with these; the pipeline's own data once
-# cut negatives at 32 tokens (only its --negatives data path and the study read those).
-MAX_LENGTH = {"query": 32, "positive": 96, "negative": 96}
-MAX_SEQ_LENGTH = MAX_LENGTH["positive"]
 
-
-def log(message: str) -> None:
-    print(f"[demo {time.strftime('%H:%M:%S')}] {message}", flush=True)
+FIRST_PASS = ["loss.num_hard_negatives=0"]      # a first pass as if the data had no negatives
 
 
 def prepare_data(root: Path, *, seed: int = 0, vocab_size: int = 1000,
-                 second_source_entities: int = 0) -> dict:
+                 second_source_entities: int = 0) -> DemoData:
     """Demo corpus, SentencePiece tokenizer and indexed training data under ``root`` (reused).
     ``second_source_entities``: also the generator's second source, preprocessed as a second
     source file (``demo/data.py``)."""
@@ -73,14 +72,14 @@ def prepare_data(root: Path, *, seed: int = 0, vocab_size: int = 1000,
                    progress=sys.stderr.isatty())
     import sentencepiece as spm
     vocab = spm.SentencePieceProcessor(model_file=str(tok / "spm.model")).get_piece_size()
-    return {"root": root, "tokenizer": tok, "indexed": indexed, "vocab_size": vocab,
-            "languages": list(summary["languages"])}
+    return DemoData(root=root, tokenizer=tok, indexed=indexed, vocab_size=vocab,
+                    languages=tuple(summary["languages"]))
 
 
-def train(run_dir: Path, data: dict, overrides: list[str], *, nproc: int = 2) -> None:
+def train(run_dir: Path, data: DemoData, overrides: list[str], *, nproc: int = 2) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
            "-m", "megatron_hybridir.train", "--config", str(DEMO_CONFIG),
-           f"data.path={data['indexed']}", f"model.vocab_size={data['vocab_size']}",
+           f"data.path={data.indexed}", f"model.vocab_size={data.vocab_size}",
            f"checkpoint.dir={run_dir}", *overrides]
     # The CPU demo everywhere: on a one-GPU machine both ranks would otherwise claim GPU 0.
     env = child_env(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
@@ -88,7 +87,7 @@ def train(run_dir: Path, data: dict, overrides: list[str], *, nproc: int = 2) ->
     subprocess.run(cmd, check=True, env=env)
 
 
-def save_untrained(run_dir: Path, data: dict, overrides: list[str]) -> Path:
+def save_untrained(run_dir: Path, data: DemoData, overrides: list[str]) -> Path:
     """The same architecture with its initial random weights, as a checkpoint folder (a baseline)."""
     from megatron.core import dist_checkpointing
     from megatron_hybridir.config import ParallelConfig
@@ -97,7 +96,7 @@ def save_untrained(run_dir: Path, data: dict, overrides: list[str]) -> Path:
     from megatron_hybridir.runtime.rng import seed_all
     from megatron_hybridir.training.run_config import load_run_config
 
-    config = load_run_config(DEMO_CONFIG, [f"model.vocab_size={data['vocab_size']}", *overrides,
+    config = load_run_config(DEMO_CONFIG, [f"model.vocab_size={data.vocab_size}", *overrides,
                                            "parallel.tensor_model_parallel_size=1"])
     ensure_runtime(config.seed)
     seed_all(config.seed)          # the runtime may exist already, with draws made since its seeding
@@ -109,7 +108,7 @@ def save_untrained(run_dir: Path, data: dict, overrides: list[str]) -> Path:
     return run_dir
 
 
-def export_and_evaluate(run_dir: Path, data: dict, *, progress: bool = False) -> dict:
+def export_and_evaluate(run_dir: Path, data: DemoData, *, progress: bool = False) -> dict:
     from megatron_hybridir.convert.hf_export import export_hf
     from megatron_hybridir.evaluation.loading import load_eval_config
     from megatron_hybridir.evaluation.runner import evaluate
@@ -119,17 +118,31 @@ def export_and_evaluate(run_dir: Path, data: dict, *, progress: bool = False) ->
     log(f"exporting {run_dir} to Hugging Face + sentence-transformers: {export}")
     # The prompts the data were tokenized with (a trained run records them itself; the untrained
     # baseline has no training data, and is evaluated with the same prompts).
-    prompts = json.loads((data["indexed"] / "manifest.json").read_text())["config"]["prompts"]
-    export_hf(run_dir, export, tokenizer=data["tokenizer"], overwrite=export.exists(),
+    prompts = json.loads((data.indexed / "manifest.json").read_text())["config"]["prompts"]
+    export_hf(run_dir, export, tokenizer=data.tokenizer, overwrite=export.exists(),
               max_seq_length=MAX_SEQ_LENGTH, query_prompt=prompts["query"], passage_prompt=prompts["positive"])
     log("evaluating on the demo test set (LAReQA form: every X->X, X->Y and the multilingual pool)")
-    config = load_eval_config(None, ["benchmark=lareqa", f"data={data['root'] / 'test' / 'lareqa'}",
+    config = load_eval_config(None, ["benchmark=lareqa", f"data={data.root / 'test' / 'lareqa'}",
                                      f"encoder.model={export}", f"output={run_dir / 'eval'}",
                                      f"progress={str(progress).lower()}"])
     results = evaluate(config)
     results["run_info"] = run_info(run_dir)
     (run_dir / "eval" / "results.json").write_text(json.dumps(results, indent=2))
     return results
+
+
+def first_pass_and_mine(run_dir: Path, data: DemoData, overrides: list[str], *, steps: int = 100,
+                        seed: int = 0) -> DemoData:
+    """Train ``steps`` with in-batch negatives only, export, mine with it; the mined data, with
+    ``init_from`` set to the first pass (the main run continues from its weights)."""
+    from megatron_hybridir.convert.hf_export import export_hf
+
+    train(run_dir, data, [*overrides, *FIRST_PASS, f"training.train_steps={steps}"])
+    export = run_dir / "hf"
+    export_hf(run_dir, export, tokenizer=data.tokenizer, overwrite=True,
+              max_seq_length=MAX_SEQ_LENGTH)
+    mined = mining.mined_data(data, export, run_dir / "mined", seed=seed)
+    return dataclasses.replace(mined, init_from=run_dir)
 
 
 def summary_table(rows: dict[str, dict]) -> str:
@@ -156,12 +169,10 @@ def quickstart(out: Path, *, steps: Optional[int] = None, overrides: Optional[li
         if (stale / "checkpoints").exists():    # a rerun starts over instead of resuming
             shutil.rmtree(stale)
     if negatives == "mined":
-        from megatron_hybridir.demo.mining import first_pass_and_mine
-
         log("first pass (in-batch negatives only), then mining hard negatives with its model")
         data = first_pass_and_mine(out / "first_pass", data, overrides)
         # demo_cpu.yaml trains from scratch (checkpoint.init: random); this run does not.
-        overrides = [*overrides, f"checkpoint.init_from={data['init_from']}",
+        overrides = [*overrides, f"checkpoint.init_from={data.init_from}",
                      "checkpoint.init=pretrained"]
     elif negatives != "data":
         raise ValueError(f"negatives: expected mined or data, got {negatives!r}")

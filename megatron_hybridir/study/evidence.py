@@ -25,12 +25,14 @@ raw and Holm p and whether every seed agrees in sign.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
+from megatron_hybridir.demo.data_handle import DemoData
 from megatron_hybridir.study.scoring import LOWER_IS_BETTER, METRICS, summarize
 from megatron_hybridir.study.stats import METHOD, holm, paired_bootstrap_diff
 
@@ -143,7 +145,7 @@ def _trained_step(run_dir: Path) -> int:
     return int(latest.read_text().strip()) if latest.exists() else 0
 
 
-def train_arm(run_dir: Path, data: dict, overrides: list[str], steps: int) -> None:
+def train_arm(run_dir: Path, data: DemoData, overrides: list[str], steps: int) -> None:
     """Train unless the run's latest checkpoint is at ``steps`` (a killed run resumes)."""
     from megatron_hybridir.demo.pipeline import log, train
 
@@ -157,7 +159,7 @@ def train_arm(run_dir: Path, data: dict, overrides: list[str], steps: int) -> No
     train(run_dir, data, overrides)
 
 
-def score_run(run_dir: Path, data: dict, *, checkpoint: Optional[Path] = None) -> dict:
+def score_run(run_dir: Path, data: DemoData, *, checkpoint: Optional[Path] = None) -> dict:
     """Export ``checkpoint`` (default: the run directory) to ``run_dir/hf`` and score it on the
     test split per query; cached in ``run_dir/scores.json``."""
     from megatron_hybridir.convert.hf_export import export_hf
@@ -168,14 +170,14 @@ def score_run(run_dir: Path, data: dict, *, checkpoint: Optional[Path] = None) -
     cached = run_dir / "scores.json"
     if cached.exists():
         return json.loads(cached.read_text())
-    prompts = json.loads((Path(data["indexed"]) / "manifest.json").read_text())["config"]["prompts"]
+    prompts = json.loads((Path(data.indexed) / "manifest.json").read_text())["config"]["prompts"]
     export = run_dir / "hf"
     log(f"export + per-query scores: {run_dir}")
-    export_hf(checkpoint or run_dir, export, tokenizer=data["tokenizer"], overwrite=True,
+    export_hf(checkpoint or run_dir, export, tokenizer=data.tokenizer, overwrite=True,
               max_seq_length=96, query_prompt=prompts["query"], passage_prompt=prompts["positive"])
     encoder = Encoder(EncoderConfig(model=str(export)))
     try:
-        scores = query_scores(Path(data["root"]) / "test", encoder, data["languages"])
+        scores = query_scores(Path(data.root) / "test", encoder, list(data.languages))
     finally:
         encoder.close()
     cached.write_text(json.dumps(scores))
@@ -201,7 +203,7 @@ def run_distillation_experiment(out: Path, *, seeds: Sequence[int] = (1, 2, 3), 
     train_arm(teacher, data, [*teacher_overrides(teacher_steps), *overrides], teacher_steps)
     teacher_scores = score_run(teacher, data)
     if (out / "mined" / "indexed" / "manifest.json").exists():     # mined by an earlier run
-        mined = dict(data, indexed=out / "mined" / "indexed")
+        mined = dataclasses.replace(data, indexed=out / "mined" / "indexed")
     else:
         mined = mining.mined_data(data, teacher / "hf", out / "mined", teacher="bi-encoder")
     arms: dict[str, list] = {}

@@ -22,8 +22,9 @@ from typing import Sequence
 
 import numpy as np
 
+from megatron_hybridir.demo.pipeline import (export_and_evaluate, first_pass_and_mine, log,
+                                              prepare_data, train)
 from megatron_hybridir.evaluation.metrics import LAREQA_SUMMARY
-from megatron_hybridir.demo.pipeline import export_and_evaluate, log, prepare_data, train
 
 METRICS = LAREQA_SUMMARY
 ALPHA_NAMES = {1.0: "monolingual (alpha=1)", 0.0: "cross-lingual (alpha=0)", 0.5: "hybrid (alpha=0.5)"}
@@ -84,20 +85,20 @@ def run_negatives_experiment(out: Path, *, seeds: Sequence[int] = (1, 2, 3), ste
             done = run_dir / "eval" / "results.json"
             if arm == "random negatives":
                 arm_data = mining.random_negative_data(data, seed=seed)
-                source, extra = Path(arm_data["indexed"]).parent / f"train.random{seed}.jsonl", []
+                source, extra = Path(arm_data.indexed).parent / f"train.random{seed}.jsonl", []
             else:
-                arm_data = mining.first_pass_and_mine(out / f"first_pass_seed{seed}", data, base,
-                                                      steps=first_steps, seed=seed)
+                arm_data = first_pass_and_mine(out / f"first_pass_seed{seed}", data, base,
+                                               steps=first_steps, seed=seed)
                 source = out / f"first_pass_seed{seed}" / "mined" / "train.mined.jsonl"
                 # from the first pass's weights, not demo_cpu.yaml's random initialisation
-                extra = [f"checkpoint.init_from={arm_data['init_from']}", "checkpoint.init=pretrained"]
+                extra = [f"checkpoint.init_from={arm_data.init_from}", "checkpoint.init=pretrained"]
             if not done.exists():
                 log(f"run {arm} seed={seed}")
                 run_steps = steps if arm == "random negatives" else steps - first_steps
                 train(run_dir, arm_data, [*base, f"training.train_steps={run_steps}", *extra])
                 export_and_evaluate(run_dir, arm_data)
             results[arm].append(json.loads(done.read_text())["metrics"])
-            quality[arm].append(mining.negative_quality(source, languages=data["languages"]))
+            quality[arm].append(mining.negative_quality(source, languages=list(data.languages)))
     summary, table = summarize(results, "hybrid batches (alpha=0.5)")
     hard = {arm: {k: float(np.mean([v[k] for q in qs for v in q.values()]))
                   for k in ("names_entity", "names_relation", "contains_answer")}

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
+from megatron_hybridir.demo.data_handle import DemoData
 from megatron_hybridir.runtime.child_env import child_env
 from megatron_hybridir.study.budget import BudgetRule
 
@@ -165,13 +166,12 @@ class CellSpec:
                    languages=tuple(raw["languages"]), overrides=tuple(raw["overrides"]))
 
 
-def cell_spec(config: StudyConfig, cell: Cell, data: dict) -> CellSpec:
+def cell_spec(config: StudyConfig, cell: Cell, data: DemoData) -> CellSpec:
     """The spec of one cell of the grid."""
     return CellSpec(
         cell=cell.name, size=cell.size, alpha=cell.alpha, seed=cell.seed, budget=config.budget,
-        data_root=str(data["root"]), tokenizer=str(data["tokenizer"]),
-        languages=tuple(data["languages"]),
-        overrides=(f"data.path={data['indexed']}", f"model.vocab_size={data['vocab_size']}",
+        data_root=str(data.root), tokenizer=str(data.tokenizer), languages=data.languages,
+        overrides=(f"data.path={data.indexed}", f"model.vocab_size={data.vocab_size}",
                    "parallel.tensor_model_parallel_size=1", *cell.size.overrides(),
                    f"data.alpha={cell.alpha}", f"seed={cell.seed}", *config.overrides))
 
@@ -180,7 +180,7 @@ def _log(message: str) -> None:
     print(f"[study {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def run_cell(config: StudyConfig, cell: Cell, data: dict) -> dict:
+def run_cell(config: StudyConfig, cell: Cell, data: DemoData) -> dict:
     """Run one cell in a subprocess unless it is done; returns its record (status done / failed)."""
     from megatron_hybridir.paths import child_path
 

@@ -7,15 +7,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from megatron_hybridir.convert.hf_import import import_hf
+from megatron_hybridir.convert.hf_import import ImportHead, import_hf
 from megatron_hybridir.loss import info_nce
 from tests.distributed.convert_workers import LOSS, batch, loss_at_layout
 from tests.distributed.harness import run_ranks
 from tests.unit.convert.hf_fixtures import WORDS, write_hf_model
 
 
-HEADS = {"qwen2": dict(pooling="mean"), "xlmr": dict(pooling="mean"),
-         "labse": dict(pooling="first", pooler=True)}
+HEADS = {"qwen2": ImportHead(pooling="mean"), "xlmr": ImportHead(pooling="mean"),
+         "labse": ImportHead(pooling="first", pooler=True)}
 
 
 def hf_loss(hf_dir, family: str) -> float:
@@ -42,7 +42,7 @@ def hf_loss(hf_dir, family: str) -> float:
     ids=["qwen2-tp2", "qwen2-pp2", "xlmr-tp2", "labse-tp2"])
 def test_converted_checkpoint_at_tp_pp_matches_hf(tmp_path, family, parallel, megatron_runtime):
     hf = write_hf_model(tmp_path / "hf", family)
-    converted = import_hf(hf, tmp_path / "meg", dtype="fp32", **HEADS[family],
+    converted = import_hf(hf, tmp_path / "meg", dtype="fp32", head=HEADS[family],
                           tensor_parallel=parallel.get("tensor_model_parallel_size", 1),
                           pipeline_parallel=parallel.get("pipeline_model_parallel_size", 1))
     run_ranks(loss_at_layout, 2, str(converted), parallel, str(tmp_path), len(WORDS))

@@ -35,14 +35,14 @@ def _losses(run_dir) -> list[float]:
 
 @pytest.fixture(scope="module")
 def bases(tmp_path_factory):
-    from megatron_hybridir.convert.hf_import import import_hf
+    from megatron_hybridir.convert.hf_import import ImportHead, import_hf
 
     tmp = tmp_path_factory.mktemp("bases")
     out = {}
     for seed in (0, 1):
         hf = write_hf_model(tmp / f"hf{seed}", "llama", seed=seed)
-        out[seed] = import_hf(hf, tmp / f"meg{seed}", dtype="fp32", pooling="mean",
-                              projection_dim=16)
+        out[seed] = import_hf(hf, tmp / f"meg{seed}", dtype="fp32",
+                              head=ImportHead(pooling="mean", projection_dim=16))
     return out
 
 

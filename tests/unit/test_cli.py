@@ -100,11 +100,13 @@ def test_demo_children_run_this_package_in_the_callers_folder(monkeypatch):
     """The demos' training children: relative paths (``--out runs/q``) mean the caller's folder, and
     the child imports the parent's copy of the package (installed or checked out)."""
     from megatron_hybridir.demo import finetune, pipeline
+    from megatron_hybridir.demo.data_handle import DemoData
 
     calls = []
     monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append((cmd, kw)))
-    pipeline.train(Path("runs/q/hybrid"), {"indexed": Path("runs/q/data/indexed"), "vocab_size": 9},
-                   [])
+    pipeline.train(Path("runs/q/hybrid"), DemoData(
+        root=Path("runs/q/data"), tokenizer=Path("runs/q/data/tokenizer"),
+        indexed=Path("runs/q/data/indexed"), vocab_size=9, languages=("xa",)), [])
     finetune.train(Path("runs/f/finetuned"), {"converted": Path("runs/f/minilm"),
                                               "indexed": Path("runs/f/indexed")}, [])
     root = str(Path(megatron_hybridir.__path__[0]).resolve().parent)

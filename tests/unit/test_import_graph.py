@@ -162,13 +162,11 @@ def _short(group) -> str:
     return ", ".join(sorted(m.removeprefix(ROOT + ".") for m in group))
 
 
-# Cycles left when function-level imports count (issue 27 found four; the config one is gone:
-# config/ no longer imports training/ to resolve checkpoint.init_from). Names without the
+# Cycles left when function-level imports count (issue 27 found four; all are gone: config/ no
+# longer imports training/ to resolve checkpoint.init_from, and demo.mining no longer imports
+# demo.pipeline, whose first_pass_and_mine now trains the miner). Names without the
 # "megatron_hybridir." prefix. A new cycle fails the test; a listed one that is gone must leave.
-KNOWN_CYCLES = {
-    frozenset({"demo.mining", "demo.pipeline"}):
-        "the pipeline runs the mining pass, which reuses the pipeline's log and train helpers",
-}
+KNOWN_CYCLES: dict[frozenset, str] = {}
 
 
 def test_cycles_counting_function_level_imports_are_the_known_ones():

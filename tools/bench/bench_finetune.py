@@ -92,10 +92,10 @@ def triples(n: int = 32) -> list[tuple[str, str, str, str]]:
 
 def prepare(tmp: Path, minilm: Path) -> None:
     """Import the model and preprocess the triples once (both children and the parent reuse them)."""
-    from megatron_hybridir.convert.hf_import import import_hf
+    from megatron_hybridir.convert.hf_import import ImportHead, import_hf
     from megatron_hybridir.data.preprocess import PreprocessConfig, preprocess
 
-    import_hf(minilm, tmp / "ckpt", dtype="fp32", pooling="mean")
+    import_hf(minilm, tmp / "ckpt", dtype="fp32", head=ImportHead(pooling="mean"))
     lines = [json.dumps({"id": f"t{i}", "query": {lang: q}, "positive": {lang: p},
                          "negatives": [{lang: n}]}, ensure_ascii=False)
              for i, (lang, q, p, n) in enumerate(triples())]

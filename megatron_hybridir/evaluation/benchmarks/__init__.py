@@ -5,9 +5,10 @@ plus one import line here. The import order is the registry's order.
 """
 
 from megatron_hybridir.evaluation.benchmarks.base import (BENCHMARKS, KINDS, Benchmark,
-                                                          choices_help, register_benchmark,
-                                                          score_answers, score_qrels)
+                                                          TaskSource, choices_help,
+                                                          register_benchmark, score_answers,
+                                                          score_qrels)
 from megatron_hybridir.evaluation.benchmarks import builtin  # noqa: F401,E402  BEIR ... LAReQA
 
-__all__ = ["BENCHMARKS", "KINDS", "Benchmark", "choices_help", "register_benchmark",
-           "score_answers", "score_qrels"]
+__all__ = ["BENCHMARKS", "KINDS", "Benchmark", "TaskSource", "choices_help",
+           "register_benchmark", "score_answers", "score_qrels"]

@@ -9,9 +9,11 @@ it, so those places read :data:`BENCHMARKS` instead of keeping their own lists:
   (parallel QA scored from exact ranks in every X->Y setting and the multilingual pool,
   ``LAReQATask``; docs/design.md §9.5). The kind decides the report's shape: retrieval results
   carry ``sizes`` (or ``per_language``), LAReQA results the setting matrix, heatmap and bias;
-- ``load`` / ``load_hub``: ``(config, language, split) -> task`` from the local folder ``data=``
-  or through ``datasets``; ``language`` is None except for per-language benchmarks, ``split`` is
-  the entry's :meth:`Benchmark.split`;
+- ``load`` / ``load_hub``: ``(source) -> task`` from the local folder ``data=`` or through
+  ``datasets``; ``source`` is a :class:`TaskSource` (``data``, ``languages``, ``language``,
+  ``split``), the only part of the config a loader sees, filled from it in one place
+  (:meth:`Benchmark.load_task`); ``language`` is None except for per-language benchmarks,
+  ``split`` is the entry's :meth:`Benchmark.split`;
 - settings: ``languages`` (per-language retrieval benchmarks run once per language and report
   the mean, MIRACL), ``default_split`` (used while ``split`` is left at ``test``), ``hub_data``
   (with ``hub=true``, ``data=`` still names the dataset: BEIR), ``no_hub`` (why there is no hub
@@ -38,7 +40,25 @@ if TYPE_CHECKING:
 
 KINDS = ("retrieval", "lareqa")
 Task = Union[RetrievalTask, LAReQATask]
-Loader = Callable[["EvalConfig", Optional[str], str], Task]
+
+
+@dataclass(frozen=True)
+class TaskSource:
+    """What a loader reads a task from: the evaluation config's ``data`` and ``languages``, the
+    language of a per-language run and the split, so that a loader takes what it uses and not the
+    whole config."""
+
+    data: str
+    """``data=``: the local folder (with ``hub=true``: a dataset name or unused)."""
+    languages: Optional[list[str]]
+    """``languages=`` (None: the benchmark's default, e.g. all found)."""
+    language: Optional[str]
+    """The language of this run for per-language benchmarks (MIRACL), else None."""
+    split: str
+    """The entry's split (:meth:`Benchmark.split`)."""
+
+
+Loader = Callable[[TaskSource], Task]
 
 
 def score_qrels(config: "EvalConfig", task: RetrievalTask, scores, positions) -> dict[str, float]:
@@ -73,7 +93,8 @@ class Benchmark:
     def load_task(self, config: "EvalConfig", language: Optional[str] = None) -> Task:
         """The task from the hub or the local folder, as ``config.hub`` says."""
         load = self.load_hub if config.hub else self.load
-        return load(config, language, self.split(config))
+        return load(TaskSource(data=config.data, languages=config.languages, language=language,
+                               split=self.split(config)))
 
 
 # name -> entry, in the order the CLI help and error messages list them.

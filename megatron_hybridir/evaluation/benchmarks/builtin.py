@@ -32,26 +32,26 @@ def _miracl_languages(config: "EvalConfig") -> list[str]:
 
 register_benchmark(Benchmark(
     "beir", "retrieval", hub_data=True, about="a BEIR dataset folder (hub: its name)",
-    load=lambda c, _, split: loaders.load_beir(c.data, split),
-    load_hub=lambda c, _, split: loaders.load_beir_hub(c.data, split)))
+    load=lambda s: loaders.load_beir(s.data, s.split),
+    load_hub=lambda s: loaders.load_beir_hub(s.data, s.split)))
 register_benchmark(Benchmark(
     "nq", "retrieval", score=score_answers, about="NQ in DPR form, top-k accuracy",
-    load=lambda c, _, __: loaders.load_nq(c.data),
-    load_hub=lambda c, _, __: loaders.load_nq_hub()))
+    load=lambda s: loaders.load_nq(s.data),
+    load_hub=lambda s: loaders.load_nq_hub()))
 register_benchmark(Benchmark(
     "miracl", "retrieval", languages=_miracl_languages, default_split="dev",
     about="MIRACL, one run per language, mean reported",
-    load=lambda c, lang, split: loaders.load_miracl(c.data, lang, split),
-    load_hub=lambda c, lang, split: loaders.load_miracl_hub(lang, split)))
+    load=lambda s: loaders.load_miracl(s.data, s.language, s.split),
+    load_hub=lambda s: loaders.load_miracl_hub(s.language, s.split)))
 register_benchmark(Benchmark(
     "xquad-r", "lareqa", about="XQuAD-R (LAReQA files; hub: split by punctuation)",
-    load=lambda c, _, __: loaders.load_lareqa(c.data, c.languages, name="xquad-r"),
-    load_hub=lambda c, _, __: loaders.load_xquad_r_hub(c.languages or XQUAD_R_LANGUAGES)))
+    load=lambda s: loaders.load_lareqa(s.data, s.languages, name="xquad-r"),
+    load_hub=lambda s: loaders.load_xquad_r_hub(s.languages or XQUAD_R_LANGUAGES)))
 register_benchmark(Benchmark(
     "mlqa-r", "lareqa", no_hub=_NO_LAREQA_HUB,
     about="MLQA-R (LAReQA files; partially parallel: settings without shared questions are n/a)",
-    load=lambda c, _, __: loaders.load_lareqa(c.data, c.languages, name="mlqa-r", parallel=False)))
+    load=lambda s: loaders.load_lareqa(s.data, s.languages, name="mlqa-r", parallel=False)))
 register_benchmark(Benchmark(
     "lareqa", "lareqa", no_hub=_NO_LAREQA_HUB,
     about="any folder in LAReQA form (parallel: the same question ids in every language)",
-    load=lambda c, _, __: loaders.load_lareqa(c.data, c.languages, name="lareqa")))
+    load=lambda s: loaders.load_lareqa(s.data, s.languages, name="lareqa")))

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from megatron_hybridir.convert.hf_export import export_hf
-from megatron_hybridir.convert.hf_import import import_hf
+from megatron_hybridir.convert.hf_import import ImportHead, import_hf
 from megatron_hybridir.convert.mappings import ConversionError
 from tests.unit.convert.hf_fixtures import load_tool, write_hf_model
 from tests.unit.convert.test_roundtrip import TEXTS, _ids, load_megatron
 
-HEADS = {"xlmr": dict(pooling="mean"), "labse": dict(pooling="first", pooler=True)}
+HEADS = {"xlmr": ImportHead(pooling="mean"), "labse": ImportHead(pooling="first", pooler=True)}
 
 
 def _safetensors(folder, drop=()):
@@ -34,7 +34,7 @@ def test_encoder_import_matches_hf_and_round_trips_exactly(tmp_path, megatron_ru
     from transformers import AutoModel
 
     hf = write_hf_model(tmp_path / "hf", family, shards=family == "xlmr")
-    converted = import_hf(hf, tmp_path / "meg", dtype="fp32", **HEADS[family])
+    converted = import_hf(hf, tmp_path / "meg", dtype="fp32", head=HEADS[family])
     model = load_megatron(converted)
     ids, mask = _ids(TEXTS)
     with torch.no_grad():
@@ -58,7 +58,7 @@ def test_sentence_transformers_embeddings_equal_megatron(tmp_path, megatron_runt
     from sentence_transformers import SentenceTransformer
 
     hf = write_hf_model(tmp_path / "hf", family)
-    converted = import_hf(hf, tmp_path / "meg", dtype="fp32", **HEADS[family])
+    converted = import_hf(hf, tmp_path / "meg", dtype="fp32", head=HEADS[family])
     model = load_megatron(converted)
     out = export_hf(converted, tmp_path / "out")
     st = SentenceTransformer(str(out), device="cpu")

@@ -8,7 +8,7 @@ import pytest
 from megatron_hybridir.checkpointing import provenance
 from megatron_hybridir.checkpointing.folders import resolve_checkpoint
 from megatron_hybridir.convert.hf_export import export_hf
-from megatron_hybridir.convert.hf_import import import_hf
+from megatron_hybridir.convert.hf_import import ImportHead, import_hf
 from megatron_hybridir.convert.mappings import ConversionError
 from tests.unit.convert.hf_fixtures import write_hf_model
 
@@ -54,4 +54,4 @@ def test_unsupported_sentence_transformers_pooling_is_named(tmp_path, megatron_r
     with pytest.raises(ConversionError, match=r"pooling \['pooling_mode_max_tokens'\] has no "
                                               r"counterpart here .* pass --pooling"):
         import_hf(hf, tmp_path / "meg", dtype="fp32")
-    import_hf(hf, tmp_path / "meg", dtype="fp32", pooling="mean")        # an explicit choice
+    import_hf(hf, tmp_path / "meg", dtype="fp32", head=ImportHead(pooling="mean"))        # an explicit choice

@@ -9,7 +9,7 @@ import torch
 
 from megatron_hybridir.checkpointing.folders import resolve_checkpoint
 from megatron_hybridir.convert.hf_export import export_hf
-from megatron_hybridir.convert.hf_import import import_hf
+from megatron_hybridir.convert.hf_import import ImportHead, import_hf
 from megatron_hybridir.convert.mappings import ConversionError
 from tests.unit.convert.hf_fixtures import WORDS, load_tool, write_hf_model
 
@@ -49,7 +49,7 @@ def hf_hidden(folder, causal):
 @pytest.mark.parametrize("family", ["llama", "llama3", "mistral", "qwen2", "qwen3"])
 def test_import_gives_hf_hidden_states_and_export_round_trips(tmp_path, megatron_runtime, family):
     hf = write_hf_model(tmp_path / "hf", family, shards=family == "llama")
-    converted = import_hf(hf, tmp_path / "meg", dtype="fp32", attention="causal")
+    converted = import_hf(hf, tmp_path / "meg", dtype="fp32", head=ImportHead(attention="causal"))
     model = load_megatron(converted)
     ids, mask = _ids(TEXTS)
     with torch.no_grad():
@@ -78,7 +78,8 @@ def test_bidirectional_export_matches_megatron_embeddings(tmp_path, megatron_run
     # Llama: transformers 5 rebuilds Qwen2 tokenizers from the vocabulary whatever tokenizer.json says,
     # which would break this toy word-level tokenizer (real Qwen2 tokenizers are unaffected).
     hf = write_hf_model(tmp_path / "hf", "llama3")
-    converted = import_hf(hf, tmp_path / "meg", dtype="fp32", pooling="mean", projection_dim=16)
+    converted = import_hf(hf, tmp_path / "meg", dtype="fp32",
+                          head=ImportHead(pooling="mean", projection_dim=16))
     model = load_megatron(converted)
     out = export_hf(converted, tmp_path / "out", query_prompt="Query: ")
     assert AutoConfig.from_pretrained(str(out)).is_causal is False
@@ -129,7 +130,7 @@ def test_mteb_evaluates_the_export_with_its_prompts(tmp_path, megatron_runtime):
     from sentence_transformers import SentenceTransformer
 
     converted = import_hf(write_hf_model(tmp_path / "hf", "llama3"), tmp_path / "meg", dtype="fp32",
-                          pooling="mean", projection_dim=16)
+                          head=ImportHead(pooling="mean", projection_dim=16))
     out = export_hf(converted, tmp_path / "out", query_prompt="Query: ", passage_prompt="Passage: ")
     rng = np.random.default_rng(0)
     text = lambda n: " ".join(f"w{i}" for i in rng.integers(0, 61, n))  # noqa: E731
@@ -209,7 +210,7 @@ def test_training_init_from_a_converted_folder(tmp_path, megatron_runtime):
     from megatron_hybridir.checkpointing.model_state import load_model_weights
 
     hf = write_hf_model(tmp_path / "hf", "qwen3")
-    converted = import_hf(hf, tmp_path / "meg", dtype="fp32", attention="causal")
+    converted = import_hf(hf, tmp_path / "meg", dtype="fp32", head=ImportHead(attention="causal"))
     model_cfg, _, _ = resolve_checkpoint(converted)
     model = build_model(model_cfg, ParallelConfig()).eval()
     load_model_weights(converted, model=[model])

@@ -9,7 +9,7 @@ import pytest
 from megatron_hybridir.config.instructions import TASK_INSTRUCTIONS
 from megatron_hybridir.convert.export_extras import task_prompts
 from megatron_hybridir.convert.hf_export import export_hf
-from megatron_hybridir.convert.hf_import import import_hf
+from megatron_hybridir.convert.hf_import import ImportHead, import_hf
 from megatron_hybridir.convert.mappings import ConversionError
 from tests.unit.convert.hf_fixtures import write_hf_model
 from tests.unit.convert.test_roundtrip import _toy_mteb_task
@@ -33,7 +33,7 @@ def test_mteb_applies_each_tasks_instruction_to_its_queries(tmp_path, megatron_r
     from sentence_transformers import SentenceTransformer
 
     converted = import_hf(write_hf_model(tmp_path / "hf", "llama3"), tmp_path / "meg", dtype="fp32",
-                          pooling="mean")
+                          head=ImportHead(pooling="mean"))
     out = export_hf(converted, tmp_path / "out", query_prompt="Query: ", passage_prompt="Passage: ",
                     task_instructions={"ArguAna": "Find the counter-argument"})
     prompts = json.loads((out / "config_sentence_transformers.json").read_text())["prompts"]

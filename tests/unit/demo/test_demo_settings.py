@@ -1,4 +1,4 @@
-"""Every demo corpus is tokenized with the same token budgets (demo/pipeline.MAX_LENGTH): the
+"""Every demo corpus is tokenized with the same token budgets (demo/token_budgets.MAX_LENGTH): the
 pipeline's own data, the mined data and the MiniLM fine-tuning corpus. They once disagreed
 (negatives cut at 32 tokens in one, 96 in the others)."""
 
@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 from megatron_hybridir.data import preprocess as preprocess_module
 from megatron_hybridir.demo import finetune, mining, pipeline
+from megatron_hybridir.demo.data_handle import DemoData
 
 
 def test_all_three_demo_corpora_share_the_token_budgets(tmp_path, monkeypatch):
@@ -22,7 +23,8 @@ def test_all_three_demo_corpora_share_the_token_budgets(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "sentencepiece", SimpleNamespace(
         SentencePieceProcessor=lambda model_file: SimpleNamespace(get_piece_size=lambda: 10)))
     pipeline.prepare_data(root)
-    mining._preprocess({"languages": ["xa"], "tokenizer": root / "tokenizer"},
+    mining._preprocess(DemoData(root=root, tokenizer=root / "tokenizer", indexed=root / "indexed",
+                                vocab_size=10, languages=("xa",)),
                        tmp_path / "mined.jsonl", tmp_path / "mined")
     out = tmp_path / "finetune"
     (out / "data").mkdir(parents=True)

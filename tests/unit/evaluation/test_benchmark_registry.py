@@ -12,7 +12,7 @@ import pytest
 from megatron_hybridir.config import ConfigError
 from megatron_hybridir.evaluate import main
 from megatron_hybridir.evaluation import loaders, runner
-from megatron_hybridir.evaluation.benchmarks import (BENCHMARKS, KINDS, Benchmark,
+from megatron_hybridir.evaluation.benchmarks import (BENCHMARKS, KINDS, Benchmark, TaskSource,
                                                      register_benchmark)
 from megatron_hybridir.evaluation.encoder import EncoderConfig
 from megatron_hybridir.evaluation.runner import EvalConfig, check_config, evaluate
@@ -33,9 +33,9 @@ def load_pairs(folder, _language, _split) -> RetrievalTask:
 
 
 TOY = Benchmark("toy-pairs", "retrieval", about="test format",
-                load=lambda c, lang, split: load_pairs(Path(c.data), lang, split))
+                load=lambda s: load_pairs(Path(s.data), s.language, s.split))
 TOY_LAREQA = Benchmark("toy-lareqa", "lareqa",
-                       load=lambda c, _, __: loaders.load_lareqa(c.data, ["en", "de"], name="toy"))
+                       load=lambda s: loaders.load_lareqa(s.data, ["en", "de"], name="toy"))
 
 
 def registered(*items):
@@ -59,6 +59,21 @@ def test_built_in_entries_and_kinds():
     with pytest.raises(ValueError, match="benchmark 'beir' is already registered"):
         register_benchmark(Benchmark("beir", "retrieval", load=TOY.load))
     assert list(BENCHMARKS) == BUILT_IN
+
+
+def test_a_loader_sees_only_its_task_source_filled_from_the_config(tmp_path):
+    """The config is unpacked in one place (Benchmark.load_task): the loader gets data, languages,
+    the run's language and the entry's split (its default_split while split is left at test)."""
+    seen = []
+    entry = Benchmark("toy-source", "retrieval", default_split="dev", load=seen.append,
+                      load_hub=lambda s: seen.append(("hub", s)))
+    config = _config(tmp_path, "toy-source", tmp_path / "d", tmp_path / "m", languages=["de", "en"])
+    entry.load_task(config, "de")
+    entry.load_task(_config(tmp_path, "toy-source", "name", tmp_path / "m", hub=True,
+                            split="train"))
+    assert seen == [TaskSource(data=str(tmp_path / "d"), languages=["de", "en"], language="de",
+                               split="dev"),
+                    ("hub", TaskSource(data="name", languages=None, language=None, split="train"))]
 
 
 @pytest.mark.parametrize("name,hub,data,message", [

@@ -5,6 +5,7 @@ training). The demo generator's second source leaves the default output byte-ide
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from megatron_hybridir.config import load_config
 from megatron_hybridir.demo.data import DemoSizes, make_demo_data
+from megatron_hybridir.demo.data_handle import DemoData
 from megatron_hybridir.demo.languages import build_languages
 from megatron_hybridir.demo.pipeline import DEMO_CONFIG, prepare_data
 from megatron_hybridir.study import evidence
@@ -176,14 +178,15 @@ def fake_runs(tmp_path, monkeypatch):
     from megatron_hybridir.demo import mining, pipeline
 
     calls = {"train": [], "mine": [], "merge": [], "scored": []}
-    data = {"root": tmp_path / "data", "indexed": tmp_path / "data" / "indexed", "languages": ["xa"]}
-    monkeypatch.setattr(pipeline, "prepare_data", lambda root, **kw: dict(data, **kw))
+    data = DemoData(root=tmp_path / "data", tokenizer=tmp_path / "tok",
+                    indexed=tmp_path / "data" / "indexed", vocab_size=10, languages=("xa",))
+    monkeypatch.setattr(pipeline, "prepare_data", lambda root, **kw: data)
 
     def train(run_dir, arm_data, overrides):
-        calls["train"].append((run_dir.name, str(arm_data["indexed"]), list(overrides)))
+        calls["train"].append((run_dir.name, str(arm_data.indexed), list(overrides)))
 
     def score(run_dir, arm_data, checkpoint=None):
-        calls["scored"].append((run_dir.name, str(arm_data["indexed"]), checkpoint and checkpoint.name))
+        calls["scored"].append((run_dir.name, str(arm_data.indexed), checkpoint and checkpoint.name))
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "metrics.jsonl").write_text(json.dumps({"source_batches": {"/d/train.jsonl": 3, "/d/train.second.jsonl": 2}}) + "\n")
         value = 0.5 + 0.1 * ("distill" in run_dir.name or "same" in run_dir.name or "merged" in run_dir.name)
@@ -191,7 +194,7 @@ def fake_runs(tmp_path, monkeypatch):
 
     def mined(arm_data, model_dir, folder, teacher=None):
         calls["mine"].append((Path(model_dir).parent.name, teacher))
-        return dict(arm_data, indexed=folder / "indexed")
+        return dataclasses.replace(arm_data, indexed=folder / "indexed")
 
     monkeypatch.setattr(pipeline, "train", train)
     monkeypatch.setattr(evidence, "score_run", score)

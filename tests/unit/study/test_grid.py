@@ -7,6 +7,7 @@ import json
 import pytest
 
 from megatron_hybridir.config import ConfigError
+from megatron_hybridir.demo.data_handle import DemoData
 from megatron_hybridir.study import grid
 from megatron_hybridir.study.budget import BudgetRule, EarlyStopping
 from megatron_hybridir.study.grid import SizeSpec, StudyConfig, cells, run_grid
@@ -35,9 +36,9 @@ def stand_in(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(tmp_path / "mods"))
     monkeypatch.setattr(grid, "CELL_MODULE", "stand_in_cell")
     import megatron_hybridir.demo.pipeline as pipeline
-    monkeypatch.setattr(pipeline, "prepare_data", lambda root, **_: {
-        "root": root, "tokenizer": root / "tok", "indexed": root / "idx", "vocab_size": 10,
-        "languages": ["xa", "ya"]})
+    monkeypatch.setattr(pipeline, "prepare_data", lambda root, **_: DemoData(
+        root=root, tokenizer=root / "tok", indexed=root / "idx", vocab_size=10,
+        languages=("xa", "ya")))
     return tmp_path
 
 
@@ -177,8 +178,8 @@ def test_cell_spec_round_trips_and_a_bad_spec_names_file_and_field(tmp_path):
 
     config = _config(tmp_path)
     cell = cells(config)[1]
-    data = {"root": tmp_path / "d", "tokenizer": tmp_path / "tok", "indexed": tmp_path / "idx",
-            "vocab_size": 10, "languages": ["xa", "ya"]}
+    data = DemoData(root=tmp_path / "d", tokenizer=tmp_path / "tok", indexed=tmp_path / "idx",
+                    vocab_size=10, languages=("xa", "ya"))
     spec = cell_spec(config, cell, data)
     spec.write(tmp_path)
     assert CellSpec.read(tmp_path) == spec

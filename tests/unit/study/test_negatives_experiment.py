@@ -4,6 +4,7 @@ negative-quality measure on the generator's planted negatives and on random ones
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,17 +13,18 @@ import pytest
 
 from megatron_hybridir.demo import mining
 from megatron_hybridir.demo.data import make_demo_data
+from megatron_hybridir.demo.data_handle import DemoData
 from megatron_hybridir.study import experiment
 from megatron_hybridir.study.experiment import METRICS
 
 
 def test_arms_budget_seeds_and_summary(tmp_path, monkeypatch):
     calls = []
-    data = {"root": tmp_path / "data", "indexed": tmp_path / "data" / "indexed",
-            "languages": ["xa"]}
+    data = DemoData(root=tmp_path / "data", tokenizer=tmp_path / "tok",
+                    indexed=tmp_path / "data" / "indexed", vocab_size=10, languages=("xa",))
 
     def fake_train(run_dir, arm_data, overrides):
-        calls.append((Path(run_dir).name, arm_data["indexed"], list(overrides)))
+        calls.append((Path(run_dir).name, arm_data.indexed, list(overrides)))
 
     def fake_eval(run_dir, arm_data):
         seed = int(Path(run_dir).name[-1])
@@ -33,14 +35,14 @@ def test_arms_budget_seeds_and_summary(tmp_path, monkeypatch):
 
     def fake_first_pass(run_dir, arm_data, overrides, *, steps, seed):
         calls.append(("first_pass", steps, list(overrides)))
-        return dict(arm_data, indexed=f"mined{seed}", init_from=str(run_dir))
+        return dataclasses.replace(arm_data, indexed=f"mined{seed}", init_from=run_dir)
 
     monkeypatch.setattr(experiment, "prepare_data", lambda root: data)
     monkeypatch.setattr(experiment, "train", fake_train)
     monkeypatch.setattr(experiment, "export_and_evaluate", fake_eval)
-    monkeypatch.setattr(mining, "first_pass_and_mine", fake_first_pass)
-    monkeypatch.setattr(mining, "random_negative_data",
-                        lambda d, seed: dict(d, indexed=tmp_path / "data" / f"random{seed}" / "x"))
+    monkeypatch.setattr(experiment, "first_pass_and_mine", fake_first_pass)
+    monkeypatch.setattr(mining, "random_negative_data", lambda d, seed: dataclasses.replace(
+        d, indexed=tmp_path / "data" / f"random{seed}" / "x"))
     monkeypatch.setattr(mining, "negative_quality", lambda path, languages: {
         "xa": {"names_entity": 0.0, "names_relation": 0.9 if "mined" in str(path) else 0.2,
                "contains_answer": 0.0}})
@@ -71,8 +73,10 @@ def test_negative_quality_on_planted_and_random_negatives(tmp_path, monkeypatch)
     assert set(planted) == {"xa", "xb", "xc", "ya", "yb", "za"}
     assert all(v["names_entity"] == 1.0 and v["names_relation"] == 0.0 and
                v["contains_answer"] == 0.0 for v in planted.values())
-    data = {"root": tmp_path, "languages": list(planted)}
-    monkeypatch.setattr(mining, "_preprocess", lambda d, source, output: dict(d, indexed=output))
+    data = DemoData(root=tmp_path, tokenizer=tmp_path / "tok", indexed=tmp_path / "indexed",
+                    vocab_size=10, languages=tuple(planted))
+    monkeypatch.setattr(mining, "_preprocess",
+                        lambda d, source, output: dataclasses.replace(d, indexed=output))
     mining.random_negative_data(data, seed=0)
     rand = mining.negative_quality(tmp_path / "train.random0.jsonl")
     # A random passage names the entity only when it happens to carry one of its facts.
