@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 
 from megatron_hybridir.config import ConfigError
+from megatron_hybridir.config.help import format_help
 from megatron_hybridir.evaluation.benchmarks import choices_help
+from megatron_hybridir.evaluation.config import EvalConfig
 from megatron_hybridir.evaluation.encoder import EmbeddingError
 from megatron_hybridir.evaluation.loading import load_eval_config
 from megatron_hybridir.evaluation.runner import evaluate
@@ -26,7 +28,9 @@ from megatron_hybridir.evaluation.tasks import EvalDataError
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
-                                     epilog="benchmark= one of:\n" + choices_help(),
+                                     epilog="benchmark= one of:\n" + choices_help()
+                                     + "\n\nsettings (key=value or in --config):\n"
+                                     + format_help(EvalConfig),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML file with EvalConfig fields")
     parser.add_argument("overrides", nargs="*", help="key=value, e.g. encoder.model=runs/export")

@@ -17,7 +17,6 @@ import types
 import typing
 from typing import Any, Literal, NamedTuple
 
-from megatron_hybridir.config import schema
 from megatron_hybridir.config.schema import RunConfig
 
 
@@ -69,7 +68,7 @@ def _default(f: dataclasses.Field) -> Any:
 
 def describe(cls: type = RunConfig, prefix: str = "") -> list[FieldHelp]:
     """Every leaf field of ``cls``, sections (optional ones such as ``model.lora`` too) expanded."""
-    hints, docs, out = typing.get_type_hints(cls, vars(schema)), field_docs(cls), []
+    hints, docs, out = typing.get_type_hints(cls), field_docs(cls), []
     for f in dataclasses.fields(cls):
         section = _section(hints[f.name])
         if section is not None:
@@ -84,6 +83,8 @@ def format_help(cls: type = RunConfig, *, width: int = 100) -> str:
     lines = []
     for item in describe(cls):
         default = "null" if item.default is None else item.default
+        if isinstance(default, str) and "\n" in default:
+            default = repr(default)               # one line: the template's line break as \n
         lines.append(f"  {item.path}  ({item.type}; default {default})")
         lines.extend(textwrap.wrap(" ".join(item.doc.split()), width,
                                    initial_indent=" " * 6, subsequent_indent=" " * 6))

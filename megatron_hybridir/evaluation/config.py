@@ -18,28 +18,43 @@ from megatron_hybridir.evaluation.encoder import EncoderConfig
 
 @dataclass
 class EvalConfig:
-    benchmark: str = ""                    # a key of evaluation.benchmarks.BENCHMARKS
-    data: str = ""                         # local folder; with hub=true a BEIR name (beir) or unused (miracl)
-    output: str = "runs/eval"              # results.json, results.md, PNG plots
-    hub: bool = False                      # read BEIR / MIRACL / NQ / XQuAD-R through `datasets` (network)
-    languages: Optional[list[str]] = None  # MIRACL / LAReQA languages (default: all found)
-    split: str = "test"                    # BEIR qrels split; MIRACL uses "dev" when left at "test"
-    k: int = 100                           # retrieval depth for BEIR / NQ / MIRACL
+    benchmark: str = ""
+    """A key of evaluation.benchmarks.BENCHMARKS."""
+    data: str = ""
+    """Local folder; with hub=true a BEIR name (beir) or unused (miracl)"""
+    output: str = "runs/eval"
+    """Where results.json, results.md and the PNG plots go."""
+    hub: bool = False
+    """Read BEIR / MIRACL / NQ / XQuAD-R through `datasets` (network)"""
+    languages: Optional[list[str]] = None
+    """MIRACL / LAReQA languages (default: all found)"""
+    split: str = "test"
+    """BEIR qrels split; MIRACL uses "dev" when left at "test"."""
+    k: int = 100
+    """Retrieval depth for BEIR / NQ / MIRACL."""
     measures: list[str] = field(default_factory=lambda: list(metrics.DEFAULT_MEASURES))
-    # exact (alias: flat) | ivf | hnsw | pq | any FAISS factory string (evaluation.search.IndexSpec)
     index: str = "exact"
-    nprobe: int = 64                       # IVF lists visited per query
-    ef_search: int = 256                   # HNSW search breadth
-    nlist: Optional[int] = None            # IVF lists (default 4 * sqrt(corpus size))
-    hnsw_m: int = 32                       # HNSW links per node
-    shard_size: int = 100_000              # passages per on-disk embedding shard
+    """exact (alias: flat) | ivf | hnsw | pq | any FAISS factory string (evaluation.search.IndexSpec)."""
+    nprobe: int = 64
+    """IVF lists visited per query."""
+    ef_search: int = 256
+    """HNSW search breadth."""
+    nlist: Optional[int] = None
+    """IVF lists (default 4 * sqrt(corpus size))"""
+    hnsw_m: int = 32
+    """HNSW links per node."""
+    shard_size: int = 100_000
+    """Passages per on-disk embedding shard."""
     float16_shards: bool = False
-    cache_dir: str = ""                    # default: <output>/cache
-    candidate_context: bool = False        # LAReQA: encode "sentence context" instead of the sentence
+    cache_dir: str = ""
+    """Default: <output>/cache."""
+    candidate_context: bool = False
+    """LAReQA: encode "sentence context" instead of the sentence."""
     plots: bool = True
     progress: bool = True
-    instruction: Optional[str] = None      # task instruction on queries: null = none (the model's
-                                           # query prompt), "default" = the benchmark's documented one
-                                           # (evaluation/instruction.py), else the instruction text
-    instruction_template: str = DEFAULT_TEMPLATE   # must end with {text}; replaces the query prompt
+    instruction: Optional[str] = None
+    """Task instruction on queries: null = none (the model's query prompt), "default" = the
+    benchmark's documented one (evaluation/instruction.py), else the instruction text."""
+    instruction_template: str = DEFAULT_TEMPLATE
+    """Must end with {text}; replaces the query prompt."""
     encoder: EncoderConfig = field(default_factory=EncoderConfig)

@@ -56,16 +56,22 @@ def check_finite(emb: np.ndarray, *, model: str, kind: str,
 
 @dataclass
 class EncoderConfig:
-    model: str = ""                     # HF or sentence-transformers folder (or hub name with a network)
+    model: str = ""
+    """HF or sentence-transformers folder (or hub name with a network)"""
     batch_size: int = 64
-    dtype: str = "auto"                 # auto: bf16 on GPUs that have it (else fp16), fp32 on CPU
-    devices: Optional[list[str]] = None  # e.g. ["cuda:0", "cuda:1"]; default: one GPU if any, else CPU
-    query_prompt: Optional[str] = None   # default: the model's "query" prompt, if it has one
+    dtype: str = "auto"
+    """auto: bf16 on GPUs that have it (else fp16), fp32 on CPU."""
+    devices: Optional[list[str]] = None
+    """For example ["cuda:0", "cuda:1"]; default: one GPU if any, else CPU."""
+    query_prompt: Optional[str] = None
+    """Default: the model's "query" prompt, if it has one."""
     passage_prompt: Optional[str] = None
     max_length: Optional[int] = None
-    normalize: bool = False             # our exports normalise inside the model already
-    truncate_dim: Optional[list[int]] = None  # Matryoshka: also report metrics for these prefixes
-                                              # (the corpus is encoded once; evaluation/matryoshka.py)
+    normalize: bool = False
+    """Our exports normalise inside the model already."""
+    truncate_dim: Optional[list[int]] = None
+    """Matryoshka: also report metrics for these prefixes (the corpus is encoded once;
+    evaluation/matryoshka.py)"""
 
 
 class Encoder:
@@ -176,7 +182,7 @@ def _file_sha256(path: Path) -> str:
 
 
 def folder_fingerprint(root: Path, *, hash_cache: Optional[Path] = None) -> str:
-    """sha256 over (relative path, sha256 of the content) of every file under ``root``.
+    """Sha256 over (relative path, sha256 of the content) of every file under ``root``.
 
     Every byte counts: a model whose middle layers changed must not reuse another model's corpus
     embeddings. Hashing tens of GB at each evaluation would be slow, so each file's content hash is
