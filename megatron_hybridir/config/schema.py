@@ -16,7 +16,9 @@ What it does not do: read files (``config/loading.py``), check cross-field const
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, get_args
+from typing import Annotated, Any, Literal, Optional, get_args
+
+from megatron_hybridir.config.ranges import Bounds
 
 from megatron_hybridir.data.sampler import LanguageChoice, SamplerConfig, SamplerMode
 
@@ -42,11 +44,11 @@ MATRYOSHKA_FULL = "full"     # a loss.matryoshka_dims entry: the whole embedding
 class LoraConfig:
     """LoRA adapters on the transformer's parallel linears (``model/lora.py``); the base is frozen."""
 
-    rank: int = 16
+    rank: Annotated[int, Bounds(1, optional=True)] = 16
     """Rank of each adapter's low-rank update (A: rank x in, B: out x rank)."""
-    alpha: float = 32.0
+    alpha: Annotated[float, Bounds(0, low_open=True, optional=True)] = 32.0
     """The update is scaled by alpha / rank."""
-    dropout: float = 0.0
+    dropout: Annotated[float, Bounds(0, 1, high_open=True, optional=True)] = 0.0
     """Dropout on the adapter's input (PEFT's lora_dropout)."""
     target_modules: list[LoraTarget] = field(default_factory=lambda: list(LORA_TARGETS))
     """Any of qkv (attention input projection), proj (attention output), fc1, fc2."""
@@ -71,57 +73,58 @@ class ModelConfig:
     """Model family in ``model/families.py`` (llama, llama3, mistral, qwen2, qwen3, xlm-roberta,
     bert): recorded on import and by presets so export writes the family the weights came from.
     None: a model built from scratch (exported as its layer kind's base family)."""
-    num_layers: int = 2
+    num_layers: Annotated[int, Bounds(1)] = 2
     """Transformer layers (divisible by the pipeline stages x virtual stages)."""
-    hidden_size: int = 64
+    hidden_size: Annotated[int, Bounds(1)] = 64
     """Width of the residual stream."""
-    ffn_hidden_size: int = 128
+    ffn_hidden_size: Annotated[int, Bounds(1)] = 128
     """Width of the MLP's inner layer (per gate for SwiGLU)."""
-    num_attention_heads: int = 4
+    num_attention_heads: Annotated[int, Bounds(1)] = 4
     """Query heads (hidden_size and the tensor-parallel size must divide by it / into it)."""
-    num_query_groups: Optional[int] = None
+    num_query_groups: Annotated[Optional[int], Bounds(1, optional=True)] = None
     """Grouped-query attention: number of key/value heads (None = multi-head attention)."""
-    kv_channels: Optional[int] = None
+    kv_channels: Annotated[Optional[int], Bounds(1, optional=True)] = None
     """Per-head dimension (None = hidden_size / num_attention_heads; Qwen3 sets it explicitly)."""
-    vocab_size: int = 256
+    vocab_size: Annotated[int, Bounds(1)] = 256
     """Tokenizer vocabulary (the embedding table is padded above it, see the next field)."""
-    make_vocab_size_divisible_by: int = 128
+    make_vocab_size_divisible_by: Annotated[int, Bounds(1)] = 128
     """The embedding table is padded to a multiple of this times TP (Megatron convention)."""
-    max_position_embeddings: int = 512
+    max_position_embeddings: Annotated[int, Bounds(1)] = 512
     """Longest sequence the model accepts (RoPE has no table, but inputs are checked against it)."""
-    rotary_base: float = 10000.0
+    rotary_base: Annotated[float, Bounds(0, low_open=True)] = 10000.0
     """RoPE base frequency (theta)."""
-    rope_scaling_factor: Optional[float] = None
+    rope_scaling_factor: Annotated[Optional[float],
+                                   Bounds(0, low_open=True, optional=True)] = None
     """Llama-3 style RoPE frequency scaling; None disables it."""
     qk_layernorm: bool = False
     """RMSNorm on queries and keys per head (Qwen3)."""
     add_qkv_bias: bool = False
     """Bias on the QKV projection only (Qwen2)."""
-    layernorm_epsilon: float = 1e-5
+    layernorm_epsilon: Annotated[float, Bounds(0, low_open=True)] = 1e-5
     """Epsilon of every RMSNorm / LayerNorm."""
-    type_vocab_size: int = 0
+    type_vocab_size: Annotated[int, Bounds(0)] = 0
     """``bert``: rows of the token-type table (2 for BERT / LaBSE, 1 for XLM-R); type 0 is used."""
-    position_offset: int = 0
+    position_offset: Annotated[int, Bounds(0)] = 0
     """``bert``: first position id (RoBERTa / XLM-R start at padding_idx + 1 = 2, BERT at 0); the
     position table has ``max_position_embeddings`` rows, so inputs may be that minus this long."""
-    init_method_std: float = 0.02
+    init_method_std: Annotated[float, Bounds(0)] = 0.02
     """Standard deviation of the normal initialisation of weights trained from scratch."""
-    hidden_dropout: float = 0.0
+    hidden_dropout: Annotated[float, Bounds(0, 1, high_open=True)] = 0.0
     """Dropout on the residual stream (after attention and MLP)."""
-    attention_dropout: float = 0.0
+    attention_dropout: Annotated[float, Bounds(0, 1, high_open=True)] = 0.0
     """Dropout on the attention probabilities."""
     attention: Attention = "bidirectional"
     """``bidirectional`` (padding mask only) or ``causal`` (the LLM's original mask)."""
     pooling: str = "mean"
     """How token states become one vector: mean, last, first or latent_attention."""
-    latent_num_latents: int = 512
+    latent_num_latents: Annotated[int, Bounds(1)] = 512
     """Latent-attention pooling (NV-Embed): size of the trainable latent dictionary."""
-    latent_num_heads: int = 8
+    latent_num_heads: Annotated[int, Bounds(1)] = 8
     """Latent-attention pooling: attention heads (hidden_size must divide by it)."""
     pooler: bool = False
     """BERT's pooler after pooling: dense (hidden -> hidden, with bias) + tanh (LaBSE uses it on
     the CLS vector before normalisation)."""
-    projection_dim: Optional[int] = None
+    projection_dim: Annotated[Optional[int], Bounds(1, optional=True)] = None
     """Optional linear projection of the pooled vector to a smaller dimension."""
     normalize: bool = True
     """L2-normalise embeddings, making dot products cosine similarities."""
@@ -158,11 +161,13 @@ def embedding_dim(model: ModelConfig) -> int:
 class ParallelConfig:
     """How the model is split across processes; data parallelism is what is left of the world."""
 
-    tensor_model_parallel_size: int = 1
+    tensor_model_parallel_size: Annotated[int, Bounds(1)] = 1
     """Tensor-parallel ranks: each layer's weights are split across them."""
-    pipeline_model_parallel_size: int = 1
+    pipeline_model_parallel_size: Annotated[int, Bounds(1)] = 1
     """Pipeline stages: the layers are split across them."""
-    virtual_pipeline_model_parallel_size: Optional[int] = None
+    virtual_pipeline_model_parallel_size: Annotated[
+        Optional[int],
+        Bounds(2, optional=True, text="needs pipeline_model_parallel_size >= 2 and a value >= 2")] = None
     """Model chunks per pipeline rank (interleaved 1F1B schedule); None disables it."""
     sequence_parallel: bool = False
     """Split LayerNorm / dropout activations along the sequence across TP ranks (needs TP > 1)."""
@@ -176,14 +181,14 @@ class DistillationConfig:
     """Distillation from teacher scores that the training records carry for the positive and each
     hard negative (``distillation.py``); in-batch negatives stay contrastive."""
 
-    weight: float = 0.0
+    weight: Annotated[float, Bounds(0)] = 0.0
     """Weight of the distillation term added to InfoNCE; 0 turns it off (and needs no scores)."""
     kind: DistillationKind = "kl"
     """kl: KL(teacher || student) of the softmax over (positive + hard negatives); margin_mse: mean
     squared error between the student's and the teacher's (positive - negative) margins."""
-    temperature: float = 0.05
+    temperature: Annotated[float, Bounds(0, low_open=True)] = 0.05
     """The student's cosine scores are divided by this before the softmax (or the margins)."""
-    teacher_temperature: float = 1.0
+    teacher_temperature: Annotated[float, Bounds(0, low_open=True)] = 1.0
     """The teacher's scores are divided by this (cross-encoder logits often want T > 1)."""
 
 
@@ -191,25 +196,27 @@ class DistillationConfig:
 class LossConfig:
     """InfoNCE over cosine similarities with in-batch negatives spanning the global batch."""
 
-    temperature: float = 0.02
+    temperature: Annotated[float, Bounds(0, low_open=True)] = 0.02
     """Softmax temperature of InfoNCE (logits are cosine / temperature)."""
     learnable_temperature: bool = False
     """Learn log(1/temperature), initialised from ``temperature``."""
     symmetric: bool = False
     """Add the passage-to-query InfoNCE term."""
-    num_hard_negatives: int = 1
+    num_hard_negatives: Annotated[int, Bounds(0)] = 1
     """Hard negatives per query taken from each training item (0 disables them)."""
     mask_false_negatives: bool = True
     """Mask (logit -inf) in-batch and hard-negative candidates whose content id (hash of the
     normalised text, from preprocessing) equals the query's positive's; data without content ids
     (older preprocessed folders, synthetic batches) train unmasked. Counted as masked_negatives."""
-    false_negative_margin: Optional[float] = None
+    false_negative_margin: Annotated[
+        Optional[float],
+        Bounds(-2, 2, optional=True, text="must be a finite cosine-score margin in [-2, 2]")] = None
     """Also mask candidates whose cosine score exceeds the positive's score + this margin."""
     matryoshka_dims: Optional[list[Any]] = None
     """Matryoshka: embedding prefixes trained together, increasing, e.g. [64, 128, 256, full]
     (``full`` = the whole embedding); the loss is the weighted sum of InfoNCE over each prefix,
     renormalised (``matryoshka.py``). None trains the full embedding only."""
-    matryoshka_weights: Optional[list[float]] = None
+    matryoshka_weights: Annotated[Optional[list[float]], Bounds(0, optional=True)] = None
     """One weight per entry of matryoshka_dims (default: all 1)."""
 
     distillation: DistillationConfig = field(default_factory=DistillationConfig)
@@ -258,18 +265,18 @@ class DataConfig:
     (or ``source_weights``) among those that can fill the batch kind drawn first (monolingual-only
     sources fill only monolingual batches); per-source counts go to metrics.jsonl
     (``data/source_batches.py``). false: sources mix within a batch."""
-    global_batch_size: int = 16
+    global_batch_size: Annotated[int, Bounds(1)] = 16
     """Queries per optimizer step over all data-parallel ranks (the in-batch negatives' pool)."""
-    micro_batch_size: int = 4
+    micro_batch_size: Annotated[int, Bounds(1)] = 4
     """Queries per micro-batch on one data-parallel rank."""
-    pad_to_multiple: int = 8
+    pad_to_multiple: Annotated[int, Bounds(1)] = 8
     """Sequences are padded to a multiple of this length."""
     packing: bool = False
     """Concatenate the rows of each micro-batch into one token stream with per-row boundaries
     (``data/packing.py``): no padding inside the stream, same embeddings; under pipeline
     parallelism the step's micro-batches share the longest one's length, and with
     ``training.gradcache`` a rank's pairs are first regrouped into near-equal streams."""
-    micro_batch_tokens: Optional[int] = None
+    micro_batch_tokens: Annotated[Optional[int], Bounds(1, optional=True)] = None
     """Cut each rank's share of the global batch into micro-batches of whole pairs holding at most
     this many real tokens (greedy, in the sampler's order) instead of ``micro_batch_size`` pairs;
     needs ``data.packing`` and ``training.gradcache`` (the loss spans the whole global batch, so
@@ -291,19 +298,19 @@ class DataConfig:
 class OptimConfig:
     """Megatron-Core optimizer (Adam) and the warmup + cosine schedule."""
 
-    lr: float = 1e-4
+    lr: Annotated[float, Bounds(0, low_open=True)] = 1e-4
     """Peak learning rate (reached after warmup_steps)."""
-    min_lr: float = 0.0
+    min_lr: Annotated[float, Bounds(0)] = 0.0
     """Learning rate at the end of the cosine decay."""
-    weight_decay: float = 0.01
+    weight_decay: Annotated[float, Bounds(0)] = 0.01
     """Decoupled (AdamW) weight decay."""
-    adam_beta1: float = 0.9
+    adam_beta1: Annotated[float, Bounds(0, 1, high_open=True)] = 0.9
     """Adam's first-moment decay."""
-    adam_beta2: float = 0.999
+    adam_beta2: Annotated[float, Bounds(0, 1, high_open=True)] = 0.999
     """Adam's second-moment decay."""
-    clip_grad: float = 1.0
+    clip_grad: Annotated[float, Bounds(0)] = 1.0
     """Clip the global gradient norm to this (0 disables clipping)."""
-    warmup_steps: int = 0
+    warmup_steps: Annotated[int, Bounds(0)] = 0
     """Linear warmup steps before the cosine decay."""
     use_distributed_optimizer: bool = False
     """Shard optimizer state across data-parallel ranks (Megatron's distributed optimizer)."""
@@ -313,15 +320,15 @@ class OptimConfig:
 class TrainingConfig:
     """The training loop: length, negatives, logging and stopping."""
 
-    train_steps: int = 100
+    train_steps: Annotated[int, Bounds(1)] = 100
     """Optimizer steps of the whole run (a resumed run continues up to it)."""
     gradcache: bool = False
     """Negatives over the whole global batch whatever the micro-batch size (training/gradcache.py)."""
-    max_skipped_steps: int = 5
+    max_skipped_steps: Annotated[int, Bounds(0)] = 5
     """Non-finite losses skip the step up to this many times in a row, then training stops."""
-    log_interval: int = 10
+    log_interval: Annotated[int, Bounds(1)] = 10
     """Log metrics every N steps."""
-    exit_interval: int = 0
+    exit_interval: Annotated[int, Bounds(0)] = 0
     """Save and exit after this many steps of this invocation (0: run to train_steps)."""
 
 
@@ -331,9 +338,9 @@ class CheckpointConfig:
 
     dir: Optional[str] = None
     """Run directory for checkpoints and logs; None disables saving."""
-    save_interval: int = 0
+    save_interval: Annotated[int, Bounds(0)] = 0
     """Save every N steps (0: only at the end and on SIGTERM / SIGUSR1)."""
-    keep_last: int = 2
+    keep_last: Annotated[int, Bounds(1)] = 2
     """Checkpoints kept in the run directory (older ones are deleted after a save)."""
     init_from: Optional[str] = None
     """Start a new run from these model weights (a folder from tools/convert_hf_to_megatron.py, or
@@ -373,7 +380,7 @@ class RunConfig:
     """The training loop."""
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     """Saving and initial weights."""
-    seed: int = 1234
+    seed: Annotated[int, Bounds(0)] = 1234
     """Seed of the sampler, the synthetic data and the initialisation."""
-    seq_length: int = 64
+    seq_length: Annotated[int, Bounds(1)] = 64
     """Longest tokenized query or passage fed to the model."""

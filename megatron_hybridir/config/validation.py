@@ -2,9 +2,9 @@
 expected, instead of crashing deep inside Megatron-Core (or training on a silently wrong value).
 
 Why it exists: the schema (``config/schema.py``) types each field; this module holds what a type
-cannot say: the range of every numeric field (one table, ``_RANGES``, which the property test in
-``tests/unit/test_config_properties.py`` reads), ``Literal`` choices of a config built in code,
-and the constraints between fields (heads vs tensor parallelism, layers vs pipeline stages, the
+cannot say: the range of every numeric field (declared on the field, ``config/ranges.py``;
+collected in ``_RANGES``, which ``tests/unit/test_config_properties.py`` reads), ``Literal``
+choices of a config built in code, and the constraints between fields (heads vs tensor parallelism, layers vs pipeline stages, the
 layer kind's flags, the recorded family, Matryoshka dimensions, the world size).
 
 What it does not do: read files (``config/loading.py``) or check the sampler's own settings, whose
@@ -18,8 +18,9 @@ import json
 import math
 import typing
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, Optional
+from typing import Any, Literal, Optional
 
+from megatron_hybridir.config.ranges import ranges_of
 from megatron_hybridir.config.schema import (
     ConfigError,
     LoraConfig,
@@ -89,70 +90,13 @@ def _finite_floats(node: Any, prefix: str = "") -> None:
                 raise ConfigError(f"{path}: must be a finite number, got {v}")
 
 
-class Range(NamedTuple):
-    """Allowed values of one numeric field (each element, for a list field)."""
-
-    path: str
-    low: float
-    high: Optional[float] = None
-    low_open: bool = False
-    high_open: bool = False
-    optional: bool = False     # None allowed (an optional field, or one in an optional section)
-    text: Optional[str] = None  # the message, where a bare range would not explain the field
-
-    def holds(self, v: float) -> bool:
-        above = v > self.low if self.low_open else v >= self.low
-        below = self.high is None or (v < self.high if self.high_open else v <= self.high)
-        return above and below
-
-    def message(self, v: float) -> str:
-        if self.text:
-            return f"{self.text}, got {v}"
-        if self.high is None:
-            return f"must be {'>' if self.low_open else '>='} {self.low}, got {v}"
-        return (f"must lie in {'(' if self.low_open else '['}{self.low}, {self.high}"
-                f"{')' if self.high_open else ']'}, got {v}")
-
-
-# Every numeric field: counts and sizes that must be at least 1 (or 0) — zero or negative values
+# Every numeric field's range sits on the field (``Annotated[int, Bounds(1)]`` in
+# ``config/schema.py``): counts and sizes that must be at least 1 (or 0) — zero or negative values
 # exit 0 having done nothing or divide by zero later — and rates, probabilities and scales. The
 # sampler's fields (data.alpha, language_temperature, source_weights) follow its own rules
 # (data/sampler.check_settings); loss.matryoshka_dims depends on the embedding size
-# (validate_matryoshka).
-_RANGES = (
-    Range("model.num_layers", 1), Range("model.hidden_size", 1),
-    Range("model.ffn_hidden_size", 1), Range("model.num_attention_heads", 1),
-    Range("model.num_query_groups", 1, optional=True), Range("model.kv_channels", 1, optional=True),
-    Range("model.vocab_size", 1), Range("model.make_vocab_size_divisible_by", 1),
-    Range("model.max_position_embeddings", 1), Range("model.type_vocab_size", 0),
-    Range("model.position_offset", 0), Range("model.latent_num_latents", 1),
-    Range("model.latent_num_heads", 1), Range("model.projection_dim", 1, optional=True),
-    Range("model.rotary_base", 0, low_open=True),
-    Range("model.rope_scaling_factor", 0, low_open=True, optional=True),
-    Range("model.layernorm_epsilon", 0, low_open=True), Range("model.init_method_std", 0),
-    Range("model.hidden_dropout", 0, 1, high_open=True),
-    Range("model.attention_dropout", 0, 1, high_open=True),
-    Range("model.lora.rank", 1, optional=True), Range("model.lora.alpha", 0, low_open=True, optional=True),
-    Range("model.lora.dropout", 0, 1, high_open=True, optional=True),
-    Range("parallel.tensor_model_parallel_size", 1), Range("parallel.pipeline_model_parallel_size", 1),
-    Range("parallel.virtual_pipeline_model_parallel_size", 2, optional=True,
-          text="needs pipeline_model_parallel_size >= 2 and a value >= 2"),
-    Range("loss.temperature", 0, low_open=True), Range("loss.num_hard_negatives", 0),
-    Range("loss.false_negative_margin", -2, 2, optional=True,
-          text="must be a finite cosine-score margin in [-2, 2]"),
-    Range("loss.matryoshka_weights", 0, optional=True),
-    Range("loss.distillation.weight", 0), Range("loss.distillation.temperature", 0, low_open=True),
-    Range("loss.distillation.teacher_temperature", 0, low_open=True),
-    Range("data.global_batch_size", 1), Range("data.micro_batch_size", 1),
-    Range("data.pad_to_multiple", 1), Range("data.micro_batch_tokens", 1, optional=True),
-    Range("optim.lr", 0, low_open=True), Range("optim.min_lr", 0), Range("optim.weight_decay", 0),
-    Range("optim.adam_beta1", 0, 1, high_open=True), Range("optim.adam_beta2", 0, 1, high_open=True),
-    Range("optim.clip_grad", 0), Range("optim.warmup_steps", 0),
-    Range("training.train_steps", 1), Range("training.max_skipped_steps", 0),
-    Range("training.log_interval", 1), Range("training.exit_interval", 0),
-    Range("checkpoint.save_interval", 0), Range("checkpoint.keep_last", 1),
-    Range("seed", 0), Range("seq_length", 1),
-)
+# (validate_matryoshka). The property test in tests/unit/test_config_properties.py reads this.
+_RANGES = tuple(ranges_of(RunConfig))
 
 
 def field_value(config: Any, path: str) -> Any:

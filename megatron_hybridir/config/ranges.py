@@ -1,0 +1,78 @@
+"""The allowed values of a numeric config field, written on the field itself.
+
+Why it exists: a field's range is part of its definition, so it sits in its annotation in
+``config/schema.py`` (``num_layers: Annotated[int, Bounds(1)] = 2``) beside its type, default and
+docstring, instead of a separate table that a new field can miss. ``config/validation.py`` walks the
+schema for them (``ranges_of``) and checks every one at load. ``typing.get_type_hints`` without
+``include_extras`` drops the annotation, so everything else sees the plain type.
+
+What it does not do: rules between fields (``config/validation.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Iterator, NamedTuple, Optional
+
+
+class Bounds(NamedTuple):
+    """Allowed values of one numeric field (each element, for a list field)."""
+
+    low: float
+    high: Optional[float] = None
+    low_open: bool = False
+    high_open: bool = False
+    optional: bool = False     # None allowed (an optional field, or one in an optional section)
+    text: Optional[str] = None  # the message, where a bare range would not explain the field
+
+    def holds(self, v: float) -> bool:
+        above = v > self.low if self.low_open else v >= self.low
+        below = self.high is None or (v < self.high if self.high_open else v <= self.high)
+        return above and below
+
+    def message(self, v: float) -> str:
+        if self.text:
+            return f"{self.text}, got {v}"
+        if self.high is None:
+            return f"must be {'>' if self.low_open else '>='} {self.low}, got {v}"
+        return (f"must lie in {'(' if self.low_open else '['}{self.low}, {self.high}"
+                f"{')' if self.high_open else ']'}, got {v}")
+
+
+class Range(NamedTuple):
+    """A field's bounds with its dotted path (what validation checks and names)."""
+
+    path: str
+    bounds: Bounds
+
+    def holds(self, v: float) -> bool:
+        return self.bounds.holds(v)
+
+    def message(self, v: float) -> str:
+        return self.bounds.message(v)
+
+    @property
+    def optional(self) -> bool:
+        return self.bounds.optional
+
+
+def _section(annotation) -> Optional[type]:
+    if dataclasses.is_dataclass(annotation):
+        return annotation
+    return next((a for a in typing.get_args(annotation) if dataclasses.is_dataclass(a)), None)
+
+
+def ranges_of(cls: type, prefix: str = "") -> Iterator[Range]:
+    """Every field of ``cls`` (sections expanded, in field order) whose annotation carries
+    :class:`Bounds`."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    for f in dataclasses.fields(cls):
+        annotation = hints[f.name]
+        section = _section(typing.get_type_hints(cls)[f.name])
+        if section is not None:
+            yield from ranges_of(section, f"{prefix}{f.name}.")
+            continue
+        for extra in getattr(annotation, "__metadata__", ()):
+            if isinstance(extra, Bounds):
+                yield Range(f"{prefix}{f.name}", extra)
