@@ -61,7 +61,10 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, *,
             continue
         base = _base(hints[field.name])
         text = docs.get(field.name, "")
-        text += " (required)" if _required(field) else f" (default: {_default(field)!r})"
+        if _required(field):
+            text += " (required)"
+        elif _default(field) is not None:          # None: the docstring says what happens
+            text += f" (default: {_default(field)!r})"
         kwargs: dict[str, Any] = dict(dest=field.name, default=argparse.SUPPRESS, help=text.strip())
         if base is bool:
             kwargs["action"] = argparse.BooleanOptionalAction

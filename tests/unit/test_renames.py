@@ -61,9 +61,9 @@ def test_configs_written_by_older_runs_still_load(tmp_path):
 def test_export_family_flag_and_its_old_name(monkeypatch, capsys, flag):
     main = load_tool("export_to_hf")
     calls = []
-    monkeypatch.setitem(main.__globals__, "export_hf", lambda *a, **kw: calls.append(kw) or "out")
+    monkeypatch.setitem(main.__globals__, "export_hf", lambda *a, **kw: calls.append(a[2]) or "out")
     assert main(["--checkpoint", "ckpt", "--output", "out", flag, "mistral"]) == 0
-    assert calls[0]["family"] == "mistral"
+    assert calls[0].family == "mistral"
     deprecated = "warning: --architecture is deprecated and will be removed; use --family mistral"
     assert (deprecated in capsys.readouterr().err) == (flag == "--architecture")
 
