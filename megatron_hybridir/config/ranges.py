@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Iterator, NamedTuple, Optional
+from typing import Any, Iterator, NamedTuple, Optional
 
 
 class Bounds(NamedTuple):
@@ -76,3 +76,21 @@ def ranges_of(cls: type, prefix: str = "") -> Iterator[Range]:
         for extra in getattr(annotation, "__metadata__", ()):
             if isinstance(extra, Bounds):
                 yield Range(f"{prefix}{f.name}", extra)
+
+
+def check_bounds(node: Any, prefix: str = "", error: type[Exception] = ValueError) -> None:
+    """Every :class:`Bounds` of ``node``'s dataclass (sections included) holds for its value
+    (each element, for a list); else ``error("<prefix><path>: <what was expected>, got <value>")``.
+    None is accepted only where the bounds are optional."""
+    for rule in ranges_of(type(node)):
+        value = node
+        for part in rule.path.split("."):
+            value = None if value is None else getattr(value, part)
+        path = prefix + rule.path
+        if value is None:
+            if not rule.optional:
+                raise error(f"{path}: must be set")
+            continue
+        for i, v in enumerate(value) if isinstance(value, list) else [(None, value)]:
+            if not rule.holds(v):
+                raise error(f"{path if i is None else f'{path}[{i}]'}: {rule.message(v)}")

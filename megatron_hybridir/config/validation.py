@@ -20,7 +20,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from megatron_hybridir.config.ranges import ranges_of
+from megatron_hybridir.config.ranges import check_bounds, ranges_of
 from megatron_hybridir.config.schema import (
     ConfigError,
     LoraConfig,
@@ -110,17 +110,8 @@ def field_value(config: Any, path: str) -> Any:
 
 
 def check_ranges(node: Any, section: str = "") -> None:
-    """The ``_RANGES`` rules under ``section`` (e.g. ``model.``), ``node`` being that section."""
-    for rule in _RANGES:
-        if not rule.path.startswith(section):
-            continue
-        value = field_value(node, rule.path[len(section):])
-        if value is None:
-            _require(rule.optional, rule.path, "must be set")
-            continue
-        for i, v in enumerate(value) if isinstance(value, list) else [(None, value)]:
-            where = rule.path if i is None else f"{rule.path}[{i}]"
-            _require(rule.holds(v), where, rule.message(v))
+    """The ranges on ``node``'s fields (``node`` being the section at ``section``, e.g. ``model.``)."""
+    check_bounds(node, section, ConfigError)
 
 
 # Path fields where "" would read as unset: ``checkpoint.dir=$RUN_DIR`` with the variable empty

@@ -32,12 +32,13 @@ from array import array
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Annotated, Iterator, Optional
 
 import numpy as np
 from tqdm import tqdm
 
 from megatron_hybridir import atomic
+from megatron_hybridir.config.ranges import Bounds, check_bounds
 from megatron_hybridir.data.content_id import NO_ID
 from megatron_hybridir.data.readers import DataError, ReadReport, validate_languages
 from megatron_hybridir.evaluation.encoder import EncoderConfig, encode_corpus
@@ -60,18 +61,20 @@ class MiningConfig:
     languages: list[str]
     model: str
     """HF / sentence-transformers folder (our exports included)."""
-    num_negatives: int = 4
-    range_min: int = 0
+    num_negatives: Annotated[int, Bounds(1)] = 4
+    range_min: Annotated[int, Bounds(0)] = 0
     """Survivor ranks [range_min, range_max) form the window (0-based, after filtering)."""
-    range_max: int = 100
-    relative_margin: Optional[float] = None
+    range_max: Annotated[int, Bounds(1)] = 100
+    relative_margin: Annotated[
+        Optional[float],
+        Bounds(0, 1, low_open=True, optional=True, text="must lie in (0, 1] (e.g. 0.95)")] = None
     """Keep a candidate only if score < m * score(q, positive) (sign-safe); NV-Retriever: 0.95."""
     absolute_margin: Optional[float] = None
     """Keep a candidate only if score < score(q, positive) - delta."""
     sampling: str = "random"
     """random (seeded draw from the window) or top (the window's first k)."""
-    seed: int = 0
-    search_depth: Optional[int] = None
+    seed: Annotated[int, Bounds(0)] = 0
+    search_depth: Annotated[Optional[int], Bounds(1, optional=True)] = None
     """Candidates retrieved per query; default range_max + 1 (room for the positive itself)."""
     corpus: list[str] = field(default_factory=list)
     """Extra passage files (JSONL {"lang", "text"}) added to the pools."""
@@ -79,53 +82,51 @@ class MiningConfig:
     """exact (alias flat; sharded flat search: memory one shard), ivf, hnsw, pq or a FAISS factory
     string (these hold the language's whole index in memory; a PQ factory string compresses it).
     See ``evaluation.search.IndexSpec``."""
-    nprobe: int = 64
+    nprobe: Annotated[int, Bounds(1)] = 64
     """IVF lists visited per query."""
-    ef_search: int = 256
+    ef_search: Annotated[int, Bounds(1)] = 256
     """HNSW search breadth."""
-    nlist: Optional[int] = None
+    nlist: Annotated[Optional[int], Bounds(1, optional=True)] = None
     """IVF lists (default 4 * sqrt(pool size))."""
-    hnsw_m: int = 32
+    hnsw_m: Annotated[int, Bounds(1)] = 32
     """HNSW links per node."""
-    shard_size: int = 100_000
-    query_block: int = 16_384
+    shard_size: Annotated[int, Bounds(1)] = 100_000
+    query_block: Annotated[int, Bounds(1)] = 16_384
     float16: bool = False
-    batch_size: int = 64
+    batch_size: Annotated[int, Bounds(1)] = 64
     query_prompt: Optional[str] = None
     passage_prompt: Optional[str] = None
-    max_length: Optional[int] = None
+    max_length: Annotated[Optional[int], Bounds(1, optional=True)] = None
     normalize: bool = True
     """Cosine scores (as sentence-transformers' miner); harmless for normalised models."""
     split: str = "train"
     work_dir: Optional[str] = None
     """Default: ``<output>.work``."""
     progress: bool = True
-    max_empty_fraction: float = 0.5
+    max_empty_fraction: Annotated[float, Bounds(0, 1)] = 0.5
     """Fail (nothing written but the report) when, in some language, more than this fraction of
     the queries got no negative at all: e.g. every candidate is a copy of the positive, or the
     margin removes everything. 1.0 accepts any result (items with fewer are still reported)."""
     teacher: Optional[str] = None
     """Also write ``teacher_scores`` of the positive and mined negatives: cross-encoder:<folder>,
     bi-encoder (the mining model) or bi-encoder:<folder> (``teacher.py``)."""
-    teacher_block: int = 1024
+    teacher_block: Annotated[int, Bounds(1)] = 1024
     """Records scored together (one batched teacher call)."""
 
 
 def validate_mining(config: MiningConfig) -> None:
+    """The ranges on MiningConfig's fields, then the rules between fields."""
     def require(cond, name, message):
         if not cond:
             raise DataError(f"mining.{name}: {message}")
 
     validate_languages(config.languages)
-    require(config.num_negatives >= 1, "num_negatives", f"must be >= 1, got {config.num_negatives}")
-    require(0 <= config.range_min < config.range_max, "range_min",
+    check_bounds(config, "mining.", DataError)
+    require(config.range_min < config.range_max, "range_min",
             f"need 0 <= range_min < range_max, got {config.range_min}, {config.range_max}")
     require(config.num_negatives <= config.range_max - config.range_min, "num_negatives",
             f"{config.num_negatives} does not fit the window [{config.range_min}, "
             f"{config.range_max})")
-    if config.relative_margin is not None:
-        require(0.0 < config.relative_margin <= 1.0, "relative_margin",
-                f"must lie in (0, 1] (e.g. 0.95), got {config.relative_margin}")
     if config.absolute_margin is not None:
         require(np.isfinite(config.absolute_margin), "absolute_margin", "must be finite")
     require(config.sampling in ("random", "top"), "sampling",
@@ -136,15 +137,10 @@ def validate_mining(config: MiningConfig) -> None:
         spec_of(config)
     except ValueError as err:
         raise DataError(f"mining.{err}") from None
-    require(config.shard_size >= 1 and config.query_block >= 1, "shard_size",
-            "shard_size and query_block must be >= 1")
-    require(0.0 <= config.max_empty_fraction <= 1.0, "max_empty_fraction",
-            f"must lie in [0, 1], got {config.max_empty_fraction}")
     require(Path(config.output).suffix in (".jsonl", ".json", ".parquet"), "output",
             f"must end in .jsonl or .parquet, got {config.output}")
     if config.teacher is not None:
         parse_teacher(config.teacher)
-    require(config.teacher_block >= 1, "teacher_block", f"must be >= 1, got {config.teacher_block}")
 
 
 def _digest(*parts) -> str:

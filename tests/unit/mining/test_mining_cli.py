@@ -58,3 +58,21 @@ def test_bad_settings_name_the_field(monkeypatch, capsys, argv, message):
     monkeypatch.setattr(mine_cli, "mine", lambda config: pytest.fail("mined"))
     assert mine_cli.main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("num_negatives", 0, "mining.num_negatives: must be >= 1, got 0"),
+    ("nprobe", 0, "mining.nprobe: must be >= 1, got 0"),
+    ("max_empty_fraction", 1.5, "mining.max_empty_fraction: must lie in [0, 1], got 1.5"),
+    ("relative_margin", float("nan"), "mining.relative_margin: must lie in (0, 1] (e.g. 0.95), got nan"),
+])
+def test_ranges_on_the_fields_are_checked(field, value, message):
+    """MiningConfig's ranges are annotations on its fields (config/ranges.py), checked at once."""
+    from megatron_hybridir.data.readers import DataError
+    from megatron_hybridir.mining.miner import validate_mining
+
+    config = MiningConfig(input="in.jsonl", output="out.jsonl", languages=["en"], model="m",
+                          **{field: value})
+    with pytest.raises(DataError) as err:
+        validate_mining(config)
+    assert str(err.value) == message
