@@ -67,9 +67,10 @@ def ranges_of(cls: type, prefix: str = "") -> Iterator[Range]:
     """Every field of ``cls`` (sections expanded, in field order) whose annotation carries
     :class:`Bounds`."""
     hints = typing.get_type_hints(cls, include_extras=True)
+    plain = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         annotation = hints[f.name]
-        section = _section(typing.get_type_hints(cls)[f.name])
+        section = _section(plain[f.name])
         if section is not None:
             yield from ranges_of(section, f"{prefix}{f.name}.")
             continue
