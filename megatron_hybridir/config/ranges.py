@@ -12,6 +12,7 @@ What it does not do: rules between fields (``config/validation.py``).
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from typing import Any, Iterator, NamedTuple, Optional
 
@@ -33,20 +34,29 @@ class Bounds(NamedTuple):
 
     def message(self, v: float) -> str:
         if self.text:
-            return f"{self.text}, got {v}"
+            return f"{self.text}, got {v!r}"
         if self.high is None:
-            return f"must be {'>' if self.low_open else '>='} {self.low}, got {v}"
+            return f"must be {'>' if self.low_open else '>='} {self.low}, got {v!r}"
         return (f"must lie in {'(' if self.low_open else '['}{self.low}, {self.high}"
-                f"{')' if self.high_open else ']'}, got {v}")
+                f"{')' if self.high_open else ']'}, got {v!r}")
+
+
+# A count or size: an integer >= 1 (the evaluation and mining settings' wording).
+COUNT = Bounds(1, text="expected an integer >= 1")
+OPTIONAL_COUNT = COUNT._replace(optional=True)
 
 
 class Range(NamedTuple):
-    """A field's bounds with its dotted path (what validation checks and names)."""
+    """A field's bounds with its dotted path (what validation checks and names); ``integer``: the
+    field is an ``int`` (a float or a bool there is out of range too)."""
 
     path: str
     bounds: Bounds
+    integer: bool = False
 
-    def holds(self, v: float) -> bool:
+    def holds(self, v) -> bool:
+        if isinstance(v, bool) or not isinstance(v, int if self.integer else (int, float)):
+            return False              # a config built in code skips the loader's coercion
         return self.bounds.holds(v)
 
     def message(self, v: float) -> str:
@@ -74,9 +84,13 @@ def ranges_of(cls: type, prefix: str = "") -> Iterator[Range]:
         if section is not None:
             yield from ranges_of(section, f"{prefix}{f.name}.")
             continue
+        base = plain[f.name]
+        base = next((a for a in typing.get_args(base) if a is not type(None)), base) \
+            if typing.get_origin(base) in (typing.Union, types.UnionType) else base
+        base = (typing.get_args(base) or (base,))[0] if typing.get_origin(base) is list else base
         for extra in getattr(annotation, "__metadata__", ()):
             if isinstance(extra, Bounds):
-                yield Range(f"{prefix}{f.name}", extra)
+                yield Range(f"{prefix}{f.name}", extra, integer=base is int)
 
 
 def check_bounds(node: Any, prefix: str = "", error: type[Exception] = ValueError) -> None:
@@ -84,10 +98,13 @@ def check_bounds(node: Any, prefix: str = "", error: type[Exception] = ValueErro
     (each element, for a list); else ``error("<prefix><path>: <what was expected>, got <value>")``.
     None is accepted only where the bounds are optional."""
     for rule in ranges_of(type(node)):
-        value = node
-        for part in rule.path.split("."):
-            value = None if value is None else getattr(value, part)
-        path = prefix + rule.path
+        *sections, leaf = rule.path.split(".")
+        parent = node
+        for part in sections:
+            parent = None if parent is None else getattr(parent, part)
+        if parent is None:
+            continue                  # an optional section that is unset: nothing to check
+        value, path = getattr(parent, leaf), prefix + rule.path
         if value is None:
             if not rule.optional:
                 raise error(f"{path}: must be set")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from megatron_hybridir.config import ConfigError
+from megatron_hybridir.config.ranges import check_bounds
 from megatron_hybridir.evaluation import metrics, search
 from megatron_hybridir.evaluation.benchmarks import BENCHMARKS, Benchmark, score_qrels
 
@@ -25,13 +26,6 @@ if TYPE_CHECKING:
     from megatron_hybridir.evaluation.config import EvalConfig
 
 _PQ_CENTROIDS = 256          # FAISS PQ codebooks have 2^8 centroids: at least 256 training vectors
-
-
-def _positive(name: str, value, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name}: expected an integer >= 1, got {value!r}")
 
 
 def _parse_measures(measures) -> list:
@@ -70,19 +64,14 @@ def check_config(config: "EvalConfig") -> None:
         raise ConfigError("data: the benchmark folder is required")
     if config.data and not config.hub and not Path(config.data).exists():
         raise ConfigError(f"data: {config.data} does not exist")
-    for name in ("k", "shard_size"):
-        _positive(name, getattr(config, name))
+    check_bounds(config, "", ConfigError)   # the ranges on EvalConfig's and EncoderConfig's fields
     try:
-        search.spec_of(config)             # index, nprobe, ef_search, nlist, hnsw_m
+        search.spec_of(config)             # index (nprobe, ef_search, nlist, hnsw_m: their ranges)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    _positive("encoder.batch_size", enc.batch_size)
-    _positive("encoder.max_length", enc.max_length, allow_none=True)
     if enc.truncate_dim is not None:
         if not enc.truncate_dim:
             raise ConfigError("encoder.truncate_dim: expected a non-empty list of sizes or null")
-        for i, dim in enumerate(enc.truncate_dim):
-            _positive(f"encoder.truncate_dim[{i}]", dim)
         if len(set(enc.truncate_dim)) != len(enc.truncate_dim):
             raise ConfigError(f"encoder.truncate_dim: sizes repeat in {enc.truncate_dim}")
     if config.languages is not None and len(set(config.languages)) != len(config.languages):

@@ -9,9 +9,10 @@ the runner (and without what the runner imports). What it does not do: check the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Annotated, Optional
 
 from megatron_hybridir.config.instructions import DEFAULT_TEMPLATE
+from megatron_hybridir.config.ranges import COUNT, OPTIONAL_COUNT
 from megatron_hybridir.evaluation import metrics
 from megatron_hybridir.evaluation.encoder import EncoderConfig
 
@@ -30,20 +31,20 @@ class EvalConfig:
     """MIRACL / LAReQA languages (default: all found)"""
     split: str = "test"
     """BEIR qrels split; MIRACL uses "dev" when left at "test"."""
-    k: int = 100
+    k: Annotated[int, COUNT] = 100
     """Retrieval depth for BEIR / NQ / MIRACL."""
     measures: list[str] = field(default_factory=lambda: list(metrics.DEFAULT_MEASURES))
     index: str = "exact"
     """exact (alias: flat) | ivf | hnsw | pq | any FAISS factory string (evaluation.search.IndexSpec)."""
-    nprobe: int = 64
+    nprobe: Annotated[int, COUNT] = 64
     """IVF lists visited per query."""
-    ef_search: int = 256
+    ef_search: Annotated[int, COUNT] = 256
     """HNSW search breadth."""
-    nlist: Optional[int] = None
+    nlist: Annotated[Optional[int], OPTIONAL_COUNT] = None
     """IVF lists (default 4 * sqrt(corpus size))"""
-    hnsw_m: int = 32
+    hnsw_m: Annotated[int, COUNT] = 32
     """HNSW links per node."""
-    shard_size: int = 100_000
+    shard_size: Annotated[int, COUNT] = 100_000
     """Passages per on-disk embedding shard."""
     float16_shards: bool = False
     cache_dir: str = ""

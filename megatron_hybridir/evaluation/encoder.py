@@ -23,12 +23,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Annotated, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from megatron_hybridir import atomic
+from megatron_hybridir.config.ranges import COUNT, OPTIONAL_COUNT
 
 log = logging.getLogger(__name__)
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -58,7 +59,7 @@ def check_finite(emb: np.ndarray, *, model: str, kind: str,
 class EncoderConfig:
     model: str = ""
     """HF or sentence-transformers folder (or hub name with a network)"""
-    batch_size: int = 64
+    batch_size: Annotated[int, COUNT] = 64
     dtype: str = "auto"
     """auto: bf16 on GPUs that have it (else fp16), fp32 on CPU."""
     devices: Optional[list[str]] = None
@@ -66,10 +67,10 @@ class EncoderConfig:
     query_prompt: Optional[str] = None
     """Default: the model's "query" prompt, if it has one."""
     passage_prompt: Optional[str] = None
-    max_length: Optional[int] = None
+    max_length: Annotated[Optional[int], OPTIONAL_COUNT] = None
     normalize: bool = False
     """Our exports normalise inside the model already."""
-    truncate_dim: Optional[list[int]] = None
+    truncate_dim: Annotated[Optional[list[int]], OPTIONAL_COUNT] = None
     """Matryoshka: also report metrics for these prefixes (the corpus is encoded once;
     evaluation/matryoshka.py)"""
 

@@ -29,7 +29,7 @@ class Outer:
 
 
 def test_ranges_are_read_off_the_annotations_of_every_section():
-    assert list(ranges_of(Outer)) == [Range("count", Bounds(1)),
+    assert list(ranges_of(Outer)) == [Range("count", Bounds(1), integer=True),
                                       Range("inner.rate", Bounds(0, 1, high_open=True)),
                                       Range("extra.rate", Bounds(0, 1, high_open=True))]
     assert typing.get_type_hints(Outer)["count"] is int          # plain hints: the type alone
@@ -40,3 +40,14 @@ def test_the_schema_field_carries_its_range_and_load_checks_it():
     assert Bounds(1) in hints["num_layers"].__metadata__
     with pytest.raises(ConfigError, match=r"model.num_layers: must be >= 1, got 0"):
         load_config(None, ["model.num_layers=0"])
+
+
+def test_a_wrong_type_built_in_code_is_out_of_range_not_a_crash():
+    """A config built in code skips the loader's coercion: 2.5 or True in an int field, or a string,
+    is reported like any value out of range (it used to be a TypeError, or passed)."""
+    from megatron_hybridir.config.ranges import check_bounds
+
+    for bad in (2.5, True, "3"):
+        with pytest.raises(ValueError, match=rf"^count: must be >= 1, got {bad!r}$".replace("(", r"\(")):
+            check_bounds(Outer(count=bad))
+    check_bounds(Outer(count=3, inner=Inner(rate=0)))       # an int in a float field is a number
